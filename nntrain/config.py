@@ -1,0 +1,258 @@
+"""Typed, frozen, validated-once configuration.
+
+A YAML file (or nothing: the built-in defaults below, identical to
+``configs/default.yaml``) plus ``--set a.b=value`` overrides, applied to the raw dict
+*before* validation so an override is checked exactly like the file. Every error
+names the dotted key, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from nntrain.errors import ConfigError
+
+DATASETS = ("digits",)
+"""Names accepted by ``data.dataset``; ``data.py`` holds one loader per name."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class DataConfig(_Section):
+    dataset: str = "digits"
+    """Dataset name: digits (embedded, scikit-learn's 8x8 digits)."""
+    root: str | None = None
+    """Directory holding the dataset files (not used by digits)."""
+    val_fraction: float = Field(0.15, ge=0.0, lt=1.0)
+    """Fraction of the samples held out for validation (model selection)."""
+    test_fraction: float = Field(0.15, ge=0.0, lt=1.0)
+    """Fraction held out for the final test, evaluated once with the best model."""
+    stratify: bool = True
+    """Keep class proportions equal across train/val/test."""
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, v: str) -> str:
+        if v not in DATASETS:
+            raise ValueError(f"unknown dataset {v!r}; allowed: {', '.join(DATASETS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _leaves_train(self) -> "DataConfig":
+        if self.val_fraction + self.test_fraction >= 0.95:
+            raise ValueError(
+                f"val_fraction + test_fraction = {self.val_fraction + self.test_fraction:g} "
+                "leaves no real train set; keep their sum below 0.95"
+            )
+        return self
+
+
+class ModelConfig(_Section):
+    name: Literal["cnn", "mlp"] = "cnn"
+    """cnn: [Conv3x3 → (BN) → ReLU → MaxPool2]×len(channels) → MLP head; mlp: Flatten → MLP."""
+    channels: tuple[int, ...] = (32, 64)
+    """cnn only: output channels of each conv stage (each stage halves H and W)."""
+    hidden: tuple[int, ...] = (128,)
+    """Widths of the hidden Linear layers (the lecture's two-layer net: mlp, [50])."""
+    batchnorm: bool = True
+    """cnn only: BatchNorm2d after each conv."""
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    """Dropout probability after each hidden Linear+ReLU (0 disables)."""
+    init_std: float | None = Field(None, gt=0.0)
+    """If set, every conv/linear weight ~ N(0, init_std²) and biases = 0 (lecture: 1e-4)."""
+
+    @field_validator("channels", "hidden")
+    @classmethod
+    def _positive_widths(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(w <= 0 for w in v):
+            raise ValueError(f"every width must be a positive integer, got {list(v)}")
+        return v
+
+
+class OptimizerConfig(_Section):
+    name: Literal["sgd", "adam", "adamw", "rmsprop"] = "sgd"
+    """torch.optim optimizer; SGD is the lecture's."""
+    lr: float = Field(0.05, gt=0.0)
+    """Learning rate (the lecture's step size v)."""
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    """SGD/RMSprop momentum (0 = plain SGD)."""
+    nesterov: bool = True
+    """SGD only: Nesterov momentum (needs momentum > 0)."""
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self) -> "OptimizerConfig":
+        if self.name == "sgd" and self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov=true needs momentum > 0; set nesterov: false or a momentum like 0.9")
+        return self
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(20, gt=0)
+    """Passes over the train split."""
+    batch_size: int = Field(64, gt=0)
+    """Samples per SGD step."""
+    optimizer: OptimizerConfig = OptimizerConfig()
+    reg: float = Field(1e-4, ge=0.0)
+    """λ in R(W) = 0.5·λ·Σ‖W‖² over conv/linear weights, added to the reported loss."""
+    lr_schedule: Literal["none", "step", "cosine"] = "cosine"
+    """none: constant; step: lr ×= lr_decay after every epoch (the lecture); cosine: to 0 over epochs."""
+    lr_decay: float = Field(0.95, gt=0.0, le=1.0)
+    """step schedule only: per-epoch multiplicative decay (lecture's learning_rate_decay)."""
+    patience: int | None = Field(None, gt=0)
+    """Stop when val accuracy has not improved for this many epochs (None: never)."""
+    amp: Literal["off", "bf16", "fp16"] = "off"
+    """CUDA only: autocast dtype for the forward pass (ignored on CPU)."""
+    compile: bool = False
+    """torch.compile the model (pays a compile time up front)."""
+    eval_batch_size: int = Field(1024, gt=0)
+    """Samples per forward pass during evaluation (no gradients: can be large)."""
+
+
+class OutputConfig(_Section):
+    runs_dir: str = "runs"
+    """Directory that receives one sub-directory per run."""
+    run_name: str = "run"
+    """Run directory name prefix: <runs_dir>/<run_name>-<timestamp>/."""
+
+    @field_validator("run_name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", v):
+            raise ValueError(f"run name {v!r} must use only letters, digits, '.', '_' and '-'")
+        return v
+
+
+class Config(_Section):
+    seed: int = 0
+    """Seeds splits, initialization, batch order and dropout."""
+    device: str = "auto"
+    """auto (CUDA when available, else CPU) | cpu | cuda | cuda:N."""
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    output: OutputConfig = OutputConfig()
+
+    @field_validator("device")
+    @classmethod
+    def _device_syntax(cls, v: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", v):
+            raise ValueError(f"unknown device {v!r}; allowed: auto, cpu, cuda, cuda:N")
+        return v
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read ``path`` (None: built-in defaults), apply ``--set`` overrides, validate once."""
+    raw = read_yaml(path) if path is not None else {}
+    for item in overrides:
+        key, value = parse_assignment(item, flag="--set")
+        set_dotted(raw, key, value, source=f"--set {item}")
+    return validate(raw, source=str(path) if path is not None else "built-in defaults")
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        hint = "it is a directory" if p.is_dir() else "no such file"
+        raise ConfigError(f"config file '{p}' cannot be read: {hint}; pass an existing YAML file to --config")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file '{p}' cannot be read: {e}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{where}: YAML syntax error: {problem}; fix the file and retry") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{p}: the top level must be a mapping of sections (seed, device, data, model, train, output), "
+            f"got {type(raw).__name__}"
+        )
+    return raw
+
+
+def parse_assignment(item: str, *, flag: str) -> tuple[str, Any]:
+    """'train.optimizer.lr=0.01' → ('train.optimizer.lr', 0.01); values are YAML scalars/lists."""
+    key, sep, value = item.partition("=")
+    key = key.strip()
+    if not sep or not key or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
+        raise ConfigError(f"{flag} {item!r}: expected section.key=value, e.g. {flag} train.optimizer.lr=0.01")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        parsed = value  # let validation say what is wrong with it
+    return key, parsed
+
+
+def set_dotted(raw: dict[str, Any], key: str, value: Any, *, source: str) -> None:
+    node = raw
+    parts = key.split(".")
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            dotted = ".".join(parts[: i + 1])
+            raise ConfigError(f"{source}: '{dotted}' is a value, not a section; it has no key '{parts[i + 1]}'")
+        node = child
+    node[parts[-1]] = value
+
+
+def validate(raw: dict[str, Any], *, source: str = "config") -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as e:
+        lines = [_describe(err) for err in e.errors()]
+        raise ConfigError(f"invalid config ({source}):\n  " + "\n  ".join(lines)) from None
+
+
+def override(cfg: Config, changes: dict[str, Any]) -> Config:
+    """A copy of ``cfg`` with dotted-key ``changes``, validated like a file."""
+    raw = cfg.model_dump(mode="json")
+    for key, value in changes.items():
+        set_dotted(raw, key, value, source=key)
+    return validate(raw, source="overrides")
+
+
+def to_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def _describe(err: dict[str, Any]) -> str:
+    loc = [str(p) for p in err["loc"]]
+    dotted = ".".join(loc) or "<top level>"
+    if err["type"] == "extra_forbidden":
+        allowed = _fields_at(loc[:-1])
+        guess = difflib.get_close_matches(loc[-1], allowed, n=1)
+        hint = f"did you mean '{guess[0]}'? " if guess else ""
+        return f"{dotted}: unknown key; {hint}allowed keys: {', '.join(allowed)}"
+    msg = err["msg"].removeprefix("Value error, ")
+    if "input" in err and err["type"] not in ("missing",):
+        return f"{dotted}: {msg} (got {err['input']!r})"
+    return f"{dotted}: {msg}"
+
+
+def _fields_at(loc: list[str]) -> list[str]:
+    model: type[BaseModel] = Config
+    for part in loc:
+        field = model.model_fields.get(part)
+        ann = field.annotation if field else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        model = ann
+    return list(model.model_fields)

@@ -1,0 +1,124 @@
+"""The one place that writes to the terminal.
+
+On a TTY: rich live tables and panels. Not a TTY (CI, ``| tee log``, tests): plain
+one-line-per-epoch text with no escape codes. Library code never prints; it reports
+through callbacks such as ``EpochReporter``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def is_tty() -> bool:
+    return console.is_terminal
+
+
+def plain(line: str) -> None:
+    """A plain line on stdout: no markup, no wrapping, no escape codes."""
+    print(line, flush=True)
+
+
+def error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def fmt_acc(v: float) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
+
+
+def epoch_line(r: dict[str, Any], epochs: int) -> str:
+    return (
+        f"epoch {r['epoch']:>{len(str(epochs))}}/{epochs}  loss {r['train_loss']:.4f}  "
+        f"train {fmt_acc(r['train_acc'])}  val {fmt_acc(r['val_acc'])}  "
+        f"val_loss {r['val_loss']:.4f}  lr {r['lr']:.2e}  {r['seconds']:.2f}s"
+        + ("  *" if r.get("best") else "")
+    )
+
+
+class EpochReporter:
+    """Training callback: a live table on a terminal, one plain line per epoch otherwise."""
+
+    def __init__(self, title: str = "training", *, live: bool | None = None):
+        self.title = title
+        self.live = is_tty() if live is None else live
+        self.records: list[dict[str, Any]] = []
+        self.epochs = 0
+        self._live: Live | None = None
+
+    def on_fit_start(self, info: dict[str, Any]) -> None:
+        self.epochs = info["epochs"]
+        if self.live:
+            self._live = Live(self._table(), console=console, refresh_per_second=8, vertical_overflow="visible")
+            self._live.start()
+        else:
+            plain(f"{self.title}: {info['epochs']} epochs on {info['device']}, {info['n_train']} train samples")
+
+    def on_epoch_end(self, record: dict[str, Any]) -> None:
+        self.records.append(dict(record))
+        if self._live is not None:
+            self._live.update(self._table())
+        else:
+            plain(epoch_line(record, self.epochs))
+
+    def on_fit_end(self, history: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def _table(self) -> Table:
+        t = Table(title=self.title, title_justify="left")
+        for col in ("epoch", "loss", "train acc", "val acc", "val loss", "lr", "time"):
+            t.add_column(col, justify="right")
+        if not self.records:
+            return t
+        best_val = max((r["val_acc"] for r in self.records if not math.isnan(r["val_acc"])), default=math.nan)
+        best_loss = min((r["train_loss"] for r in self.records if math.isfinite(r["train_loss"])), default=math.nan)
+        best_train = max(r["train_acc"] for r in self.records)
+        for r in self.records:
+            def mark(text: str, hit: bool) -> str:
+                return f"[bold green]{text}[/]" if hit else text
+
+            t.add_row(
+                f"{r['epoch']}/{self.epochs}",
+                mark(f"{r['train_loss']:.4f}", r["train_loss"] == best_loss),
+                mark(fmt_acc(r["train_acc"]), r["train_acc"] == best_train),
+                mark(fmt_acc(r["val_acc"]), r["val_acc"] == best_val),
+                f"{r['val_loss']:.4f}",
+                f"{r['lr']:.2e}",
+                f"{r['seconds']:.2f}s",
+            )
+        return t
+
+
+def train_summary(summary: dict[str, Any], run_dir: str) -> None:
+    lines = [
+        f"test accuracy  {fmt_acc(summary['test_acc'])}  (best model: epoch {summary['best_epoch']}, "
+        f"val accuracy {fmt_acc(summary['best_val_acc'])})",
+        f"epochs run     {summary['epochs_run']}  in {summary['train_seconds']:.1f}s on {summary['device']}",
+        f"run directory  {run_dir}",
+    ]
+    if summary.get("stopped"):
+        lines.append(f"stopped        {summary['stopped']}")
+    if is_tty():
+        console.print(Panel("\n".join(lines), title="result", expand=False))
+    else:
+        for line in lines:
+            plain(line)

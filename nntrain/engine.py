@@ -1,0 +1,302 @@
+"""The training loop: ``train_one_epoch``, ``evaluate``, ``fit``. No printing here —
+progress goes to callbacks (console, run directory, diagnostics).
+
+Hot-loop habits: data already normalized and resident on the device; a batch is an
+index slice of a per-epoch permutation; losses and correct counts accumulate on the
+device and are read back once per epoch (no ``.item()`` per step).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nntrain.config import OptimizerConfig, TrainConfig
+from nntrain.data import Prepared, Split
+from nntrain.errors import ConfigError
+from nntrain.models import named_weights, reg_weights, regularization
+
+Augment = Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def resolve_device(spec: str) -> torch.device:
+    """auto → CUDA when available, else CPU; an explicit CUDA request must be satisfiable."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(spec)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device: {spec!r} requested but CUDA is not available here; use device: auto or cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device: {spec!r} but only {torch.cuda.device_count()} CUDA device(s) exist; use cuda:0..cuda:{torch.cuda.device_count() - 1}"
+            )
+    return dev
+
+
+def make_optimizer(model: nn.Module, cfg: OptimizerConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.name == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    if cfg.name == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr)
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)  # R(W) lives in the loss
+    return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """Stepped once per epoch."""
+    if cfg.lr_schedule == "step":  # the lecture's learning_rate_decay: lr ×= decay every epoch
+        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
+    if cfg.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _epoch: 1.0)
+
+
+@dataclass
+class Precision:
+    """Autocast settings; AMP runs on CUDA only (CPU trains in float32)."""
+
+    dtype: torch.dtype | None = None
+    scaler: torch.amp.GradScaler | None = None
+
+    @classmethod
+    def create(cls, amp: str, device: torch.device) -> "Precision":
+        if device.type != "cuda" or amp == "off":
+            return cls()
+        if amp == "bf16":
+            return cls(torch.bfloat16)
+        return cls(torch.float16, torch.amp.GradScaler("cuda"))
+
+    def autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=self.dtype)
+
+
+# --------------------------------------------------------------------------- loops
+
+
+@dataclass
+class EpochStats:
+    loss: float  # mean over samples of data loss + R(W)
+    acc: float
+    step_losses: list[float]  # one per SGD step (for the faint per-step curve)
+    update_ratios: dict[str, float]  # layer → ‖ΔW‖/‖W‖ of the epoch's last step (healthy: ~1e-3)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    split: Split,
+    *,
+    optimizer: torch.optim.Optimizer,
+    batch_size: int,
+    reg: float,
+    generator: torch.Generator,
+    precision: Precision | None = None,
+    augment: Augment | None = None,
+) -> EpochStats:
+    model.train()
+    precision = precision or Precision()
+    n = len(split)
+    weights = reg_weights(model) if reg > 0 else []
+    perm = torch.randperm(n, generator=generator).to(split.x.device, non_blocking=True)
+    n_steps = math.ceil(n / batch_size)
+    step_losses = torch.empty(n_steps, device=split.x.device)  # filled on device, read once
+    correct = torch.zeros((), dtype=torch.int64, device=split.x.device)
+    for step in range(n_steps):
+        idx = perm[step * batch_size : (step + 1) * batch_size]
+        xb, yb = split.x[idx], split.y[idx]  # (B, C, H, W), (B,)
+        if augment is not None:
+            xb = augment(xb, generator)
+        with precision.autocast():
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb)
+        if weights:
+            loss = loss + regularization(weights, reg)  # float32, outside autocast
+        optimizer.zero_grad(set_to_none=True)
+        if step == n_steps - 1:  # once per epoch: snapshot weights to measure the update size
+            named = named_weights(model)
+            before = {k: w.detach().clone() for k, w in named.items()}
+        if precision.scaler is not None:
+            precision.scaler.scale(loss).backward()
+            precision.scaler.step(optimizer)
+            precision.scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        step_losses[step] = loss.detach()
+        correct += (logits.detach().argmax(1) == yb).sum()
+    with torch.no_grad():
+        ratios = torch.stack([(w - before[k]).norm() / w.norm().clamp_min(1e-12) for k, w in named.items()])
+    sizes = torch.full((n_steps,), float(batch_size))
+    sizes[-1] = n - (n_steps - 1) * batch_size
+    losses = step_losses.cpu()  # the one host sync of the epoch
+    mean_loss = float((losses * sizes).sum() / n)
+    return EpochStats(mean_loss, correct.item() / n, losses.tolist(), dict(zip(named, ratios.tolist())))
+
+
+def evaluate(
+    model: nn.Module,
+    split: Split,
+    *,
+    batch_size: int = 1024,
+    reg: float = 0.0,
+    precision: Precision | None = None,
+) -> tuple[float, float]:
+    """(mean loss incl. R(W), accuracy) over ``split`` in eval mode; NaNs for an empty split."""
+    n = len(split)
+    if n == 0:
+        return math.nan, math.nan
+    precision = precision or Precision()
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=split.x.device)
+    correct = torch.zeros((), dtype=torch.int64, device=split.x.device)
+    with torch.inference_mode():
+        for start in range(0, n, batch_size):
+            xb, yb = split.x[start : start + batch_size], split.y[start : start + batch_size]
+            with precision.autocast():
+                logits = model(xb)
+            loss_sum += F.cross_entropy(logits.float(), yb, reduction="sum")
+            correct += (logits.argmax(1) == yb).sum()
+        r = float(regularization(reg_weights(model), reg)) if reg > 0 else 0.0
+    model.train(was_training)
+    return loss_sum.item() / n + r, correct.item() / n
+
+
+# --------------------------------------------------------------------------- fit
+
+
+@dataclass
+class History:
+    records: list[dict[str, Any]] = field(default_factory=list)  # one per epoch: METRIC_COLUMNS + update ratios
+    step_losses: list[float] = field(default_factory=list)  # every SGD step, all epochs
+    best_epoch: int = 0
+    best_val_acc: float = math.nan
+    test_loss: float = math.nan
+    test_acc: float = math.nan
+    stopped: str | None = None  # why training ended before train.epochs (early stop, divergence)
+    diverged: bool = False
+    seconds: float = 0.0
+
+
+def _call(callbacks: Iterable[Any], hook: str, *args: Any) -> None:
+    for cb in callbacks:
+        fn = getattr(cb, hook, None)
+        if fn is not None:
+            fn(*args)
+
+
+def fit(
+    model: nn.Module,
+    data: Prepared,
+    cfg: TrainConfig,
+    *,
+    seed: int,
+    device: torch.device,
+    callbacks: Iterable[Any] = (),
+    run: Any = None,
+    checkpoint_extra: dict[str, Any] | None = None,
+    augment: Augment | None = None,
+) -> History:
+    """Train ``model`` on ``data.train``, select by val accuracy, test the best once.
+
+    ``run`` (a ``RunDir``) receives ``last.pt`` every epoch and ``best.pt`` on improvement.
+    """
+    callbacks = list(callbacks) + ([run] if run is not None else [])
+    raw = model.to(device)
+    train, val, test = data.train, data.val, data.test
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
+        if any(isinstance(m, nn.Conv2d) for m in raw.modules()):
+            raw = raw.to(memory_format=torch.channels_last)
+            train, val, test = (Split(s.x.contiguous(memory_format=torch.channels_last), s.y) for s in (train, val, test))
+    net = torch.compile(raw) if cfg.compile else raw
+    optimizer = make_optimizer(raw, cfg.optimizer)
+    scheduler = make_scheduler(optimizer, cfg)
+    precision = Precision.create(cfg.amp, device)
+    generator = torch.Generator().manual_seed(seed)  # batch order; CPU so CPU/CUDA runs see the same order
+    history = History()
+    best_state: dict[str, torch.Tensor] | None = None
+    since_best = 0
+    t_fit = time.perf_counter()
+    _call(callbacks, "on_fit_start", {"epochs": cfg.epochs, "device": str(device), "n_train": len(train)})
+
+    for epoch in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        stats = train_one_epoch(
+            net, train, optimizer=optimizer, batch_size=cfg.batch_size, reg=cfg.reg,
+            generator=generator, precision=precision, augment=augment,
+        )
+        val_loss, val_acc = evaluate(net, val, batch_size=cfg.eval_batch_size, reg=cfg.reg, precision=precision)
+        scheduler.step()
+        record = {
+            "epoch": epoch, "train_loss": stats.loss, "train_acc": stats.acc,
+            "val_loss": val_loss, "val_acc": val_acc, "lr": lr, "seconds": time.perf_counter() - t0,
+            **{f"update_ratio.{k}": v for k, v in stats.update_ratios.items()},
+        }
+        history.records.append(record)
+        history.step_losses.extend(stats.step_losses)
+
+        diverged = not math.isfinite(stats.loss)
+        # no val split (NaN accuracy): the last finite epoch is "best"
+        improved = not diverged and (best_state is None or math.isnan(val_acc) or val_acc > history.best_val_acc)
+        if improved:
+            history.best_epoch, history.best_val_acc, since_best = epoch, val_acc, 0
+            best_state = {k: v.detach().clone() for k, v in raw.state_dict().items()}
+        else:
+            since_best += 1
+        record["best"] = improved
+        if run is not None:
+            ckpt = _checkpoint(raw, optimizer, scheduler, generator, epoch, history, checkpoint_extra)
+            if improved:
+                run.save_checkpoint("best.pt", ckpt)
+            run.save_checkpoint("last.pt", ckpt)
+        _call(callbacks, "on_epoch_end", record)
+
+        if diverged:
+            history.diverged = True
+            history.stopped = (
+                f"diverged: train loss is {stats.loss} at epoch {epoch}; lower train.optimizer.lr "
+                f"(now {cfg.optimizer.lr:g}) or train.reg"
+            )
+            break
+        if cfg.patience is not None and since_best >= cfg.patience:
+            history.stopped = f"early stop: val accuracy has not improved for {cfg.patience} epochs"
+            break
+
+    if best_state is not None:
+        raw.load_state_dict(best_state)
+    history.test_loss, history.test_acc = evaluate(net, test, batch_size=cfg.eval_batch_size, reg=cfg.reg, precision=precision)
+    history.seconds = time.perf_counter() - t_fit
+    _call(callbacks, "on_fit_end", history)
+    return history
+
+
+def _checkpoint(model, optimizer, scheduler, generator, epoch, history, extra) -> dict[str, Any]:
+    rng = {"torch": torch.get_rng_state(), "batches": generator.get_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epoch": epoch,
+        "best_epoch": history.best_epoch,
+        "best_val_acc": history.best_val_acc,
+        "rng": rng,
+        **(extra or {}),
+    }

@@ -1,0 +1,34 @@
+"""The one domain exception family. Library code raises these; only ``cli.py`` turns
+them into an exit code and a message (ARCHITECTURE.md, "Contracts")."""
+
+from __future__ import annotations
+
+
+class NntrainError(Exception):
+    """Base class. ``exit_code`` follows the CLI contract: 2 bad input, 1 negative verdict."""
+
+    exit_code = 2
+
+
+class ConfigError(NntrainError):
+    """The config file or an override is invalid (names the dotted key and the bad value)."""
+
+
+class DataError(NntrainError):
+    """A dataset is missing, unreadable or inconsistent."""
+
+
+class CheckpointError(NntrainError):
+    """A checkpoint cannot be read, is untrusted, or does not match the model."""
+
+
+class CheckFailed(NntrainError):
+    """A sanity check's verdict is negative: the job ran, the answer is 'no'."""
+
+    exit_code = 1
+
+
+class Diverged(NntrainError):
+    """Training diverged (loss NaN/Inf or exploding)."""
+
+    exit_code = 1

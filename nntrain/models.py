@@ -1,0 +1,82 @@
+"""Model builders: ``cnn`` and ``mlp`` as plain ``nn.Sequential`` stacks.
+
+The lecture's two-layer net (3072 → 50 → 10, weights 1e-4·randn) is
+``model: {name: mlp, hidden: [50], init_std: 1e-4}``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from nntrain.config import ModelConfig
+from nntrain.errors import ConfigError
+
+WEIGHTED = (nn.Conv2d, nn.Linear)
+"""Layers whose weights are regularized and counted as 'W' (not biases, not norm layers)."""
+
+
+def build_model(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes: int) -> nn.Sequential:
+    c, h, w = input_shape
+    layers: dict[str, nn.Module] = {}  # named, so diagnostics can say "conv2" rather than "3"
+    if cfg.name == "cnn":
+        for i, out in enumerate(cfg.channels, start=1):
+            if h < 2 or w < 2:
+                raise ConfigError(
+                    f"model.channels: {len(cfg.channels)} conv stages halve the {input_shape[1]}x{input_shape[2]} "
+                    f"input to nothing at stage {i}; use at most {i - 1} entries in model.channels"
+                )
+            layers[f"conv{i}"] = nn.Conv2d(c, out, kernel_size=3, padding=1)
+            if cfg.batchnorm:
+                layers[f"bn{i}"] = nn.BatchNorm2d(out)
+            layers[f"relu{i}"] = nn.ReLU(inplace=True)
+            layers[f"pool{i}"] = nn.MaxPool2d(2)
+            c, h, w = out, h // 2, w // 2
+    layers["flatten"] = nn.Flatten()
+    features = c * h * w
+    for j, width in enumerate(cfg.hidden, start=1):
+        layers[f"fc{j}"] = nn.Linear(features, width)
+        layers[f"fc{j}_relu"] = nn.ReLU(inplace=True)
+        if cfg.dropout > 0:
+            layers[f"fc{j}_dropout"] = nn.Dropout(cfg.dropout)
+        features = width
+    layers["out"] = nn.Linear(features, num_classes)
+    model = nn.Sequential(OrderedDict(layers))
+    if cfg.init_std is not None:
+        init_weights(model, cfg.init_std)
+    return model
+
+
+def init_weights(model: nn.Module, std: float) -> None:
+    """The lecture's ``std * randn`` weights and zero biases for every conv/linear layer."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, WEIGHTED):
+                m.weight.normal_(0.0, std)
+                if m.bias is not None:
+                    m.bias.zero_()
+
+
+def reg_weights(model: nn.Module) -> list[torch.Tensor]:
+    """The tensors R(W) sums over: weights of conv/linear layers only."""
+    return [m.weight for m in model.modules() if isinstance(m, WEIGHTED)]
+
+
+def named_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """{layer name: weight} for conv/linear layers, e.g. {'conv1': ..., 'out': ...}."""
+    return {name.removeprefix("_orig_mod."): m.weight for name, m in model.named_modules() if isinstance(m, WEIGHTED)}
+
+
+def regularization(weights: list[torch.Tensor], reg: float) -> torch.Tensor:
+    """R(W) = 0.5·λ·Σ‖W‖² (the lecture's convention, so its loss numbers reproduce)."""
+    return 0.5 * reg * torch.stack([w.pow(2).sum() for w in weights]).sum()
+
+
+def first_layer_weights(model: nn.Module) -> torch.Tensor:
+    """Weights of the first conv/linear layer: (out, C, kh, kw) for conv, (out, in) for linear."""
+    for m in model.modules():
+        if isinstance(m, WEIGHTED):
+            return m.weight.detach().cpu()
+    raise ValueError("model has no conv or linear layer")

@@ -1,0 +1,102 @@
+"""The pipeline every command shares: config → dataset → splits → device tensors → model.
+
+Commands differ only in their ending (ARCHITECTURE.md, "One pipeline, several verbs"):
+``train`` calls ``train_run`` here; ``sanity``, ``cv`` and the plots reuse ``setup``.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from nntrain.config import Config, to_yaml
+from nntrain.data import Dataset, Prepared, load_dataset, make_splits, prepare
+from nntrain.engine import History, fit, resolve_device
+from nntrain.models import build_model
+from nntrain.runs import RunDir
+
+
+@dataclass
+class Setup:
+    cfg: Config
+    device: torch.device
+    dataset: Dataset
+    data: Prepared
+
+    def new_model(self, seed: int | None = None) -> nn.Module:
+        """A freshly initialized model; same seed → same weights."""
+        torch.manual_seed(self.cfg.seed if seed is None else seed)
+        return build_model(self.cfg.model, self.data.input_shape, self.data.num_classes)
+
+
+def setup(cfg: Config) -> Setup:
+    """Everything that can reject bad input, done before any run directory exists."""
+    device = resolve_device(cfg.device)
+    ds = load_dataset(cfg.data)
+    splits = make_splits(ds, cfg)
+    data = prepare(ds, splits.train, splits.val, splits.test, device, splits=splits)
+    s = Setup(cfg, device, ds, data)
+    build_model(cfg.model, data.input_shape, data.num_classes)  # shape errors surface now
+    return s
+
+
+def checkpoint_extra(s: Setup) -> dict[str, Any]:
+    """What a checkpoint needs besides weights to be used on its own (eval, plots, resume)."""
+    return {
+        "config": s.cfg.model_dump(mode="json"),
+        "classes": list(s.data.classes),
+        "input_shape": list(s.data.input_shape),
+        "norm_mean": s.data.mean.tolist(),
+        "norm_std": s.data.std.tolist(),
+        "versions": versions(),
+    }
+
+
+def versions() -> dict[str, str]:
+    import nntrain
+
+    return {"nntrain": nntrain.__version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def train_run(cfg: Config, *, callbacks: Iterable[Any] = (), s: Setup | None = None) -> tuple[History, RunDir]:
+    s = s or setup(cfg)
+    model = s.new_model()
+    run = RunDir.create(cfg.output.runs_dir, cfg.output.run_name, config_yaml=to_yaml(cfg))
+    t0 = time.time()
+    history = fit(
+        model, s.data, cfg.train, seed=cfg.seed, device=s.device,
+        callbacks=callbacks, run=run, checkpoint_extra=checkpoint_extra(s),
+    )
+    run.write_json("summary.json", summary(cfg, s, history, started=t0))
+    return history, run
+
+
+def summary(cfg: Config, s: Setup, h: History, *, started: float) -> dict[str, Any]:
+    def num(v: float) -> float | None:
+        return None if math.isnan(v) else v
+
+    return {
+        "best_val_acc": num(h.best_val_acc),
+        "best_epoch": h.best_epoch,
+        "test_acc": num(h.test_acc),
+        "test_loss": num(h.test_loss),
+        "epochs_run": len(h.records),
+        "stopped": h.stopped,
+        "diverged": h.diverged,
+        "train_seconds": h.seconds,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+        "seed": cfg.seed,
+        "device": str(s.device),
+        "dataset": cfg.data.dataset,
+        "split_sizes": {"train": len(s.data.train), "val": len(s.data.val), "test": len(s.data.test)},
+        "classes": list(s.data.classes),
+        "command": sys.argv,
+        **versions(),
+    }

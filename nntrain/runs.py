@@ -1,0 +1,132 @@
+"""The run directory: evidence every run leaves, written so a crash never corrupts it.
+
+``runs/<name>-<timestamp>/``: ``config.yaml`` (resolved), ``metrics.csv`` (one whole row
+per epoch), ``summary.json``, ``best.pt``, ``last.pt``, figures. Files are written to a
+temp file in the same directory, flushed, fsynced and renamed; an existing run is
+never overwritten.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import pickle
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from nntrain.errors import CheckpointError, NntrainError
+
+METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise NntrainError(f"cannot write '{path}': {e.strerror or e}; free disk space or choose another output.runs_dir") from None
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_checkpoint(path: Path, obj: dict[str, Any]) -> None:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load with ``weights_only=True``: a pickle that would run code is refused, never executed."""
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint '{p}' not found; pass a run directory or a .pt file written by nntrain")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsupported content"
+        raise CheckpointError(
+            f"checkpoint '{p}' refused: it holds objects other than tensors and plain data "
+            f"(loading it could run code): {first}. Only load checkpoints you trust and that nntrain wrote"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint '{p}' cannot be read ({str(e).splitlines()[0]}); it is truncated or not a PyTorch file") from None
+    if not isinstance(obj, dict) or "model" not in obj:
+        raise CheckpointError(f"checkpoint '{p}' is not an nntrain checkpoint (no 'model' entry)")
+    return obj
+
+
+class RunDir:
+    """One run's directory. Also a training callback: appends a metrics row per epoch."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, runs_dir: str | Path, name: str, *, config_yaml: str) -> "RunDir":
+        root = Path(runs_dir)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            for i in range(1000):
+                path = root / (f"{name}-{stamp}" if i == 0 else f"{name}-{stamp}-{i}")
+                try:
+                    path.mkdir()  # exist_ok=False: never reuse (and so overwrite) a run
+                    break
+                except FileExistsError:
+                    continue
+            else:  # pragma: no cover - a thousand runs in one second
+                raise NntrainError(f"cannot find a free run directory name under '{root}'")
+        except OSError as e:
+            raise NntrainError(
+                f"cannot create a run directory under '{root}': {e.strerror or e}; "
+                "set output.runs_dir to a writable directory"
+            ) from None
+        run = cls(path)
+        atomic_write_text(path / "config.yaml", config_yaml)
+        return run
+
+    def on_epoch_end(self, record: dict[str, Any]) -> None:
+        # METRIC_COLUMNS then one update_ratio.<layer> column per conv/linear layer
+        columns = list(METRIC_COLUMNS) + sorted(k for k in record if k.startswith("update_ratio."))
+        metrics = self.path / "metrics.csv"
+        header = "" if metrics.exists() and metrics.stat().st_size > 0 else ",".join(columns) + "\n"
+        # header and row in one write, flushed and fsynced: a crash leaves only whole rows
+        line = header + ",".join(_fmt(record[c]) for c in columns) + "\n"
+        with open(metrics, "a") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def save_checkpoint(self, name: str, obj: dict[str, Any]) -> None:
+        save_checkpoint(self.path / name, obj)
+
+    def write_json(self, name: str, obj: dict[str, Any]) -> None:
+        atomic_write_text(self.path / name, json.dumps(obj, indent=2, default=str) + "\n")
+
+    def read_metrics(self) -> list[dict[str, str]]:
+        with open(self.path / "metrics.csv", newline="") as f:
+            return list(csv.DictReader(f))
+
+
+def _fmt(v: Any) -> str:
+    # repr() keeps every bit of a float: two runs compare equal only if they are equal
+    return repr(float(v)) if isinstance(v, float) else str(v)
