@@ -62,7 +62,7 @@ def checkpoint_extra(s: Setup) -> dict[str, Any]:
 def versions() -> dict[str, str]:
     import nntrain
 
-    return {"nntrain": nntrain.__version__, "torch": torch.__version__, "python": platform.python_version()}
+    return {"nntrain": nntrain.__version__, "torch": str(torch.__version__), "python": platform.python_version()}
 
 
 def train_run(cfg: Config, *, callbacks: Iterable[Any] = (), s: Setup | None = None) -> tuple[History, RunDir]:

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path):
+    """A small, fast config on digits writing runs under tmp_path."""
+    from nntrain.config import load_config
+
+    def make(*overrides: str):
+        base = [
+            "device=cpu",
+            "model.channels=[8]",
+            "model.hidden=[16]",
+            "train.epochs=2",
+            f"output.runs_dir={tmp_path / 'runs'}",
+        ]
+        return load_config(None, base + list(overrides))
+
+    return make
+
+
+def run_cli(args: list[str], cwd: Path, timeout: int = 300):
+    """Run ``python -m nntrain`` in a real subprocess (not a TTY), with this checkout importable."""
+    import subprocess
+
+    env = dict(os.environ, PYTHONPATH=str(REPO), COLUMNS="200")
+    return subprocess.run(
+        [sys.executable, "-m", "nntrain", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )

@@ -1,0 +1,140 @@
+"""`nntrain train` and `nntrain config` end to end: exit codes, messages, run directory."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from nntrain.cli import app
+from nntrain.config import Config, load_config
+
+from conftest import run_cli
+
+runner = CliRunner()
+TINY = ["--set", "model.channels=[8]", "--set", "model.hidden=[16]", "--set", "train.epochs=3", "--set", "device=cpu"]
+
+
+def test_default_train_reaches_98_percent_and_writes_the_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["train", "--set", "device=cpu"])
+    assert res.exit_code == 0, res.output
+    assert "\x1b[" not in res.output  # not a TTY: plain lines, no escape codes
+    epoch_lines = [l for l in res.output.splitlines() if l.startswith("epoch ")]
+    assert len(epoch_lines) == 20 and epoch_lines[0].startswith("epoch  1/20  loss ")
+    (run,) = (tmp_path / "runs").iterdir()
+    assert run.name.startswith("run-")
+    assert {"config.yaml", "metrics.csv", "summary.json", "best.pt", "last.pt"} <= {p.name for p in run.iterdir()}
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["test_acc"] >= 0.98, summary
+    assert summary["epochs_run"] == 20 and summary["seed"] == 0 and summary["device"] == "cpu"
+    assert {"torch", "python", "nntrain", "train_seconds", "best_val_acc", "best_epoch"} <= set(summary)
+    assert f"test accuracy  {summary['test_acc']:.4f}" in res.output and str(run.relative_to(tmp_path)) in res.output
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == list(range(1, 21))
+    assert max(float(r["val_acc"]) for r in rows) == summary["best_val_acc"]
+    assert load_config(run / "config.yaml") == load_config(None, ["device=cpu"])
+
+
+def test_resolved_config_reproduces_the_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert runner.invoke(app, ["train", *TINY, "--set", "output.run_name=a"]).exit_code == 0
+    (first,) = (tmp_path / "runs").glob("a-*")
+    res = runner.invoke(app, ["train", "--config", str(first / "config.yaml")])
+    assert res.exit_code == 0, res.output
+    (second,) = (tmp_path / "runs").glob("a-*-1") or [p for p in (tmp_path / "runs").glob("a-*") if p != first]
+
+    def rows(p):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(open(p / "metrics.csv"))]
+
+    assert rows(first) == rows(second) and len(rows(first)) == 3
+
+
+def test_runs_are_never_overwritten(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        assert runner.invoke(app, ["train", *TINY, "--set", "train.epochs=1"]).exit_code == 0
+    assert len(list((tmp_path / "runs").iterdir())) == 2
+
+
+def test_json_output(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["train", *TINY, "--json"])
+    assert res.exit_code == 0
+    out = json.loads(res.stdout)
+    assert out["epochs_run"] == 3 and 0 <= out["test_acc"] <= 1 and out["run_dir"].startswith("runs")
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--set", "model.dropot=0.1"], "model.dropot: unknown key; did you mean 'dropout'?"),
+        (["--set", "train.epochs=ten"], "train.epochs: Input should be a valid integer"),
+        (["--set", "train.optimizer.lr=-0.1"], "train.optimizer.lr: Input should be greater than 0 (got -0.1)"),
+        (["--set", "data.val_fraction=0.5", "--set", "data.test_fraction=0.5"], "leaves no real train set"),
+        (["--set", "data.dataset=cifar1000"], "data.dataset: unknown dataset 'cifar1000'"),
+        (["--set", "model.name=vgg"], "model.name: Input should be 'cnn' or 'mlp'"),
+        (["--config", "missing.yaml"], "config file 'missing.yaml' cannot be read: no such file"),
+        (["--config", "."], "cannot be read: it is a directory"),
+        (["--set", "model.channels=[8,8,8,8]"], "model.channels: 4 conv stages"),
+        (["--set", "device=cuda:7"], "device: 'cuda:7'"),
+    ],
+)
+def test_bad_input_exits_2_with_one_message_and_no_run(tmp_path, monkeypatch, args, needle):
+    monkeypatch.chdir(tmp_path)
+    if needle.startswith("device"):
+        import torch
+
+        if torch.cuda.device_count() > 7:
+            pytest.skip("this machine has 8 GPUs")
+    res = runner.invoke(app, ["train", *args])
+    assert res.exit_code == 2, res.output
+    assert needle in res.stderr and res.stderr.startswith("error: ")
+    assert "Traceback" not in res.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_yaml_syntax_error_cli(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.yaml").write_text("train:\n  epochs: [3\n")
+    res = runner.invoke(app, ["train", "--config", "bad.yaml"])
+    assert res.exit_code == 2 and "bad.yaml:3:" in res.stderr and "YAML syntax error" in res.stderr
+
+
+def test_config_show_and_validate(tmp_path):
+    res = runner.invoke(app, ["config", "show", "--set", "train.epochs=5"])
+    assert res.exit_code == 0
+    shown = yaml.safe_load(res.stdout)
+    assert Config.model_validate(shown) == load_config(None, ["train.epochs=5"])
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text("train: {epochs: 2}\n")
+    bad.write_text("train: {epoch: 2}\n")
+    res = runner.invoke(app, ["config", "validate", str(good), str(bad)])
+    assert res.exit_code == 2
+    assert f"ok       {good}" in res.stdout and f"invalid  {bad}" in res.stdout and "did you mean 'epochs'" in res.stdout
+    assert runner.invoke(app, ["config", "validate", str(good)]).exit_code == 0
+
+
+def test_help_does_not_import_torch(tmp_path):
+    code = (
+        "import sys; from typer.testing import CliRunner; from nntrain.cli import app;"
+        "r = CliRunner().invoke(app, ['train', '--help']); assert r.exit_code == 0, r.output;"
+        "assert '--config' in r.output; r = CliRunner().invoke(app, ['--help']); assert 'train' in r.output;"
+        "print('torch' in sys.modules)"
+    )
+    import subprocess, sys
+    from conftest import REPO
+
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_python_dash_m_works(tmp_path):
+    res = run_cli(["--help"], cwd=tmp_path)
+    assert res.returncode == 0 and "train" in res.stdout and "Usage" in res.stdout
+    res = run_cli(["train", "--set", "train.epochs=0"], cwd=tmp_path)
+    assert res.returncode == 2 and "train.epochs: Input should be greater than 0" in res.stderr
+    assert "Traceback" not in res.stderr

@@ -1,0 +1,121 @@
+"""Engine: the reported loss, schedules, best-model selection, determinism, checkpoints."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nntrain.data import Split
+from nntrain.engine import evaluate, fit, train_one_epoch, make_optimizer
+from nntrain.models import reg_weights, regularization
+from nntrain.pipeline import setup, train_run
+from nntrain.runs import load_checkpoint
+
+
+def test_epoch_loss_is_data_loss_plus_reg_before_the_step(tiny_cfg):
+    """One full-batch step: the reported loss is CE(model(x), y) + R(W) at the starting weights."""
+    cfg = tiny_cfg("train.reg=0.5", "model.batchnorm=false")
+    s = setup(cfg)
+    model = s.new_model()
+    x, y = s.data.train.x, s.data.train.y
+    with torch.no_grad():
+        expected = F.cross_entropy(model(x), y).item() + regularization(reg_weights(model), 0.5).item()
+        acc = (model(x).argmax(1) == y).float().mean().item()
+    opt = make_optimizer(model, cfg.train.optimizer)
+    stats = train_one_epoch(
+        model, s.data.train, optimizer=opt, batch_size=len(y), reg=0.5, generator=torch.Generator().manual_seed(0)
+    )
+    assert stats.loss == pytest.approx(expected, rel=1e-5)
+    assert stats.acc == pytest.approx(acc)
+    assert len(stats.step_losses) == 1 and set(stats.update_ratios) == {"conv1", "fc1", "out"}
+
+
+def test_every_sample_is_used_once_per_epoch(tiny_cfg):
+    """Batches are index slices of a permutation: the per-step losses weighted by batch sizes
+    average to the epoch loss, and with lr≈0 a 3-batch epoch equals the full-batch loss."""
+    cfg = tiny_cfg("train.reg=0", "model.batchnorm=false", "train.optimizer.lr=1e-12")
+    s = setup(cfg)
+    model = s.new_model()
+    x, y = s.data.train.x, s.data.train.y
+    with torch.no_grad():
+        full = F.cross_entropy(model(x), y).item()
+    opt = make_optimizer(model, cfg.train.optimizer)
+    bs = math.ceil(len(y) / 3)
+    stats = train_one_epoch(model, s.data.train, optimizer=opt, batch_size=bs, reg=0.0, generator=torch.Generator().manual_seed(1))
+    assert len(stats.step_losses) == 3
+    assert stats.loss == pytest.approx(full, rel=1e-5)
+
+
+def test_evaluate_matches_a_manual_computation(tiny_cfg):
+    s = setup(tiny_cfg())
+    model = s.new_model().eval()
+    with torch.no_grad():
+        logits = model(s.data.val.x)
+    loss, acc = evaluate(model, s.data.val, batch_size=50, reg=0.1)
+    r = regularization(reg_weights(model), 0.1).item()
+    assert loss == pytest.approx(F.cross_entropy(logits, s.data.val.y).item() + r, rel=1e-5)
+    assert acc == pytest.approx((logits.argmax(1) == s.data.val.y).float().mean().item())
+    assert all(math.isnan(v) for v in evaluate(model, Split(s.data.val.x[:0], s.data.val.y[:0])))
+
+
+@pytest.mark.parametrize(
+    "sched, expected",
+    [
+        ("none", lambda e: 0.1),
+        ("step", lambda e: 0.1 * 0.5 ** (e - 1)),  # the lecture's per-epoch learning_rate_decay
+        ("cosine", lambda e: 0.05 * (1 + math.cos(math.pi * (e - 1) / 4))),
+    ],
+)
+def test_lr_schedules(tiny_cfg, sched, expected):
+    cfg = tiny_cfg(f"train.lr_schedule={sched}", "train.lr_decay=0.5", "train.epochs=4", "train.optimizer.lr=0.1")
+    s = setup(cfg)
+    h = fit(s.new_model(), s.data, cfg.train, seed=0, device=s.device)
+    assert [r["lr"] for r in h.records] == pytest.approx([expected(e) for e in range(1, 5)])
+
+
+def test_best_model_is_tested_and_early_stopping(tiny_cfg):
+    cfg = tiny_cfg("train.epochs=30", "train.patience=2", "train.optimizer.lr=0.3")
+    s = setup(cfg)
+    h, run = train_run(cfg, s=s)
+    accs = [r["val_acc"] for r in h.records]
+    best = max(range(len(accs)), key=lambda i: (accs[i], -i))  # first epoch with the max
+    assert h.best_epoch == best + 1 and h.best_val_acc == accs[best]
+    assert h.stopped and "early stop" in h.stopped and len(h.records) == h.best_epoch + 2 < 30
+    # the test accuracy is that of best.pt's weights
+    ckpt = load_checkpoint(run.path / "best.pt")
+    assert ckpt["epoch"] == h.best_epoch
+    model = s.new_model()
+    model.load_state_dict(ckpt["model"])
+    _, test_acc = evaluate(model, s.data.test)
+    assert test_acc == h.test_acc
+
+
+def test_same_seed_same_metrics(tiny_cfg):
+    def metrics(cfg):
+        _, run = train_run(cfg)
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in run.read_metrics()]
+
+    a, b = metrics(tiny_cfg("model.dropout=0.3")), metrics(tiny_cfg("model.dropout=0.3"))
+    assert a == b and len(a) == 2
+    c = metrics(tiny_cfg("model.dropout=0.3", "seed=1"))
+    assert c != a
+
+
+def test_checkpoints_are_complete_and_weights_only(tiny_cfg):
+    cfg = tiny_cfg()
+    h, run = train_run(cfg)
+    last = load_checkpoint(run.path / "last.pt")
+    assert last["epoch"] == 2 and {"model", "optimizer", "scheduler", "rng", "config", "classes"} <= set(last)
+    assert last["config"]["model"]["channels"] == [8]
+    assert torch.load(run.path / "last.pt", weights_only=True)["epoch"] == 2
+
+
+def test_divergence_stops_with_a_reason(tiny_cfg):
+    cfg = tiny_cfg("train.optimizer.lr=1e6", "train.epochs=5", "model.batchnorm=false")
+    s = setup(cfg)
+    h = fit(s.new_model(), s.data, cfg.train, seed=0, device=s.device)
+    assert h.diverged and "lower train.optimizer.lr" in h.stopped
+    assert len(h.records) < 5 and not math.isfinite(h.records[-1]["train_loss"])
