@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from pathlib import Path
 from typing import Any, Callable, List, Optional
 
@@ -44,7 +45,10 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         except NntrainError as e:
             from nntrain.console import error
 
-            error(str(e))
+            if e.exit_code == 130:
+                print(str(e), file=sys.stderr, flush=True)
+            else:
+                error(str(e))
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             from nntrain.console import error
@@ -66,29 +70,49 @@ def _load(config: Optional[Path], overrides: Optional[List[str]]):
 def train(
     config: Optional[Path] = ConfigOpt,
     set_: Optional[List[str]] = SetOpt,
+    resume: Optional[Path] = typer.Option(
+        None, "--resume", help="Continue an interrupted run directory from its last.pt, with its own config.yaml."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the run summary as JSON (machine-readable)."),
 ) -> None:
     """Train with SGD, watch every epoch, keep the best model by val accuracy and test it once."""
-    cfg = _load(config, set_)
-    from nntrain.console import EpochReporter, plain, train_summary, warn
-    from nntrain.pipeline import setup, train_run
+    from nntrain.errors import ConfigError
 
-    s = setup(cfg)  # all bad input is rejected here, before a run directory exists
-    if len(s.data.val) == 0:
-        warn("data.val_fraction is 0: train/test only (the lecture's last resort); the last epoch's model is kept")
-    reporter = EpochReporter(f"train {cfg.model.name} on {cfg.data.dataset}", live=False if json_out else None)
-    try:
-        history, run = train_run(cfg, callbacks=[] if json_out else [reporter], s=s)
-    finally:
-        reporter.close()
+    if resume is not None and (config is not None or set_):
+        raise ConfigError("--resume continues a run with its own config.yaml; drop --config/--set (or start a new run)")
+    cfg = None if resume is not None else _load(config, set_)
+    from nntrain.console import EpochReporter, error, plain, train_summary, warn
+    from nntrain.errors import Interrupted
+    from nntrain.pipeline import resume_run, setup, train_run
+    from nntrain.signals import GracefulStop
+
+    s = None
+    if cfg is not None:
+        s = setup(cfg)  # all bad input is rejected here, before a run directory exists
+        if len(s.data.val) == 0:
+            warn("data.val_fraction is 0: train/test only (the lecture's last resort); the last epoch's model is kept")
+    title = f"resume {resume}" if resume is not None else f"train {cfg.model.name} on {cfg.data.dataset}"
+    reporter = EpochReporter(title, live=False if json_out else None)
+    callbacks = [] if json_out else [reporter]
+    with GracefulStop() as stop:
+        try:
+            if resume is not None:
+                history, run, cfg = resume_run(resume, callbacks=callbacks, should_stop=stop)
+            else:
+                history, run = train_run(cfg, callbacks=callbacks, s=s, should_stop=stop)
+        finally:
+            reporter.close()
+    if history.interrupted:
+        raise Interrupted(
+            f"{stop.requested or 'stop'}: {history.interrupted}; last.pt saved. "
+            f"Resume with: nntrain train --resume {run.path}"
+        )
     summary = json.loads((run.path / "summary.json").read_text())
     if json_out:
         plain(json.dumps({**summary, "run_dir": str(run.path)}, indent=2))
     else:
         train_summary(summary, str(run.path))
     if history.diverged:
-        from nntrain.console import error
-
         error(history.stopped or "training diverged")
         raise typer.Exit(1)
 

@@ -21,7 +21,7 @@ from torch import nn
 from nntrain.config import OptimizerConfig, TrainConfig
 from nntrain.data import Prepared, Split
 from nntrain.errors import ConfigError
-from nntrain.models import named_weights, reg_weights, regularization
+from nntrain.models import load_weights, named_weights, reg_weights, regularization
 
 Augment = Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
 
@@ -89,11 +89,31 @@ class Precision:
 
 
 @dataclass
+class EpochProgress:
+    """Where an interrupted epoch stopped: enough to finish it exactly as if never stopped."""
+
+    step: int  # SGD steps already taken this epoch
+    step_losses: list[float]
+    correct: int
+    gen_start: torch.Tensor  # batch-order generator state before this epoch's permutation
+    gen_now: torch.Tensor  # its state after step `step` (augmentation draws from it too)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "step_losses": torch.tensor(self.step_losses), "correct": self.correct,
+                "gen_start": self.gen_start, "gen_now": self.gen_now}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "EpochProgress":
+        return cls(int(d["step"]), d["step_losses"].tolist(), int(d["correct"]), d["gen_start"], d["gen_now"])
+
+
+@dataclass
 class EpochStats:
     loss: float  # mean over samples of data loss + R(W)
     acc: float
     step_losses: list[float]  # one per SGD step (for the faint per-step curve)
     update_ratios: dict[str, float]  # layer → ‖ΔW‖/‖W‖ of the epoch's last step (healthy: ~1e-3)
+    interrupted: EpochProgress | None = None  # set when should_stop() ended the epoch early
 
 
 def train_one_epoch(
@@ -106,16 +126,29 @@ def train_one_epoch(
     generator: torch.Generator,
     precision: Precision | None = None,
     augment: Augment | None = None,
+    progress: EpochProgress | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> EpochStats:
+    """One pass over ``split`` in random order. ``progress`` resumes an interrupted epoch;
+    ``should_stop`` is polled after every step (a signal handler's flag: no host sync)."""
     model.train()
     precision = precision or Precision()
     n = len(split)
+    device = split.x.device
     weights = reg_weights(model) if reg > 0 else []
-    perm = torch.randperm(n, generator=generator).to(split.x.device, non_blocking=True)
+    gen_start = progress.gen_start if progress else generator.get_state()
+    generator.set_state(gen_start)
+    perm = torch.randperm(n, generator=generator).to(device, non_blocking=True)
     n_steps = math.ceil(n / batch_size)
-    step_losses = torch.empty(n_steps, device=split.x.device)  # filled on device, read once
-    correct = torch.zeros((), dtype=torch.int64, device=split.x.device)
-    for step in range(n_steps):
+    step_losses = torch.empty(n_steps, device=device)  # filled on device, read once
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    first = 0
+    if progress is not None:
+        generator.set_state(progress.gen_now)
+        first = progress.step
+        step_losses[:first] = torch.tensor(progress.step_losses, device=device)
+        correct += progress.correct
+    for step in range(first, n_steps):
         idx = perm[step * batch_size : (step + 1) * batch_size]
         xb, yb = split.x[idx], split.y[idx]  # (B, C, H, W), (B,)
         if augment is not None:
@@ -138,6 +171,10 @@ def train_one_epoch(
             optimizer.step()
         step_losses[step] = loss.detach()
         correct += (logits.detach().argmax(1) == yb).sum()
+        if should_stop is not None and step < n_steps - 1 and should_stop():
+            done = step_losses[: step + 1].tolist()
+            at = EpochProgress(step + 1, done, int(correct), gen_start, generator.get_state())
+            return EpochStats(math.nan, math.nan, done, {}, interrupted=at)
     with torch.no_grad():
         ratios = torch.stack([(w - before[k]).norm() / w.norm().clamp_min(1e-12) for k, w in named.items()])
     sizes = torch.full((n_steps,), float(batch_size))
@@ -189,6 +226,7 @@ class History:
     test_acc: float = math.nan
     stopped: str | None = None  # why training ended before train.epochs (early stop, divergence)
     diverged: bool = False
+    interrupted: str | None = None  # set when should_stop() ended training; last.pt can resume it
     seconds: float = 0.0
 
 
@@ -210,10 +248,15 @@ def fit(
     run: Any = None,
     checkpoint_extra: dict[str, Any] | None = None,
     augment: Augment | None = None,
+    resume: dict[str, Any] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> History:
     """Train ``model`` on ``data.train``, select by val accuracy, test the best once.
 
     ``run`` (a ``RunDir``) receives ``last.pt`` every epoch and ``best.pt`` on improvement.
+    ``resume`` is a ``last.pt`` dict (plus ``best_model``: best.pt's weights) to continue
+    from, exactly where it stopped. ``should_stop`` is polled every step; when it turns
+    true, ``last.pt`` records the position and ``History.interrupted`` is set.
     """
     callbacks = list(callbacks) + ([run] if run is not None else [])
     raw = model.to(device)
@@ -223,24 +266,41 @@ def fit(
         if any(isinstance(m, nn.Conv2d) for m in raw.modules()):
             raw = raw.to(memory_format=torch.channels_last)
             train, val, test = (Split(s.x.contiguous(memory_format=torch.channels_last), s.y) for s in (train, val, test))
-    net = torch.compile(raw) if cfg.compile else raw
     optimizer = make_optimizer(raw, cfg.optimizer)
     scheduler = make_scheduler(optimizer, cfg)
     precision = Precision.create(cfg.amp, device)
     generator = torch.Generator().manual_seed(seed)  # batch order; CPU so CPU/CUDA runs see the same order
     history = History()
     best_state: dict[str, torch.Tensor] | None = None
-    since_best = 0
+    progress: EpochProgress | None = None
+    if resume is not None:
+        best_state, progress = _restore(resume, raw, optimizer, scheduler, generator, history, device)
+    net = torch.compile(raw) if cfg.compile else raw
+    since_best = len(history.records) - history.best_epoch
     t_fit = time.perf_counter()
-    _call(callbacks, "on_fit_start", {"epochs": cfg.epochs, "device": str(device), "n_train": len(train)})
+    _call(callbacks, "on_fit_start", {"epochs": cfg.epochs, "device": str(device), "n_train": len(train),
+                                      "start_epoch": len(history.records) + 1, "layers": list(named_weights(raw))})
 
-    for epoch in range(1, cfg.epochs + 1):
+    def save(epoch_done: int, improved: bool, partial: EpochProgress | None = None) -> None:
+        if run is None:
+            return
+        ckpt = _checkpoint(raw, optimizer, scheduler, generator, epoch_done, history, checkpoint_extra, partial)
+        if improved:
+            run.save_checkpoint("best.pt", ckpt)
+        run.save_checkpoint("last.pt", ckpt)
+
+    for epoch in range(len(history.records) + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         stats = train_one_epoch(
-            net, train, optimizer=optimizer, batch_size=cfg.batch_size, reg=cfg.reg,
-            generator=generator, precision=precision, augment=augment,
+            net, train, optimizer=optimizer, batch_size=cfg.batch_size, reg=cfg.reg, generator=generator,
+            precision=precision, augment=augment, progress=progress, should_stop=should_stop,
         )
+        progress = None
+        if stats.interrupted is not None:
+            save(epoch - 1, False, stats.interrupted)
+            history.interrupted = f"interrupted in epoch {epoch}, after step {stats.interrupted.step}"
+            break
         val_loss, val_acc = evaluate(net, val, batch_size=cfg.eval_batch_size, reg=cfg.reg, precision=precision)
         scheduler.step()
         record = {
@@ -248,23 +308,18 @@ def fit(
             "val_loss": val_loss, "val_acc": val_acc, "lr": lr, "seconds": time.perf_counter() - t0,
             **{f"update_ratio.{k}": v for k, v in stats.update_ratios.items()},
         }
-        history.records.append(record)
-        history.step_losses.extend(stats.step_losses)
-
         diverged = not math.isfinite(stats.loss)
         # no val split (NaN accuracy): the last finite epoch is "best"
         improved = not diverged and (best_state is None or math.isnan(val_acc) or val_acc > history.best_val_acc)
+        record["best"] = improved
+        history.records.append(record)
+        history.step_losses.extend(stats.step_losses)
         if improved:
             history.best_epoch, history.best_val_acc, since_best = epoch, val_acc, 0
             best_state = {k: v.detach().clone() for k, v in raw.state_dict().items()}
         else:
             since_best += 1
-        record["best"] = improved
-        if run is not None:
-            ckpt = _checkpoint(raw, optimizer, scheduler, generator, epoch, history, checkpoint_extra)
-            if improved:
-                run.save_checkpoint("best.pt", ckpt)
-            run.save_checkpoint("last.pt", ckpt)
+        save(epoch, improved)  # checkpoint first, then the metrics row: a row always has its checkpoint
         _call(callbacks, "on_epoch_end", record)
 
         if diverged:
@@ -277,16 +332,22 @@ def fit(
         if cfg.patience is not None and since_best >= cfg.patience:
             history.stopped = f"early stop: val accuracy has not improved for {cfg.patience} epochs"
             break
+        if should_stop is not None and should_stop() and epoch < cfg.epochs:
+            history.interrupted = f"interrupted after epoch {epoch}"
+            break
 
+    history.seconds = time.perf_counter() - t_fit
+    if history.interrupted:
+        _call(callbacks, "on_fit_end", history)
+        return history
     if best_state is not None:
         raw.load_state_dict(best_state)
     history.test_loss, history.test_acc = evaluate(net, test, batch_size=cfg.eval_batch_size, reg=cfg.reg, precision=precision)
-    history.seconds = time.perf_counter() - t_fit
     _call(callbacks, "on_fit_end", history)
     return history
 
 
-def _checkpoint(model, optimizer, scheduler, generator, epoch, history, extra) -> dict[str, Any]:
+def _checkpoint(model, optimizer, scheduler, generator, epoch, history, extra, partial=None) -> dict[str, Any]:
     rng = {"torch": torch.get_rng_state(), "batches": generator.get_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
@@ -294,9 +355,29 @@ def _checkpoint(model, optimizer, scheduler, generator, epoch, history, extra) -
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
-        "epoch": epoch,
+        "epoch": epoch,  # completed epochs
+        "partial": partial.to_dict() if partial is not None else None,  # an epoch in progress
         "best_epoch": history.best_epoch,
         "best_val_acc": history.best_val_acc,
+        "history": {"records": history.records, "step_losses": torch.tensor(history.step_losses)},
         "rng": rng,
         **(extra or {}),
     }
+
+
+def _restore(ckpt, model, optimizer, scheduler, generator, history, device):
+    """Put model, optimizer, scheduler, RNGs and history back where ``ckpt`` left them."""
+    load_weights(model, ckpt["model"], source="last.pt")
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    generator.set_state(ckpt["rng"]["batches"])
+    if device.type == "cuda" and "cuda" in ckpt["rng"]:
+        torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+    history.records = [dict(r) for r in ckpt["history"]["records"]]
+    history.step_losses = ckpt["history"]["step_losses"].tolist()
+    history.best_epoch, history.best_val_acc = ckpt["best_epoch"], ckpt["best_val_acc"]
+    best = ckpt.get("best_model")
+    best_state = {k: v.to(device) for k, v in best.items()} if best is not None else None
+    partial = EpochProgress.from_dict(ckpt["partial"]) if ckpt.get("partial") else None
+    return best_state, partial

@@ -32,3 +32,9 @@ class Diverged(NntrainError):
     """Training diverged (loss NaN/Inf or exploding)."""
 
     exit_code = 1
+
+
+class Interrupted(NntrainError):
+    """Ctrl-C / SIGTERM: the run was checkpointed and can be resumed."""
+
+    exit_code = 130

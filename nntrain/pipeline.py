@@ -11,16 +11,18 @@ import platform
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable
+from pathlib import Path
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
 
-from nntrain.config import Config, to_yaml
+from nntrain.config import Config, load_config, to_yaml
 from nntrain.data import Dataset, Prepared, load_dataset, make_splits, prepare
 from nntrain.engine import History, fit, resolve_device
 from nntrain.models import build_model
-from nntrain.runs import RunDir
+from nntrain.errors import NntrainError
+from nntrain.runs import RunDir, load_checkpoint
 
 
 @dataclass
@@ -65,17 +67,50 @@ def versions() -> dict[str, str]:
     return {"nntrain": nntrain.__version__, "torch": str(torch.__version__), "python": platform.python_version()}
 
 
-def train_run(cfg: Config, *, callbacks: Iterable[Any] = (), s: Setup | None = None) -> tuple[History, RunDir]:
+def train_run(
+    cfg: Config,
+    *,
+    callbacks: Iterable[Any] = (),
+    s: Setup | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[History, RunDir]:
     s = s or setup(cfg)
     model = s.new_model()
     run = RunDir.create(cfg.output.runs_dir, cfg.output.run_name, config_yaml=to_yaml(cfg))
+    return _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, resume=None), run
+
+
+def resume_run(
+    run_dir: str | Path,
+    *,
+    callbacks: Iterable[Any] = (),
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[History, RunDir, Config]:
+    """Continue ``run_dir`` from its last.pt with its own config.yaml."""
+    run = RunDir(Path(run_dir))
+    if not (run.path / "config.yaml").is_file():
+        raise NntrainError(f"--resume {run_dir}: not a run directory (no config.yaml); pass a directory under runs/")
+    cfg = load_config(run.path / "config.yaml")
+    last = load_checkpoint(run.path / "last.pt")
+    if last["epoch"] >= cfg.train.epochs or (run.path / "summary.json").is_file():
+        raise NntrainError(f"--resume {run_dir}: this run already finished ({last['epoch']} epochs); start a new one")
+    best = run.path / "best.pt"
+    last["best_model"] = load_checkpoint(best)["model"] if best.is_file() and last["best_epoch"] > 0 else None
+    s = setup(cfg)
+    model = s.new_model()
+    run.rewrite_metrics(last["history"]["records"])  # drop any row written after last.pt
+    return _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, resume=last), run, cfg
+
+
+def _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, *, resume) -> History:
     t0 = time.time()
     history = fit(
-        model, s.data, cfg.train, seed=cfg.seed, device=s.device,
-        callbacks=callbacks, run=run, checkpoint_extra=checkpoint_extra(s),
+        model, s.data, cfg.train, seed=cfg.seed, device=s.device, callbacks=callbacks, run=run,
+        checkpoint_extra=checkpoint_extra(s), resume=resume, should_stop=should_stop,
     )
-    run.write_json("summary.json", summary(cfg, s, history, started=t0))
-    return history, run
+    if not history.interrupted:
+        run.write_json("summary.json", summary(cfg, s, history, started=t0))
+    return history
 
 
 def summary(cfg: Config, s: Setup, h: History, *, started: float) -> dict[str, Any]:

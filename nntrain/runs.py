@@ -104,17 +104,32 @@ class RunDir:
         atomic_write_text(path / "config.yaml", config_yaml)
         return run
 
-    def on_epoch_end(self, record: dict[str, Any]) -> None:
+    def on_fit_start(self, info: dict[str, Any]) -> None:
         # METRIC_COLUMNS then one update_ratio.<layer> column per conv/linear layer
-        columns = list(METRIC_COLUMNS) + sorted(k for k in record if k.startswith("update_ratio."))
+        self.columns = list(METRIC_COLUMNS) + [f"update_ratio.{name}" for name in info["layers"]]
+        if not (self.path / "metrics.csv").exists():
+            atomic_write_text(self.path / "metrics.csv", ",".join(self.columns) + "\n")
+
+    def on_epoch_end(self, record: dict[str, Any]) -> None:
         metrics = self.path / "metrics.csv"
-        header = "" if metrics.exists() and metrics.stat().st_size > 0 else ",".join(columns) + "\n"
-        # header and row in one write, flushed and fsynced: a crash leaves only whole rows
-        line = header + ",".join(_fmt(record[c]) for c in columns) + "\n"
-        with open(metrics, "a") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        line = ",".join(_fmt(record[c]) for c in self.columns) + "\n"
+        try:  # one whole row per write, flushed and fsynced: a crash leaves only whole rows
+            with open(metrics, "a") as f:
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise NntrainError(f"cannot write '{metrics}': {e.strerror or e}; free disk space and resume the run") from None
+
+    def rewrite_metrics(self, records: list[dict[str, Any]]) -> None:
+        """Replace metrics.csv by exactly ``records`` (atomic): used when resuming from last.pt."""
+        metrics = self.path / "metrics.csv"
+        if not records:
+            metrics.unlink(missing_ok=True)  # on_fit_start writes the header again
+            return
+        columns = list(METRIC_COLUMNS) + [k for k in records[0] if k.startswith("update_ratio.")]
+        rows = [",".join(columns)] + [",".join(_fmt(r[c]) for c in columns) for r in records]
+        atomic_write_text(metrics, "\n".join(rows) + "\n")
 
     def save_checkpoint(self, name: str, obj: dict[str, Any]) -> None:
         save_checkpoint(self.path / name, obj)

@@ -1,0 +1,214 @@
+"""Never lose a run: resume, interruption, crash-safe files, untrusted checkpoints, bad input."""
+
+from __future__ import annotations
+
+import csv
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from conftest import REPO
+from nntrain.cli import app
+from nntrain.errors import CheckpointError
+from nntrain.pipeline import resume_run, train_run
+from nntrain.runs import load_checkpoint
+
+runner = CliRunner()
+
+
+def rows(run_dir: Path) -> list[dict[str, str]]:
+    """metrics.csv without the wall-clock column (the only one that may differ)."""
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
+
+
+class StopAfter:
+    """A should_stop that turns true after ``n`` polls (one poll per SGD step)."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __call__(self) -> bool:
+        self.n -= 1
+        return self.n < 0
+
+
+@pytest.mark.parametrize("stop_after", [3, 12, 25])  # mid-epoch 1, exactly an epoch end, mid-epoch 3
+def test_resume_gives_the_same_metrics_as_an_uninterrupted_run(tiny_cfg, stop_after):
+    # digits train split: 1257 samples / batch 100 → 13 steps per epoch; dropout uses the global RNG
+    cfg = tiny_cfg("train.epochs=4", "train.batch_size=100", "model.dropout=0.3", "train.lr_schedule=step")
+    full_hist, full_run = train_run(cfg)
+    part_hist, part_run = train_run(cfg, should_stop=StopAfter(stop_after))
+    full, part = full_run.path, part_run.path
+    assert part_hist.interrupted and not (part / "summary.json").exists()
+    last = load_checkpoint(part / "last.pt")
+    assert last["epoch"] == len(rows(part)) < 4
+    assert (last["partial"] is None) == (stop_after % 13 == 12)  # stopped at an epoch end or inside one
+    hist, run, _ = resume_run(part)
+    assert run.path == part
+    assert rows(part) == rows(full) and len(rows(full)) == 4
+    assert hist.test_acc == full_hist.test_acc and hist.best_epoch == full_hist.best_epoch
+    assert hist.step_losses == full_hist.step_losses
+
+
+def test_resume_of_a_finished_run_is_refused(tiny_cfg):
+    _, run = train_run(tiny_cfg("train.epochs=1"))
+    res = runner.invoke(app, ["train", "--resume", str(run.path)])
+    assert res.exit_code == 2 and "already finished" in res.stderr
+
+
+def test_resume_rejects_config_and_set(tmp_path):
+    res = runner.invoke(app, ["train", "--resume", str(tmp_path), "--set", "train.epochs=3"])
+    assert res.exit_code == 2 and "drop --config/--set" in res.stderr
+    res = runner.invoke(app, ["train", "--resume", str(tmp_path)])
+    assert res.exit_code == 2 and "not a run directory" in res.stderr
+
+
+def _spawn_train(tmp_path: Path, *sets: str) -> subprocess.Popen:
+    args = [sys.executable, "-m", "nntrain", "train", "--set", "device=cpu", "--set", f"output.runs_dir={tmp_path / 'runs'}"]
+    for s in sets:
+        args += ["--set", s]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_rows(tmp_path: Path, n: int, proc: subprocess.Popen, timeout: float = 120) -> Path:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        runs = list((tmp_path / "runs").glob("*/metrics.csv"))
+        if runs and len(runs[0].read_text().splitlines()) > n:
+            return runs[0].parent
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    raise AssertionError("training made no progress")
+
+
+def test_sigterm_checkpoints_prints_resume_and_exits_130(tmp_path):
+    sets = ("train.epochs=60", "model.channels=[8]", "model.hidden=[16]", "train.batch_size=32")
+    proc = _spawn_train(tmp_path, *sets)
+    run = _wait_rows(tmp_path, 2, proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert f"Resume with: nntrain train --resume {Path('runs') / run.name}" in err or "Resume with: nntrain train --resume" in err
+    assert "SIGTERM" in err and "Traceback" not in err
+    last = load_checkpoint(run / "last.pt")
+    assert last["epoch"] == len(rows(run)) and last["epoch"] < 60
+    # resuming finishes the run with the metrics of an uninterrupted one
+    res = runner.invoke(app, ["train", "--resume", str(run)])
+    assert res.exit_code == 0, res.output
+    ref = runner.invoke(app, ["train", *sum((["--set", s] for s in sets), []), "--set", "device=cpu",
+                              "--set", f"output.runs_dir={tmp_path / 'ref'}"])
+    assert ref.exit_code == 0
+    (ref_run,) = (tmp_path / "ref").iterdir()
+    assert rows(run) == rows(ref_run) and len(rows(run)) == 60
+
+
+def test_kill_9_leaves_a_consistent_run_directory(tmp_path):
+    """kill -9 at several moments: every checkpoint present loads, metrics.csv has whole rows only."""
+    for i, delay in enumerate((0.0, 0.13, 0.37)):
+        sub = tmp_path / f"k{i}"
+        sub.mkdir()
+        proc = _spawn_train(sub, "train.epochs=30", "train.batch_size=16", "model.channels=[8]", "model.hidden=[16]")
+        run = _wait_rows(sub, 1, proc)
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+        header, *body = (run / "metrics.csv").read_text().splitlines(keepends=True)
+        assert all(line.endswith("\n") and line.count(",") == header.count(",") for line in body)
+        for r in rows(run):
+            float(r["train_loss"]), int(r["epoch"])
+        for pt in run.glob("*.pt"):
+            ckpt = load_checkpoint(pt)
+            assert ckpt["epoch"] >= 1
+        assert load_checkpoint(run / "last.pt")["epoch"] >= len(body) - 1
+    # and the last one resumes from where it stood
+    hist, _, _ = resume_run(run)
+    assert len(hist.records) == 30 and rows(run)[-1]["epoch"] == "30"
+
+
+def test_untrusted_checkpoint_is_refused_and_its_code_never_runs(tmp_path, monkeypatch):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    _, run = train_run_tiny(tmp_path, monkeypatch)
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    ckpt["evil"] = Payload()
+    ckpt["epoch"] = 0
+    torch.save(ckpt, run / "last.pt")
+    with pytest.raises(CheckpointError, match="refused: it holds objects other than tensors"):
+        load_checkpoint(run / "last.pt")
+    (run / "summary.json").unlink()
+    res = runner.invoke(app, ["train", "--resume", str(run)])
+    assert res.exit_code == 2 and "refused" in res.stderr and "Traceback" not in res.output
+    assert not marker.exists()
+
+
+def train_run_tiny(tmp_path, monkeypatch, *extra):
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["train", "--set", "device=cpu", "--set", "model.channels=[8]", "--set", "model.hidden=[16]",
+                              "--set", "train.epochs=2", *extra])
+    assert res.exit_code == 0, res.output
+    (run,) = (tmp_path / "runs").iterdir()
+    return res, run
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path, monkeypatch):
+    _, run = train_run_tiny(tmp_path, monkeypatch)
+    data = (run / "best.pt").read_bytes()
+    (run / "best.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or not a PyTorch file"):
+        load_checkpoint(run / "best.pt")
+
+
+def test_checkpoint_from_another_model_names_layer_and_shapes(tmp_path, monkeypatch):
+    _, run = train_run_tiny(tmp_path, monkeypatch)
+    (run / "summary.json").unlink()
+    cfg_text = (run / "config.yaml").read_text().replace("channels:\n  - 8\n", "channels:\n  - 12\n")
+    (run / "config.yaml").write_text(cfg_text.replace("epochs: 2", "epochs: 5"))
+    res = runner.invoke(app, ["train", "--resume", str(run)])
+    assert res.exit_code == 2
+    assert "conv1.weight: checkpoint (8, 1, 3, 3) vs model (12, 1, 3, 3)" in res.stderr
+    assert "Traceback" not in res.output
+
+
+def test_unwritable_output_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    res = runner.invoke(app, ["train", "--set", "output.runs_dir=afile/runs", "--set", "train.epochs=1"])
+    assert res.exit_code == 2 and "cannot create a run directory under 'afile/runs'" in res.stderr
+    assert "Traceback" not in res.output
+
+
+def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import nntrain.runs as runs
+
+    real_fsync, calls = os.fsync, {"n": 0}
+
+    def fsync(fd):
+        calls["n"] += 1
+        # run creation: config.yaml(1); epoch 1: best.pt(2) last.pt(3) metrics(4); epoch 2: best/last...
+        if calls["n"] >= 6:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(runs.os, "fsync", fsync)
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["train", "--set", "device=cpu", "--set", "model.channels=[8]", "--set", "train.epochs=3"])
+    assert res.exit_code == 2, res.output
+    assert "No space left on device" in res.stderr and "Traceback" not in res.output
+    (run,) = (tmp_path / "runs").iterdir()
+    monkeypatch.setattr(runs.os, "fsync", real_fsync)
+    assert load_checkpoint(run / "last.pt")["epoch"] == 1  # the previous checkpoint is intact
+    assert not list(run.glob(".*.tmp"))  # no half-written temp file left behind
