@@ -117,19 +117,19 @@ def regularization_raises_loss(
     model: nn.Module, split: Split, *, high_reg: float, rtol: float, loss_fn: LossFn = _reported_loss
 ) -> CheckResult:
     """loss(λ = high_reg) > loss(λ = 0), and their difference equals R(W) computed here."""
-    l0, lh = loss_fn(model, split, 0.0), loss_fn(model, split, high_reg)
     penalty = weight_penalty(model, high_reg)
-    diff = lh - l0
-    values = {"loss_reg0": l0, "loss_high_reg": lh, "difference": diff, "penalty": penalty, "high_reg": high_reg}
-    measured = f"loss {l0:.4f} at λ=0, {lh:.6g} at λ={high_reg:g} (Δ {diff:.6g})"
     expected = f"higher by R(W) = {penalty:.6g} (±{rtol:g} relative)"
     if penalty == 0:
         return CheckResult(
-            "regularization", False, measured, expected,
+            "regularization", False, "R(W) = 0", expected,
             "the model has no conv/linear weights (or all are zero), so L2 regularization cannot act; "
             "build layers from nn.Conv2d / nn.Linear",
-            values,
+            {"penalty": penalty, "high_reg": high_reg},
         )
+    l0, lh = loss_fn(model, split, 0.0), loss_fn(model, split, high_reg)
+    diff = lh - l0
+    values = {"loss_reg0": l0, "loss_high_reg": lh, "difference": diff, "penalty": penalty, "high_reg": high_reg}
+    measured = f"loss {l0:.4f} at λ=0, {lh:.6g} at λ={high_reg:g} (Δ {diff:.6g})"
     if not diff > 0:
         hint = "the loss did not rise with λ: the regularization term is missing from the loss (is it hidden in the optimizer's weight_decay?)"
         return CheckResult("regularization", False, measured, expected, hint, values)

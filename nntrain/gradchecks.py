@@ -92,6 +92,7 @@ def gradient_flow(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, optimiz
     gradient of the bias just before it exactly zero in exact arithmetic (it subtracts the batch
     mean), a redundant parameter rather than a broken one, which would be flagged here.
     """
+    was_training = model.training
     model.eval()
     model.zero_grad(set_to_none=True)
     F.cross_entropy(model(x), y).backward()
@@ -116,6 +117,7 @@ def gradient_flow(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, optimiz
             if name in trainable and name not in problems and torch.equal(p.detach(), trainable[name]):
                 problems[name] = f"unchanged by one {optimizer.name} step at lr {optimizer.lr:g} (not in the optimizer?)"
     model.zero_grad(set_to_none=True)
+    model.train(was_training)
     values = {"tensors": n_params, "problems": problems}
     measured = f"{n_params - len(problems)}/{n_params} tensors get a gradient and move"
     if problems:
