@@ -34,6 +34,7 @@ class CheckResult:
     expected: str  # what a healthy setup gives
     hint: str = ""  # for a failure: the likely cause and what to do, in plain words
     values: dict[str, Any] = field(default_factory=dict)  # the raw numbers (for --json and tests)
+    seconds: float = 0.0  # wall time of the check (set by sanity.run_sanity)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe: non-finite floats become strings ('nan', 'inf')."""

@@ -8,6 +8,7 @@ The checks run eagerly in float32 (train.amp and train.compile do not apply).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -117,9 +118,10 @@ def check_sizes(s: Setup) -> None:
             raise ConfigError(f"sanity.{key}: {want} samples requested but the train split has {n}; use at most {n}")
 
 
-def run_sanity(s: Setup, *, callbacks: Iterable[Any] = (), checks: Iterable[Check] = CHECKS) -> list[CheckResult]:
+def run_sanity(s: Setup, *, callbacks: Iterable[Any] = (), checks: Iterable[Check] | None = None) -> list[CheckResult]:
+    """Run ``checks`` (default: all of ``CHECKS``) in order; one ``CheckResult`` each."""
     check_sizes(s)
-    callbacks, checks = list(callbacks), list(checks)
+    callbacks, checks = list(callbacks), list(CHECKS if checks is None else checks)
 
     def call(hook: str, *args: Any) -> None:
         for cb in callbacks:
@@ -130,6 +132,7 @@ def run_sanity(s: Setup, *, callbacks: Iterable[Any] = (), checks: Iterable[Chec
     results = []
     for index, check in enumerate(checks, start=1):
         call("on_check_start", {"index": index, "total": len(checks), "name": check.name, "title": check.title})
+        t0 = time.perf_counter()
         try:
             result = check.run(s, lambda record: call("on_overfit_epoch", record))
         except Exception as e:  # a crashing check is a failed check; the others still run
@@ -137,6 +140,7 @@ def run_sanity(s: Setup, *, callbacks: Iterable[Any] = (), checks: Iterable[Chec
                 check.name, False, f"error: {type(e).__name__}", "the check completes",
                 f"the check raised {type(e).__name__}: {e}",
             )
+        result.seconds = time.perf_counter() - t0
         results.append(result)
         call("on_check_end", result)
     return results
