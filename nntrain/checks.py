@@ -197,7 +197,7 @@ def overfit_tiny(
             if not math.isfinite(loss)
             else f"the net cannot memorize {len(tiny)} samples in {epochs} epochs at lr {optimizer.lr:g}: raise the lr "
             "(sanity.tiny_lr) or sanity.tiny_epochs, and check that the output depends on the input and that "
-            "every layer is trainable"
+            "every layer is trainable (a very small init such as model.init_std 1e-4 also stalls the start)"
         )
     return CheckResult("overfit_tiny", passed, measured, f"100% train accuracy within {epochs} epochs", hint, values)
 
@@ -288,6 +288,9 @@ def lr_probe(
         hint = f"lr too high: the loss {what}; lower {key} (now {optimizer.lr:g}), e.g. by 10x"
         return CheckResult("lr_probe", False, measured, expected, hint, values)
     if end > start * (1 - min_drop):
-        hint = f"lr too low: the loss barely moved ({start:.4f} → {end:.4f}); raise {key} (now {optimizer.lr:g}), e.g. by 10x"
+        hint = (
+            f"lr too low: the loss barely moved ({start:.4f} → {end:.4f}); raise {key} (now {optimizer.lr:g}), e.g. by 10x "
+            "(or, with a very small init such as model.init_std 1e-4, give it more steps: sanity.lr_probe_steps)"
+        )
         return CheckResult("lr_probe", False, measured, expected, hint, values)
     return CheckResult("lr_probe", True, measured, expected, "", values)
