@@ -427,5 +427,6 @@ def test_sizes_the_train_split_cannot_supply_are_bad_input(s):
 def test_check_results_are_json_safe():
     import json
 
-    r = CheckResult("x", False, "m", "e", "h", {"loss": float("nan"), "n": 3})
-    assert json.loads(json.dumps(r.to_dict()))["values"] == {"loss": "nan", "n": 3}
+    r = CheckResult("x", False, "m", "e", "h", {"loss": float("nan"), "n": 3, "per": {"a": float("inf"), "b": [1.5, float("-inf")]}})
+    text = json.dumps(r.to_dict(), allow_nan=False)  # raises on any NaN/inf left
+    assert json.loads(text)["values"] == {"loss": "nan", "n": 3, "per": {"a": "inf", "b": [1.5, "-inf"]}}

@@ -122,3 +122,32 @@ def test_default_yaml_sanity_section_matches_the_code_defaults():
     assert list(raw["sanity"]) == list(SanityConfig.model_fields)
     assert Config().sanity.init_loss_tol == 0.1 and Config().sanity.high_reg == 1e3
     assert (Config().sanity.tiny_samples, Config().sanity.tiny_epochs) == (20, 200)
+
+
+def test_terminal_rendering_shows_progress_table_and_hints(monkeypatch):
+    """On a TTY: a live status per check, a rich table, the hint of each failure below it."""
+    import io
+
+    from rich.console import Console
+
+    import nntrain.console as con
+    from nntrain.checks import CheckResult
+
+    buf = io.StringIO()
+    monkeypatch.setattr(con, "console", Console(file=buf, force_terminal=True, width=120, highlight=False))
+    rep = con.SanityReporter(verbose=True)
+    assert rep.live
+    rep.on_check_start({"index": 1, "total": 2, "name": "overfit_tiny", "title": "overfit a tiny subset"})
+    rep.on_overfit_epoch({"epoch": 1, "epochs": 200, "cost": 2.3, "train_acc": 0.5, "lr": 1e-3})
+    bad = CheckResult("overfit_tiny", False, "50% after 200 epochs", "100% train accuracy", "raise [the] lr")
+    rep.on_check_end(bad)
+    rep.close()
+    con.sanity_report([CheckResult("loss_at_init", True, "loss 2.31", "ln 10"), bad])
+    out = buf.getvalue()
+    assert "\x1b[" in out  # styled for a terminal
+    assert "Finished epoch 1 / 200: cost 2.300000, train: 0.500000, lr 1.000000e-03" in out
+    assert "FAIL [1/2] overfit a tiny subset" in re.sub(r"\x1b\[[0-9;]*m", "", out)
+    plain_out = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", out)
+    assert "sanity checks" in plain_out and "loss_at_init" in plain_out
+    assert "overfit_tiny: raise [the] lr" in plain_out  # markup-like text is shown literally
+    assert plain_out.rstrip().endswith("1/2 checks passed")
