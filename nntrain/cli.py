@@ -145,6 +145,36 @@ def config_validate(files: List[Path] = typer.Argument(..., help="Config files t
         raise typer.Exit(2)
 
 
+@app.command()
+@guarded
+def sanity(
+    config: Optional[Path] = ConfigOpt,
+    set_: Optional[List[str]] = SetOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print the results as JSON (machine-readable)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Print every epoch of the overfit check (the lecture's log)."),
+) -> None:
+    """Check the model and data before training: loss at init, regularization, overfitting 20
+    samples, gradients, batch independence, split hygiene, learning rate. Exit 1 if any fails."""
+    cfg = _load(config, set_)
+    from nntrain.console import SanityReporter, plain, sanity_report
+    from nntrain.pipeline import setup
+    from nntrain.sanity import run_sanity
+
+    s = setup(cfg)
+    reporter = SanityReporter(verbose=verbose, live=False if json_out else None)
+    try:
+        results = run_sanity(s, callbacks=[] if json_out else [reporter])
+    finally:
+        reporter.close()
+    ok = all(r.passed for r in results)
+    if json_out:
+        plain(json.dumps({"passed": ok, "checks": [r.to_dict() for r in results]}, indent=2))
+    else:
+        sanity_report(results)
+    if not ok:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app(prog_name="nntrain")
 

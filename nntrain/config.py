@@ -130,6 +130,52 @@ class OutputConfig(_Section):
         return v
 
 
+class SanityConfig(_Section):
+    """``nntrain sanity``: tolerances and sizes of the pre-training checks."""
+
+    init_loss_tol: float = Field(0.10, gt=0.0, lt=1.0)
+    """Loss at init passes within this fraction of ln C (0.10 → 2.3026 ± 0.23 for 10 classes)."""
+    high_reg: float = Field(1e3, gt=0.0)
+    """λ for 'regularization raises the loss' (the lecture's 1e3)."""
+    reg_rtol: float = Field(1e-3, gt=0.0, lt=1.0)
+    """Allowed relative mismatch between loss(high_reg) − loss(0) and R(W) (float32 sums)."""
+    tiny_samples: int = Field(20, ge=1)
+    """Train samples (classes as balanced as possible) the net must overfit (the lecture's 20)."""
+    tiny_epochs: int = Field(200, ge=1)
+    """Most epochs (full-batch steps when train.batch_size ≥ tiny_samples) to reach 100% train accuracy."""
+    tiny_lr: float | None = Field(None, gt=0.0)
+    """Learning rate of the overfit run; null: train.optimizer.lr (optimizer as configured, λ = 0)."""
+    gradcheck_samples: int = Field(3, ge=2, le=64)
+    """Samples in the float64 gradient check (≥ 2 so BatchNorm in train mode has batch statistics)."""
+    gradcheck_entries: int = Field(5, ge=1)
+    """Random entries checked per parameter tensor."""
+    gradcheck_step: float = Field(1e-5, gt=0.0, lt=1.0)
+    """h of the centered difference (f(w+h) − f(w−h)) / 2h, in float64 (cs231n: ~1e-5)."""
+    gradcheck_tol: float = Field(1e-4, gt=0.0, lt=1.0)
+    """Worst relative error |a−n| / max(|a|, |n|) that passes (cs231n: > 1e-2 is wrong; ReLU kinks: 1e-4..1e-2)."""
+    gradcheck_floor: float = Field(1e-8, gt=0.0)
+    """Gradients smaller than this (in both a and n) count as zero: keeps float64 round-off from dividing by ~0."""
+    independence_samples: int = Field(4, ge=2)
+    """Batch size of the batch-independence check (∂ out_i / ∂ x_j must be 0 for j ≠ i)."""
+    lr_probe_steps: int = Field(100, ge=2)
+    """SGD steps at the configured lr (rounded up to whole epochs of train.batch_size)."""
+    lr_probe_window: int = Field(10, ge=1)
+    """The probe's final loss is the mean of this many last steps' losses."""
+    lr_min_drop: float = Field(0.10, gt=0.0, lt=1.0)
+    """The probe passes when the loss falls by at least this fraction of its first-step value."""
+    lr_explode_factor: float = Field(3.0, gt=1.0)
+    """A step loss above this multiple of the first-step loss means the loss explodes (lr too high)."""
+
+    @model_validator(mode="after")
+    def _window_fits(self) -> "SanityConfig":
+        if self.lr_probe_window > self.lr_probe_steps:
+            raise ValueError(
+                f"lr_probe_window={self.lr_probe_window} is longer than lr_probe_steps={self.lr_probe_steps}; "
+                "use a window of at most lr_probe_steps"
+            )
+        return self
+
+
 class Config(_Section):
     seed: int = 0
     """Seeds splits, initialization, batch order and dropout."""
@@ -139,6 +185,7 @@ class Config(_Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     output: OutputConfig = OutputConfig()
+    sanity: SanityConfig = SanityConfig()
 
     @field_validator("device")
     @classmethod

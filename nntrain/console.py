@@ -13,6 +13,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -122,3 +123,74 @@ def train_summary(summary: dict[str, Any], run_dir: str) -> None:
     else:
         for line in lines:
             plain(line)
+
+
+# --------------------------------------------------------------------------- sanity
+
+
+def overfit_line(r: dict[str, Any]) -> str:
+    """The lecture's log line: ``Finished epoch 3 / 200: cost 2.301849, train: 0.600000, lr 1.000000e-03``."""
+    return f"Finished epoch {r['epoch']} / {r['epochs']}: cost {r['cost']:.6f}, train: {r['train_acc']:.6f}, lr {r['lr']:.6e}"
+
+
+class SanityReporter:
+    """Sanity callback: a live status line on a terminal (the running check, the overfit
+    epoch); plain lines otherwise. ``verbose`` prints every overfit epoch in the lecture's format."""
+
+    def __init__(self, *, verbose: bool = False, live: bool | None = None):
+        self.verbose = verbose
+        self.live = is_tty() if live is None else live
+        self._status: Any = None
+        self._label = ""
+
+    def on_check_start(self, info: dict[str, Any]) -> None:
+        self._label = f"[{info['index']}/{info['total']}] {info['title']}"
+        if not self.live:
+            plain(f"{self._label} ...")
+        elif self._status is None:
+            self._status = console.status(escape(self._label))
+            self._status.start()
+        else:
+            self._status.update(escape(self._label))
+
+    def on_overfit_epoch(self, record: dict[str, Any]) -> None:
+        if self.verbose:
+            if self._status is not None:
+                console.print(overfit_line(record), highlight=False, markup=False)
+            else:
+                plain(overfit_line(record))
+        if self._status is not None:
+            self._status.update(f"{escape(self._label)}: epoch {record['epoch']}/{record['epochs']}, train {record['train_acc']:.0%}")
+
+    def on_check_end(self, result: Any) -> None:
+        if self._status is not None:
+            console.print(f"{'[green]PASS[/]' if result.passed else '[bold red]FAIL[/]'} {escape(self._label)}")
+
+    def close(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+
+def sanity_report(results: list[Any]) -> None:
+    """One row per check (name, measured, expected, verdict) and, for a failure, the hint."""
+    passed = sum(r.passed for r in results)
+    verdict = f"{passed}/{len(results)} checks passed"
+    if is_tty():
+        t = Table(title="sanity checks", title_justify="left")
+        for col in ("result", "check", "measured", "expected"):
+            t.add_column(col, overflow="fold")
+        for r in results:
+            t.add_row("[green]PASS[/]" if r.passed else "[bold red]FAIL[/]", escape(r.name), escape(r.measured), escape(r.expected))
+        console.print(t)
+        for r in results:
+            if not r.passed and r.hint:
+                console.print(f"[bold red]{escape(r.name)}[/]: {escape(r.hint)}")
+        console.print(f"[bold]{verdict}[/]")
+        return
+    width = max(len(r.name) for r in results) if results else 0
+    for r in results:
+        plain(f"{'PASS' if r.passed else 'FAIL'}  {r.name:<{width}}  {r.measured}  (expected {r.expected})")
+        if not r.passed and r.hint:
+            plain(f"      {'':<{width}}  hint: {r.hint}")
+    plain(verdict)
