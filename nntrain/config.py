@@ -121,6 +121,8 @@ class OutputConfig(_Section):
     """Directory that receives one sub-directory per run."""
     run_name: str = "run"
     """Run directory name prefix: <runs_dir>/<run_name>-<timestamp>/."""
+    tensorboard: bool = False
+    """Also log the epoch scalars and the first-layer filter grid to <run>/tensorboard/ (needs: pip install 'nntrain[tensorboard]')."""
 
     @field_validator("run_name")
     @classmethod
@@ -128,6 +130,25 @@ class OutputConfig(_Section):
         if not re.fullmatch(r"[A-Za-z0-9._-]+", v):
             raise ValueError(f"run name {v!r} must use only letters, digits, '.', '_' and '-'")
         return v
+
+
+class DiagnosticsConfig(_Section):
+    """Live advice during ``train`` (cs231n's babysitting rules); each message is printed once."""
+
+    enabled: bool = True
+    """Watch the run and print advice when a rule first holds."""
+    explode_factor: float = Field(3.0, gt=1.0)
+    """Stop (exit 1) when an epoch's train loss exceeds this × the first step's loss (cs231n: 3)."""
+    early_epochs: int = Field(3, gt=0)
+    """Epochs that count as 'early': the flat-loss and update/weight-ratio rules look only at these."""
+    flat_drop: float = Field(0.01, ge=0.0, lt=1.0)
+    """'Loss flat' when after early_epochs the train loss fell by less than this fraction of its first value."""
+    overfit_gap: float = Field(0.1, gt=0.0, le=1.0)
+    """'Overfitting' when train accuracy exceeds val accuracy by more than this (fraction, 0.1 = 10 points)."""
+    update_ratio: float = Field(1e-3, gt=0.0)
+    """Healthy ‖ΔW‖/‖W‖ of one SGD step per layer (cs231n: about 1e-3)."""
+    update_ratio_factor: float = Field(100.0, gt=1.0)
+    """Report a layer whose early update/weight ratio is more than this many times above or below update_ratio."""
 
 
 class Config(_Section):
@@ -139,6 +160,7 @@ class Config(_Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     output: OutputConfig = OutputConfig()
+    diagnostics: DiagnosticsConfig = DiagnosticsConfig()
 
     @field_validator("device")
     @classmethod

@@ -192,11 +192,30 @@ class History:
     seconds: float = 0.0
 
 
-def _call(callbacks: Iterable[Any], hook: str, *args: Any) -> None:
+class StopTraining(Exception):
+    """Raised by a callback's ``on_epoch_end`` to end training after this epoch.
+
+    ``fit`` still gives the epoch's record to every other callback, restores the best
+    model and tests it; ``diverged=True`` marks the run as diverged (the CLI exits 1).
+    """
+
+    def __init__(self, reason: str, *, diverged: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.diverged = diverged
+
+
+def _call(callbacks: Iterable[Any], hook: str, *args: Any) -> StopTraining | None:
+    """Call ``hook`` on every callback; the first ``StopTraining`` raised is returned."""
+    stop = None
     for cb in callbacks:
         fn = getattr(cb, hook, None)
         if fn is not None:
-            fn(*args)
+            try:
+                fn(*args)
+            except StopTraining as e:
+                stop = stop or e
+    return stop
 
 
 def fit(
@@ -232,7 +251,9 @@ def fit(
     best_state: dict[str, torch.Tensor] | None = None
     since_best = 0
     t_fit = time.perf_counter()
-    _call(callbacks, "on_fit_start", {"epochs": cfg.epochs, "device": str(device), "n_train": len(train)})
+    # "history" lets a callback read what has been recorded so far (e.g. every step's loss)
+    info = {"epochs": cfg.epochs, "device": str(device), "n_train": len(train), "history": history}
+    _call(callbacks, "on_fit_start", info)
 
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
@@ -265,7 +286,7 @@ def fit(
             if improved:
                 run.save_checkpoint("best.pt", ckpt)
             run.save_checkpoint("last.pt", ckpt)
-        _call(callbacks, "on_epoch_end", record)
+        stop = _call(callbacks, "on_epoch_end", record)
 
         if diverged:
             history.diverged = True
@@ -273,6 +294,9 @@ def fit(
                 f"diverged: train loss is {stats.loss} at epoch {epoch}; lower train.optimizer.lr "
                 f"(now {cfg.optimizer.lr:g}) or train.reg"
             )
+            break
+        if stop is not None:
+            history.stopped, history.diverged = stop.reason, stop.diverged
             break
         if cfg.patience is not None and since_best >= cfg.patience:
             history.stopped = f"early stop: val accuracy has not improved for {cfg.patience} epochs"

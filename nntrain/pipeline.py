@@ -62,19 +62,35 @@ def checkpoint_extra(s: Setup) -> dict[str, Any]:
 def versions() -> dict[str, str]:
     import nntrain
 
-    return {"nntrain": nntrain.__version__, "torch": torch.__version__, "python": platform.python_version()}
+    return {"nntrain": nntrain.__version__, "torch": str(torch.__version__), "python": platform.python_version()}
 
 
 def train_run(cfg: Config, *, callbacks: Iterable[Any] = (), s: Setup | None = None) -> tuple[History, RunDir]:
+    from nntrain.monitor import write_run_pictures
+    from nntrain.tblog import TensorBoardLogger, require_tensorboard
+
     s = s or setup(cfg)
+    if cfg.output.tensorboard:
+        require_tensorboard()  # bad input: reject before a run directory exists
     model = s.new_model()
     run = RunDir.create(cfg.output.runs_dir, cfg.output.run_name, config_yaml=to_yaml(cfg))
+    extra = checkpoint_extra(s)
+    run.save_checkpoint("init.pt", {"model": model.state_dict(), "epoch": 0, **extra})  # plot-filters --compare-init
+    callbacks = list(callbacks)
+    tb = TensorBoardLogger(run.path / "tensorboard", model, s.data.input_shape) if cfg.output.tensorboard else None
     t0 = time.time()
-    history = fit(
-        model, s.data, cfg.train, seed=cfg.seed, device=s.device,
-        callbacks=callbacks, run=run, checkpoint_extra=checkpoint_extra(s),
-    )
-    run.write_json("summary.json", summary(cfg, s, history, started=t0))
+    try:
+        history = fit(
+            model, s.data, cfg.train, seed=cfg.seed, device=s.device,
+            callbacks=callbacks + ([tb] if tb else []), run=run, checkpoint_extra=extra,
+        )
+    finally:
+        if tb is not None:
+            tb.close()
+    # fit left the best model in ``model``: its test confusion matrix and per-class accuracy
+    result = write_run_pictures(run, history, model, s.data, batch_size=cfg.train.eval_batch_size)
+    per_class = {"per_class_test": result.per_class() if result is not None else None}
+    run.write_json("summary.json", {**summary(cfg, s, history, started=t0), **per_class})
     return history, run
 
 
