@@ -9,6 +9,7 @@ Rules (thresholds in ``DiagnosticsConfig``):
 
 - loss NaN/Inf, or above ``explode_factor`` × its first value → stop, "lower the learning rate"
 - loss fell by less than ``flat_drop`` in the first ``early_epochs`` → "learning rate may be too low"
+  (and if it rose instead → "learning rate may be too high")
 - train accuracy above val accuracy by more than ``overfit_gap`` → "overfitting: raise reg or get more data"
 - a layer's ‖ΔW‖/‖W‖ more than ``update_ratio_factor`` × above or below ~1e-3 in the
   early epochs → which layer, and which way to move the learning rate
@@ -31,7 +32,7 @@ RATIO_PREFIX = "update_ratio."
 
 @dataclass(frozen=True)
 class Advice:
-    rule: str  # "diverged" | "flat" | "overfit" | "update_ratio.<layer>.<high|low>"
+    rule: str  # "diverged" | "flat" | "rising" | "overfit" | "update_ratio.<layer>.<high|low>"
     epoch: int
     message: str
 
@@ -47,6 +48,7 @@ class Diagnostics:
         self.initial_loss: float | None = None
         self.initial_lr: float | None = None
         self._history: Any = None
+        self._pending: Advice | None = None
 
     # ------------------------------------------------------------------ callback hooks
 
@@ -54,7 +56,8 @@ class Diagnostics:
         self.epochs = int(info.get("epochs", 0))
         self._history = info.get("history")
 
-    def on_epoch_end(self, record: dict[str, Any]) -> None:
+    def on_epoch_metrics(self, record: dict[str, Any]) -> None:
+        """Before fit picks the best model: a diverging epoch stops training and never becomes best.pt."""
         if not self.cfg.enabled:
             return
         if self.initial_loss is None:
@@ -63,6 +66,16 @@ class Diagnostics:
         stop = self._diverging(record)
         if stop is not None:
             raise stop
+
+    def on_epoch_end(self, record: dict[str, Any]) -> None:
+        if not self.cfg.enabled:
+            return
+        if self._pending is not None:  # reported after the epoch's own line
+            self._emit(self._pending)
+            self._pending = None
+            return
+        if self.initial_loss is None:  # fit calls on_epoch_metrics first; nothing to judge against
+            return
         self._flat(record)
         self._overfit(record)
         self._update_ratios(record)
@@ -83,7 +96,7 @@ class Diagnostics:
             f"{what}: training is diverging; lower the learning rate "
             f"(train.optimizer.lr = {lr:g}; try {lr / 10:g}). The best checkpoint so far is kept"
         )
-        self._give("diverged", epoch, message)
+        self._give("diverged", epoch, message, defer=True)
         return StopTraining(f"diverged: {message}", diverged=True)
 
     def _flat(self, r: dict[str, Any]) -> None:
@@ -92,7 +105,14 @@ class Diagnostics:
             return
         loss, init = float(r["train_loss"]), self.initial_loss
         drop = (init - loss) / abs(init)
-        if drop < self.cfg.flat_drop:
+        if drop < -self.cfg.flat_drop:
+            self._give(
+                "rising", epoch,
+                f"train loss is higher after {epoch} epoch(s) than at the start ({init:.4f} -> {loss:.4f}): "
+                f"the learning rate may be too high (train.optimizer.lr = {self.initial_lr:g}; "
+                f"try {self.initial_lr / 10:g})",
+            )
+        elif drop < self.cfg.flat_drop:
             self._give(
                 "flat", epoch,
                 f"train loss barely moved in the first {epoch} epoch(s) ({init:.4f} -> {loss:.4f}, "
@@ -145,10 +165,16 @@ class Diagnostics:
             return float(steps[0])
         return float(record["train_loss"])
 
-    def _give(self, rule: str, epoch: int, message: str) -> None:
+    def _give(self, rule: str, epoch: int, message: str, *, defer: bool = False) -> None:
         if any(a.rule == rule for a in self.advice):
             return  # each piece of advice once, when it first holds
         advice = Advice(rule, epoch, message)
         self.advice.append(advice)
+        if defer:
+            self._pending = advice
+        else:
+            self._emit(advice)
+
+    def _emit(self, advice: Advice) -> None:
         if self.report is not None:
             self.report(advice)

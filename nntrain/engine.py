@@ -193,10 +193,13 @@ class History:
 
 
 class StopTraining(Exception):
-    """Raised by a callback's ``on_epoch_end`` to end training after this epoch.
+    """Raised by a callback's ``on_epoch_metrics`` or ``on_epoch_end`` to end training after
+    this epoch.
 
     ``fit`` still gives the epoch's record to every other callback, restores the best
     model and tests it; ``diverged=True`` marks the run as diverged (the CLI exits 1).
+    Raised from ``on_epoch_metrics`` (called before the best-model decision), a diverged
+    verdict also keeps this epoch out of ``best.pt``.
     """
 
     def __init__(self, reason: str, *, diverged: bool = False):
@@ -272,7 +275,9 @@ def fit(
         history.records.append(record)
         history.step_losses.extend(stats.step_losses)
 
-        diverged = not math.isfinite(stats.loss)
+        # a callback's verdict before the best-model decision: a diverging epoch never becomes best.pt
+        veto = _call(callbacks, "on_epoch_metrics", record)
+        diverged = not math.isfinite(stats.loss) or (veto is not None and veto.diverged)
         # no val split (NaN accuracy): the last finite epoch is "best"
         improved = not diverged and (best_state is None or math.isnan(val_acc) or val_acc > history.best_val_acc)
         if improved:
@@ -286,11 +291,11 @@ def fit(
             if improved:
                 run.save_checkpoint("best.pt", ckpt)
             run.save_checkpoint("last.pt", ckpt)
-        stop = _call(callbacks, "on_epoch_end", record)
+        stop = _call(callbacks, "on_epoch_end", record) or veto
 
         if diverged:
             history.diverged = True
-            history.stopped = (
+            history.stopped = veto.reason if veto is not None and veto.diverged else (
                 f"diverged: train loss is {stats.loss} at epoch {epoch}; lower train.optimizer.lr "
                 f"(now {cfg.optimizer.lr:g}) or train.reg"
             )

@@ -27,7 +27,7 @@ class SweepRun:
     curves: Curves
     diverged: bool
     stopped: str | None
-    advice: list[str]  # rules the diagnostics saw: 'flat', 'overfit', 'update_ratio.<layer>.<way>'
+    advice: list[str]  # rules the diagnostics saw: 'flat', 'rising', 'overfit', 'update_ratio.<layer>.<way>'
     verdict: str = ""
 
     @property
@@ -86,6 +86,8 @@ def recommend(runs: list[SweepRun]) -> SweepRun | None:
     for r in runs:
         if r.diverged or r not in alive:
             r.verdict = "too high: diverged"
+        elif "rising" in r.advice:
+            r.verdict = "too high: loss went up"
         elif "flat" in r.advice:
             r.verdict = "too low: loss barely moved"
     if not alive:

@@ -182,6 +182,7 @@ def lr_sweep_figure(runs: Sequence[tuple[float, Curves, bool]]) -> Figure:
     fig = Figure(figsize=(12, 4.6), dpi=DPI, layout="constrained")
     ax_loss, ax_acc = fig.subplots(1, 2)
     top = 0.0
+    marks = []
     for i, (lr, run, diverged) in enumerate(runs):
         color = f"C{i % 10}"
         label = f"lr={lr:g}" + (" (diverged)" if diverged else "")
@@ -190,20 +191,22 @@ def lr_sweep_figure(runs: Sequence[tuple[float, Curves, bool]]) -> Figure:
         if ys.size and math.isfinite(ys[0]):
             top = max(top, ys[0])
         ax_loss.plot(xs, ys, color=color, linewidth=1.2, gid="lr-loss", label=label)
-        if diverged:
+        if diverged:  # an 'x' on the top edge where the curve was last finite
             ok = np.flatnonzero(np.isfinite(ys))
-            last = ok[-1] if ok.size else 0
-            ax_loss.plot([xs[last]], [0], color=color, marker="x", markersize=10, mew=2, gid="diverged-mark",
-                         clip_on=False, label="_nolegend_")
+            marks.append((xs[ok[-1] if ok.size else 0], color))
         ax_acc.plot(run.column("epoch"), run.column("val_acc"), color=color, marker="o", markersize=3,
                     gid="lr-val-acc", label=label)
     ax_loss.set(title="loss per step, one curve per learning rate", xlabel="epoch", ylabel="train loss")
     if top > 0:
         ax_loss.set_ylim(0, 2 * top)
+    y_mark = ax_loss.get_ylim()[1]
+    for x, color in marks:
+        ax_loss.plot([x], [y_mark], color=color, marker="x", markersize=10, mew=2, gid="diverged-mark",
+                     clip_on=False, label="_nolegend_")
     ax_acc.set(title="val accuracy", xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02))
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper right" if ax is ax_loss else "best")
     return fig
 
 
