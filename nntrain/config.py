@@ -144,7 +144,9 @@ class DiagnosticsConfig(_Section):
     flat_drop: float = Field(0.01, ge=0.0, lt=1.0)
     """'Loss flat' when after early_epochs the train loss fell by less than this fraction of its first value."""
     overfit_gap: float = Field(0.1, gt=0.0, le=1.0)
-    """'Overfitting' when train accuracy exceeds val accuracy by more than this (fraction, 0.1 = 10 points)."""
+    """'Overfitting' when train accuracy exceeds val accuracy by more than this (fraction, 0.1 = 10 points)..."""
+    overfit_epochs: int = Field(2, gt=0)
+    """...for this many consecutive epochs (one noisy epoch while accuracy climbs is not overfitting)."""
     update_ratio: float = Field(1e-3, gt=0.0)
     """Healthy ‖ΔW‖/‖W‖ of one SGD step per layer (cs231n: about 1e-3)."""
     update_ratio_factor: float = Field(100.0, gt=1.0)

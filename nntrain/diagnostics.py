@@ -10,7 +10,8 @@ Rules (thresholds in ``DiagnosticsConfig``):
 - loss NaN/Inf, or above ``explode_factor`` × its first value → stop, "lower the learning rate"
 - loss fell by less than ``flat_drop`` in the first ``early_epochs`` → "learning rate may be too low"
   (and if it rose instead → "learning rate may be too high")
-- train accuracy above val accuracy by more than ``overfit_gap`` → "overfitting: raise reg or get more data"
+- train accuracy above val accuracy by more than ``overfit_gap`` for ``overfit_epochs``
+  consecutive epochs → "overfitting: raise reg or get more data"
 - a layer's ‖ΔW‖/‖W‖ more than ``update_ratio_factor`` × above or below ~1e-3 in the
   early epochs → which layer, and which way to move the learning rate
 
@@ -49,6 +50,7 @@ class Diagnostics:
         self.initial_lr: float | None = None
         self._history: Any = None
         self._pending: Advice | None = None
+        self._gap_epochs = 0  # consecutive epochs with train acc - val acc > overfit_gap
 
     # ------------------------------------------------------------------ callback hooks
 
@@ -123,6 +125,10 @@ class Diagnostics:
     def _overfit(self, r: dict[str, Any]) -> None:
         train_acc, val_acc = float(r["train_acc"]), float(r["val_acc"])
         if math.isnan(val_acc) or train_acc - val_acc <= self.cfg.overfit_gap:
+            self._gap_epochs = 0
+            return
+        self._gap_epochs += 1
+        if self._gap_epochs < self.cfg.overfit_epochs:
             return
         self._give(
             "overfit", int(r["epoch"]),

@@ -90,12 +90,15 @@ def test_overfitting_gap_reported_once_and_only_above_the_threshold():
     at_threshold = Diagnostics(DiagnosticsConfig(overfit_gap=0.25))
     run_records(at_threshold, [record(e, 1.0 / e, train_acc=1.0, val_acc=0.75) for e in range(1, 4)])
     assert "overfit" not in rules(at_threshold)  # a gap of exactly 0.25 is not "above"
-    diag = Diagnostics(DiagnosticsConfig(overfit_gap=0.1))
-    run_records(diag, [record(1, 1.0, train_acc=0.8, val_acc=0.78)]
-                + [record(e, 1.0 / e, train_acc=0.99, val_acc=0.80) for e in range(2, 6)])
+    diag = Diagnostics(DiagnosticsConfig(overfit_gap=0.1, overfit_epochs=2))
+    run_records(diag, [
+        record(1, 1.0, train_acc=0.8, val_acc=0.78),
+        record(2, 0.9, train_acc=0.31, val_acc=0.20),  # one noisy epoch: not yet
+        record(3, 0.8, train_acc=0.50, val_acc=0.48),
+    ] + [record(e, 1.0 / e, train_acc=0.99, val_acc=0.80) for e in range(4, 8)])
     assert rules(diag).count("overfit") == 1
     a = next(a for a in diag.advice if a.rule == "overfit")
-    assert a.epoch == 2 and "overfitting: raise reg or get more data" in a.message
+    assert a.epoch == 5 and "overfitting: raise reg or get more data" in a.message
 
 
 def test_update_ratio_names_the_layer_and_the_direction_early_only():
