@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -215,3 +214,10 @@ def test_update_ratio_in_metrics_csv_matches_the_weights_it_describes(tmp_path):
         a, b = w0[f"{layer}.weight"], w1[f"{layer}.weight"]
         expected = float(torch.linalg.vector_norm(b - a) / torch.linalg.vector_norm(b))
         assert float(row[f"update_ratio.{layer}"]) == pytest.approx(expected, rel=1e-4)
+
+
+def test_json_output_stays_parseable_with_advice_on_stderr(tmp_path):
+    res = invoke(["train", *TINY, "--json", "--set", "train.epochs=2", "--set", "train.optimizer.lr=1e6"], tmp_path)
+    assert res.exit_code == 1
+    assert json.loads(res.stdout)["diverged"] is True  # stdout: the JSON summary only
+    assert "advice (epoch 1): train loss is nan" in res.stderr

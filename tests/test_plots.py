@@ -22,7 +22,7 @@ from nntrain.cli import app
 torch.set_num_threads(1)  # tiny models: threads only oversubscribe a shared 2-core machine
 
 from nntrain.plots import (  # noqa: E402
-    BACKGROUND, Curves, curves_figure, filter_tiles, lr_sweep_figure, tile_mosaic, tile_scale,
+    BACKGROUND, curves_figure, filter_tiles, lr_sweep_figure, tile_mosaic, tile_scale,
 )
 
 TINY = ["--set", "model.channels=[4]", "--set", "model.hidden=[16]", "--set", "train.epochs=2"]
