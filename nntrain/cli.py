@@ -93,7 +93,15 @@ def train(
             warn("data.val_fraction is 0: train/test only (the lecture's last resort); the last epoch's model is kept")
     title = f"resume {resume}" if resume is not None else f"train {cfg.model.name} on {cfg.data.dataset}"
     reporter = EpochReporter(title, live=False if json_out else None)
-    callbacks = [] if json_out else [reporter]
+    from nntrain.console import advice, per_class_table
+    from nntrain.diagnostics import Diagnostics
+
+    if cfg is not None:
+        diag_cfg = cfg.diagnostics
+    else:  # resuming: the run's own settings (resume_run reports a missing config.yaml)
+        diag_cfg = _load(resume / "config.yaml", []).diagnostics if (resume / "config.yaml").is_file() else None
+    diagnostics = Diagnostics(diag_cfg, report=functools.partial(advice, stderr=json_out))
+    callbacks = ([] if json_out else [reporter]) + [diagnostics]
     with GracefulStop() as stop:
         try:
             if resume is not None:
@@ -111,6 +119,8 @@ def train(
     if json_out:
         plain(json.dumps({**summary, "run_dir": str(run.path)}, indent=2))
     else:
+        if summary.get("per_class_test"):
+            per_class_table(summary["per_class_test"], "per-class test accuracy (confusion.png)")
         train_summary(summary, str(run.path))
     if history.diverged:
         error(history.stopped or "training diverged")
@@ -143,6 +153,142 @@ def config_validate(files: List[Path] = typer.Argument(..., help="Config files t
             print(f"invalid  {f}: {e}")
     if bad:
         raise typer.Exit(2)
+
+# --------------------------------------------------------------------------- monitoring and pictures
+
+
+def _out_path(out: Path) -> Path:
+    from nntrain.errors import NntrainError
+
+    if not out.parent.is_dir():
+        raise NntrainError(f"--out {out}: the directory '{out.parent}' does not exist; create it or choose another path")
+    return out
+
+
+@app.command("plot-filters")
+@guarded
+def plot_filters(
+    source: Path = typer.Argument(..., help="A run directory (uses its best.pt) or a .pt checkpoint."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="PNG to write (default: filters.png beside the checkpoint)."),
+    compare_init: bool = typer.Option(
+        False, "--compare-init", help="Put the filters at initialization (the run's init.pt) beside the trained ones."
+    ),
+) -> None:
+    """Draw the first layer's weights as an image grid: conv filters, or each MLP hidden unit as an image."""
+    from nntrain.console import plain
+    from nntrain.errors import CheckpointError
+    from nntrain.evaluation import load_model, resolve_checkpoint
+    from nntrain.models import first_layer_weights
+    from nntrain.plots import filter_tiles, filters_figure, save
+    from nntrain.runs import load_checkpoint
+
+    def tiles(path: Path):
+        ckpt = load_checkpoint(path)
+        weights = first_layer_weights(load_model(ckpt, path))
+        return ckpt, filter_tiles(weights, ckpt["input_shape"])
+
+    path = resolve_checkpoint(source)
+    ckpt, trained = tiles(path)
+    kind = "conv filters" if ckpt["config"]["model"]["name"] == "cnn" else "hidden units"
+    panels = [(f"{len(trained)} {kind}, trained (epoch {ckpt.get('epoch', '?')})", trained)]
+    if compare_init:
+        init = path.parent / "init.pt"
+        if not init.is_file():
+            raise CheckpointError(
+                f"no init.pt beside '{path}': that run did not keep its initial weights; run without --compare-init"
+            )
+        panels.insert(0, (f"{len(trained)} {kind}, at initialization", tiles(init)[1]))
+    target = _out_path(out) if out else path.parent / ("filters-vs-init.png" if compare_init else "filters.png")
+    save(filters_figure(panels), target)
+    plain(f"wrote {target}")
+
+
+@app.command("plot-curves")
+@guarded
+def plot_curves(
+    runs: List[Path] = typer.Argument(..., help="One or more run directories, drawn on the same axes."),
+    out: Path = typer.Option(Path("curves.png"), "--out", "-o", help="PNG to write."),
+) -> None:
+    """Learning curves of one or several runs: loss (per step and per epoch), train vs val accuracy, lr."""
+    from nntrain.console import plain
+    from nntrain.monitor import read_curves
+    from nntrain.plots import curves_figure, save
+
+    curves = [read_curves(r) for r in runs]
+    save(curves_figure(curves), _out_path(out))
+    plain(f"wrote {out} ({len(curves)} run(s): {', '.join(c.label for c in curves)})")
+
+
+@app.command("lr-sweep")
+@guarded
+def lr_sweep_cmd(
+    config: Optional[Path] = ConfigOpt,
+    set_: Optional[List[str]] = SetOpt,
+    lrs: str = typer.Option("1e-4,1e-3,1e-2,1e-1,1", "--lrs", help="Comma-separated learning rates to try."),
+    epochs: int = typer.Option(5, "--epochs", min=1, help="Epochs per learning rate (short runs show the shape)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the figure here."),
+) -> None:
+    """Train a fresh net per learning rate and draw all loss curves on one figure, with a recommendation."""
+    from nntrain.lrsweep import parse_lrs
+
+    cfg = _load(config, set_)
+    values = parse_lrs(lrs)
+    target = _out_path(out) if out else None
+    from nntrain.config import to_yaml
+    from nntrain.console import plain, sweep_table
+    from nntrain.lrsweep import lr_sweep, recommendation
+    from nntrain.pipeline import setup
+    from nntrain.plots import lr_sweep_figure, save
+    from nntrain.runs import RunDir
+
+    s = setup(cfg)
+
+    def progress(r) -> None:
+        status = "diverged" if r.diverged else f"final loss {r.final_loss:.4f}"
+        plain(f"lr {r.lr:g}: {len(r.curves.records)} epoch(s), {status}")
+
+    runs = lr_sweep(s, values, epochs=epochs, progress=progress)
+    run = RunDir.create(cfg.output.runs_dir, f"{cfg.output.run_name}-lr-sweep", config_yaml=to_yaml(cfg))
+    fig = lr_sweep_figure([(r.lr, r.curves, r.diverged) for r in runs])
+    save(fig, run.path / "lr-sweep.png")
+    if target is not None:
+        save(fig, target)
+    advice = recommendation(runs)
+    run.write_json("lr-sweep.json", {"epochs": epochs, "runs": [r.row() for r in runs], "recommendation": advice})
+    sweep_table([r.row() for r in runs])
+    plain(advice)
+    plain(f"wrote {target or run.path / 'lr-sweep.png'} (run directory {run.path})")
+    if all(r.diverged for r in runs):
+        raise typer.Exit(1)
+
+
+@app.command("eval")
+@guarded
+def eval_cmd(
+    run_dir: Path = typer.Argument(..., help="A run directory written by nntrain train."),
+    split: str = typer.Option("test", "--split", help="Which split to evaluate: test or val."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Recompute a run's confusion matrix and per-class accuracy (best.pt) on its test or val split."""
+    from nntrain.errors import ConfigError
+
+    if split not in ("test", "val"):
+        raise ConfigError(f"--split {split!r}: allowed: test, val")
+    from nntrain.console import per_class_table, plain
+    from nntrain.evaluation import eval_run
+    from nntrain.plots import confusion_figure, save
+
+    result = eval_run(run_dir, split=split)
+    target = run_dir / ("confusion.png" if split == "test" else f"confusion-{split}.png")
+    save(confusion_figure(result.confusion, result.classes, title=f"{split} confusion"), target)
+    if json_out:
+        plain(json.dumps({"split": split, "n": result.n, "accuracy": result.accuracy,
+                          "per_class": result.per_class(), "confusion": result.confusion.tolist(),
+                          "figure": str(target)}, indent=2))
+        return
+    per_class_table(result.per_class(), f"per-class {split} accuracy")
+    plain(f"{split} accuracy {result.accuracy:.4f} (n={result.n})")
+    plain(f"wrote {target}")
 
 
 @app.command()

@@ -121,6 +121,8 @@ class OutputConfig(_Section):
     """Directory that receives one sub-directory per run."""
     run_name: str = "run"
     """Run directory name prefix: <runs_dir>/<run_name>-<timestamp>/."""
+    tensorboard: bool = False
+    """Also log the epoch scalars and the first-layer filter grid to <run>/tensorboard/ (needs: pip install 'nntrain[tensorboard]')."""
 
     @field_validator("run_name")
     @classmethod
@@ -174,6 +176,25 @@ class SanityConfig(_Section):
                 "use a window of at most lr_probe_steps"
             )
         return self
+class DiagnosticsConfig(_Section):
+    """Live advice during ``train`` (cs231n's babysitting rules); each message is printed once."""
+
+    enabled: bool = True
+    """Watch the run and print advice when a rule first holds."""
+    explode_factor: float = Field(3.0, gt=1.0)
+    """Stop (exit 1) when an epoch's train loss exceeds this × the first step's loss (cs231n: 3)."""
+    early_epochs: int = Field(3, gt=0)
+    """Epochs that count as 'early': the flat-loss and update/weight-ratio rules look only at these."""
+    flat_drop: float = Field(0.01, ge=0.0, lt=1.0)
+    """'Loss flat' when after early_epochs the train loss fell by less than this fraction of its first value."""
+    overfit_gap: float = Field(0.1, gt=0.0, le=1.0)
+    """'Overfitting' when train accuracy exceeds val accuracy by more than this (fraction, 0.1 = 10 points)..."""
+    overfit_epochs: int = Field(2, gt=0)
+    """...for this many consecutive epochs (one noisy epoch while accuracy climbs is not overfitting)."""
+    update_ratio: float = Field(1e-3, gt=0.0)
+    """Healthy ‖ΔW‖/‖W‖ of one SGD step per layer (cs231n: about 1e-3)."""
+    update_ratio_factor: float = Field(100.0, gt=1.0)
+    """Report a layer whose early update/weight ratio is more than this many times above or below update_ratio."""
 
 
 class Config(_Section):
@@ -186,6 +207,7 @@ class Config(_Section):
     train: TrainConfig = TrainConfig()
     output: OutputConfig = OutputConfig()
     sanity: SanityConfig = SanityConfig()
+    diagnostics: DiagnosticsConfig = DiagnosticsConfig()
 
     @field_validator("device")
     @classmethod
@@ -227,7 +249,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(raw, dict):
         raise ConfigError(
-            f"{p}: the top level must be a mapping of sections (seed, device, data, model, train, output), "
+            f"{p}: the top level must be a mapping of sections (seed, device, data, model, train, output, sanity, diagnostics), "
             f"got {type(raw).__name__}"
         )
     return raw

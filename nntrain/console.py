@@ -194,3 +194,46 @@ def sanity_report(results: list[Any]) -> None:
         if not r.passed and r.hint:
             plain(f"      {'':<{width}}  hint: {r.hint}")
     plain(verdict)
+# --------------------------------------------------------------------------- monitoring
+
+
+def advice(a: Any, *, stderr: bool = False) -> None:
+    """A diagnostics message (``nntrain.diagnostics.Advice``), printed once when its rule first holds."""
+    line = f"advice (epoch {a.epoch}): {a.message}"
+    if stderr:
+        print(line, file=sys.stderr, flush=True)
+    elif is_tty():
+        console.print(f"[bold yellow]advice[/] (epoch {a.epoch}): {a.message}", soft_wrap=True, markup=True)
+    else:
+        plain(line)
+
+
+def rows_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    """A rich table on a terminal; aligned plain text otherwise."""
+    if is_tty():
+        t = Table(title=title, title_justify="left")
+        for col in columns:
+            t.add_column(col, justify="right")
+        for row in rows:
+            t.add_row(*row)
+        console.print(t)
+        return
+    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
+    plain(title)
+    plain("  ".join(c.rjust(w) for c, w in zip(columns, widths)))
+    for row in rows:
+        plain("  ".join(v.rjust(w) for v, w in zip(row, widths)))
+
+
+def per_class_table(rows: list[dict[str, Any]], title: str) -> None:
+    rows_table(title, ["class", "n", "correct", "accuracy"],
+               [[str(r["class"]), str(r["n"]), str(r["correct"]), fmt_acc(r["acc"])] for r in rows])
+
+
+def sweep_table(rows: list[dict[str, Any]]) -> None:
+    def num(v: Any) -> str:
+        return "-" if v is None else f"{v:.4f}"
+
+    rows_table("learning-rate sweep", ["lr", "epochs", "final loss", "val acc", "verdict"],
+               [[f"{r['lr']:g}", str(r["epochs_run"]), num(r["final_loss"]) if not r["diverged"] else "diverged",
+                 fmt_acc(r["val_acc"]), r["verdict"]] for r in rows])

@@ -230,11 +230,33 @@ class History:
     seconds: float = 0.0
 
 
-def _call(callbacks: Iterable[Any], hook: str, *args: Any) -> None:
+class StopTraining(Exception):
+    """Raised by a callback's ``on_epoch_metrics`` or ``on_epoch_end`` to end training after
+    this epoch.
+
+    ``fit`` still gives the epoch's record to every other callback, restores the best
+    model and tests it; ``diverged=True`` marks the run as diverged (the CLI exits 1).
+    Raised from ``on_epoch_metrics`` (called before the best-model decision), a diverged
+    verdict also keeps this epoch out of ``best.pt``.
+    """
+
+    def __init__(self, reason: str, *, diverged: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.diverged = diverged
+
+
+def _call(callbacks: Iterable[Any], hook: str, *args: Any) -> StopTraining | None:
+    """Call ``hook`` on every callback; the first ``StopTraining`` raised is returned."""
+    stop = None
     for cb in callbacks:
         fn = getattr(cb, hook, None)
         if fn is not None:
-            fn(*args)
+            try:
+                fn(*args)
+            except StopTraining as e:
+                stop = stop or e
+    return stop
 
 
 def fit(
@@ -278,8 +300,10 @@ def fit(
     net = torch.compile(raw) if cfg.compile else raw
     since_best = len(history.records) - history.best_epoch
     t_fit = time.perf_counter()
-    _call(callbacks, "on_fit_start", {"epochs": cfg.epochs, "device": str(device), "n_train": len(train),
-                                      "start_epoch": len(history.records) + 1, "layers": list(named_weights(raw))})
+    # "history" lets a callback read what has been recorded so far (e.g. every step's loss)
+    info = {"epochs": cfg.epochs, "device": str(device), "n_train": len(train), "history": history,
+            "start_epoch": len(history.records) + 1, "layers": list(named_weights(raw))}
+    _call(callbacks, "on_fit_start", info)
 
     def save(epoch_done: int, improved: bool, partial: EpochProgress | None = None) -> None:
         if run is None:
@@ -308,7 +332,9 @@ def fit(
             "val_loss": val_loss, "val_acc": val_acc, "lr": lr, "seconds": time.perf_counter() - t0,
             **{f"update_ratio.{k}": v for k, v in stats.update_ratios.items()},
         }
-        diverged = not math.isfinite(stats.loss)
+        # a callback's verdict before the best-model decision: a diverging epoch never becomes best.pt
+        veto = _call(callbacks, "on_epoch_metrics", record)
+        diverged = not math.isfinite(stats.loss) or (veto is not None and veto.diverged)
         # no val split (NaN accuracy): the last finite epoch is "best"
         improved = not diverged and (best_state is None or math.isnan(val_acc) or val_acc > history.best_val_acc)
         record["best"] = improved
@@ -320,14 +346,17 @@ def fit(
         else:
             since_best += 1
         save(epoch, improved)  # checkpoint first, then the metrics row: a row always has its checkpoint
-        _call(callbacks, "on_epoch_end", record)
+        stop = _call(callbacks, "on_epoch_end", record) or veto
 
         if diverged:
             history.diverged = True
-            history.stopped = (
+            history.stopped = veto.reason if veto is not None and veto.diverged else (
                 f"diverged: train loss is {stats.loss} at epoch {epoch}; lower train.optimizer.lr "
                 f"(now {cfg.optimizer.lr:g}) or train.reg"
             )
+            break
+        if stop is not None:
+            history.stopped, history.diverged = stop.reason, stop.diverged
             break
         if cfg.patience is not None and since_best >= cfg.patience:
             history.stopped = f"early stop: val accuracy has not improved for {cfg.patience} epochs"

@@ -23,6 +23,7 @@ from nntrain.engine import History, fit, resolve_device
 from nntrain.models import build_model
 from nntrain.errors import NntrainError
 from nntrain.runs import RunDir, load_checkpoint
+from nntrain.tblog import require_tensorboard
 
 
 @dataclass
@@ -75,8 +76,11 @@ def train_run(
     should_stop: Callable[[], bool] | None = None,
 ) -> tuple[History, RunDir]:
     s = s or setup(cfg)
+    if cfg.output.tensorboard:
+        require_tensorboard()  # bad input: reject before a run directory exists
     model = s.new_model()
     run = RunDir.create(cfg.output.runs_dir, cfg.output.run_name, config_yaml=to_yaml(cfg))
+    run.save_checkpoint("init.pt", {"model": model.state_dict(), "epoch": 0, **checkpoint_extra(s)})  # --compare-init
     return _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, resume=None), run
 
 
@@ -97,19 +101,33 @@ def resume_run(
     best = run.path / "best.pt"
     last["best_model"] = load_checkpoint(best)["model"] if best.is_file() and last["best_epoch"] > 0 else None
     s = setup(cfg)
+    if cfg.output.tensorboard:
+        require_tensorboard()
     model = s.new_model()
     run.rewrite_metrics(last["history"]["records"])  # drop any row written after last.pt
     return _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, resume=last), run, cfg
 
 
 def _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, *, resume) -> History:
+    from nntrain.monitor import write_run_pictures
+    from nntrain.tblog import TensorBoardLogger
+
+    tb = TensorBoardLogger(run.path / "tensorboard", model, s.data.input_shape) if cfg.output.tensorboard else None
     t0 = time.time()
-    history = fit(
-        model, s.data, cfg.train, seed=cfg.seed, device=s.device, callbacks=callbacks, run=run,
-        checkpoint_extra=checkpoint_extra(s), resume=resume, should_stop=should_stop,
-    )
-    if not history.interrupted:
-        run.write_json("summary.json", summary(cfg, s, history, started=t0))
+    try:
+        history = fit(
+            model, s.data, cfg.train, seed=cfg.seed, device=s.device, callbacks=list(callbacks) + ([tb] if tb else []),
+            run=run, checkpoint_extra=checkpoint_extra(s), resume=resume, should_stop=should_stop,
+        )
+    finally:
+        if tb is not None:
+            tb.close()
+    if history.interrupted:
+        return history
+    # fit left the best model in ``model``: its test confusion matrix and per-class accuracy
+    result = write_run_pictures(run, history, model, s.data, batch_size=cfg.train.eval_batch_size)
+    per_class = {"per_class_test": result.per_class() if result is not None else None}
+    run.write_json("summary.json", {**summary(cfg, s, history, started=t0), **per_class})
     return history
 
 

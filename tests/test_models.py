@@ -51,7 +51,7 @@ def test_regularization_covers_conv_and_linear_weights_only():
     ws = reg_weights(m)
     assert [tuple(w.shape) for w in ws] == [(4, 1, 3, 3), (8, 64), (3, 8)]  # no biases, no BN
     expected = 0.5 * 0.3 * sum(float((w.detach().double() ** 2).sum()) for w in ws)
-    assert float(regularization(ws, 0.3)) == pytest.approx(expected, rel=1e-6)
+    assert float(regularization(ws, 0.3).detach()) == pytest.approx(expected, rel=1e-6)
 
 
 def test_first_layer_weights_is_the_first_conv():

@@ -1,0 +1,223 @@
+"""Live diagnostics: each rule fires when (and only when) it holds, once; the engine's stop
+mechanism keeps a diverging epoch out of best.pt; a diverging CLI run exits 1 with advice."""
+
+from __future__ import annotations
+
+import json
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from nntrain.cli import app
+from nntrain.config import DiagnosticsConfig, load_config
+from nntrain.diagnostics import Diagnostics
+from nntrain.engine import StopTraining, evaluate, fit
+from nntrain.pipeline import setup
+from nntrain.runs import RunDir, load_checkpoint
+
+torch.set_num_threads(1)  # tiny models: threads only oversubscribe a shared 2-core machine
+
+TINY = ["--set", "model.channels=[4]", "--set", "model.hidden=[16]"]
+
+
+def record(epoch, loss, *, train_acc=0.5, val_acc=0.5, lr=0.1, **ratios):
+    r = {"epoch": epoch, "train_loss": loss, "train_acc": train_acc, "val_acc": val_acc, "val_loss": loss,
+         "lr": lr, "seconds": 0.0}
+    r.update({f"update_ratio.{k}": v for k, v in ratios.items()})
+    return r
+
+
+def run_records(diag: Diagnostics, records, *, epochs=10, first_step_loss=2.3):
+    """Drive the callback exactly as fit does; return the StopTraining raised, if any."""
+    diag.on_fit_start({"epochs": epochs, "history": SimpleNamespace(step_losses=[first_step_loss])})
+    for r in records:
+        try:
+            diag.on_epoch_metrics(r)
+        except StopTraining as stop:
+            diag.on_epoch_end(r)
+            return stop
+        diag.on_epoch_end(r)
+    return None
+
+
+def rules(diag):
+    return [a.rule for a in diag.advice]
+
+
+# --------------------------------------------------------------------------- rules, one by one
+
+
+def test_nan_loss_stops_with_lower_the_lr_advice():
+    reported = []
+    diag = Diagnostics(report=reported.append)
+    stop = run_records(diag, [record(1, 1.0), record(2, math.nan)])
+    assert stop is not None and stop.diverged
+    assert "lower the learning rate" in stop.reason and "epoch 2" in stop.reason
+    assert [a.rule for a in reported] == ["diverged"] and reported[0].epoch == 2
+
+
+@pytest.mark.parametrize("factor,stops", [(2.9, False), (3.1, True)])
+def test_loss_far_above_its_initial_value_stops(factor, stops):
+    # cs231n's rule: loss > 3 x the first loss → break; the first loss here is 2.0
+    diag = Diagnostics()
+    stop = run_records(diag, [record(1, 1.5), record(2, 2.0 * factor)], first_step_loss=2.0)
+    assert (stop is not None) is stops
+    if stops:
+        assert stop.diverged and f"{factor:.1f}x its initial value 2" in stop.reason
+
+
+def test_flat_loss_in_the_early_epochs_says_lr_may_be_too_low_once():
+    diag = Diagnostics(DiagnosticsConfig(early_epochs=3, flat_drop=0.01))
+    run_records(diag, [record(e, 2.29) for e in range(1, 7)], first_step_loss=2.30)  # -0.4%: flat
+    assert rules(diag) == ["flat"]
+    assert diag.advice[0].epoch == 3 and "learning rate may be too low" in diag.advice[0].message
+
+
+def test_falling_loss_is_not_flat_and_rising_loss_says_too_high():
+    falling = Diagnostics()
+    run_records(falling, [record(1, 2.0), record(2, 1.5), record(3, 1.2)], first_step_loss=2.3)
+    assert rules(falling) == []
+    rising = Diagnostics()
+    run_records(rising, [record(1, 2.5), record(2, 2.6), record(3, 2.7)], first_step_loss=2.3)
+    assert rules(rising) == ["rising"] and "too high" in rising.advice[0].message
+
+
+def test_overfitting_gap_reported_once_and_only_above_the_threshold():
+    at_threshold = Diagnostics(DiagnosticsConfig(overfit_gap=0.25))
+    run_records(at_threshold, [record(e, 1.0 / e, train_acc=1.0, val_acc=0.75) for e in range(1, 4)])
+    assert "overfit" not in rules(at_threshold)  # a gap of exactly 0.25 is not "above"
+    diag = Diagnostics(DiagnosticsConfig(overfit_gap=0.1, overfit_epochs=2))
+    run_records(diag, [
+        record(1, 1.0, train_acc=0.8, val_acc=0.78),
+        record(2, 0.9, train_acc=0.31, val_acc=0.20),  # one noisy epoch: not yet
+        record(3, 0.8, train_acc=0.50, val_acc=0.48),
+    ] + [record(e, 1.0 / e, train_acc=0.99, val_acc=0.80) for e in range(4, 8)])
+    assert rules(diag).count("overfit") == 1
+    a = next(a for a in diag.advice if a.rule == "overfit")
+    assert a.epoch == 5 and "overfitting: raise reg or get more data" in a.message
+
+
+def test_update_ratio_names_the_layer_and_the_direction_early_only():
+    diag = Diagnostics(DiagnosticsConfig(update_ratio=1e-3, update_ratio_factor=100, early_epochs=2))
+    run_records(diag, [
+        record(1, 2.0, conv1=0.5, fc1=1e-3, out=2e-3),  # conv1 500x too big
+        record(2, 1.5, conv1=0.4, fc1=1e-6, out=1e-3),  # fc1 1000x too small; conv1 already said
+        record(3, 1.0, conv1=0.5, fc1=1e-3, out=1.0),   # past early_epochs: not checked
+    ])
+    assert rules(diag) == ["update_ratio.conv1.high", "update_ratio.fc1.low"]
+    high, low = diag.advice
+    assert high.message.startswith("layer conv1:") and "far above" in high.message and "lower the learning rate" in high.message
+    assert low.message.startswith("layer fc1:") and "far below" in low.message and "raise the learning rate" in low.message
+
+
+def test_disabled_diagnostics_say_nothing_and_never_stop():
+    diag = Diagnostics(DiagnosticsConfig(enabled=False))
+    assert run_records(diag, [record(1, math.nan, train_acc=1.0, val_acc=0.0, conv1=10.0)]) is None
+    assert diag.advice == []
+
+
+# --------------------------------------------------------------------------- engine stop mechanism
+
+
+class VetoAt:
+    """Declares epoch ``epoch`` diverged before the best-model decision (as Diagnostics does)."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_metrics(self, r):
+        if r["epoch"] == self.epoch:
+            raise StopTraining("diverged: test veto; lower the learning rate", diverged=True)
+
+
+class StopAt:
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, r):
+        if r["epoch"] == self.epoch:
+            raise StopTraining("enough")
+
+
+@pytest.fixture(scope="module")
+def tiny_setup():
+    cfg = load_config(None, ["model.channels=[4]", "model.hidden=[16]", "train.epochs=4", "device=cpu"])
+    return setup(cfg)
+
+
+def test_a_vetoed_epoch_never_becomes_best_and_the_best_is_tested(tmp_path, tiny_setup):
+    s = tiny_setup
+    run = RunDir.create(tmp_path, "veto", config_yaml="")
+    model = s.new_model()
+    h = fit(model, s.data, s.cfg.train, seed=0, device=s.device, callbacks=[VetoAt(2)], run=run)
+    assert h.diverged and h.stopped == "diverged: test veto; lower the learning rate"
+    assert len(h.records) == 2 and h.best_epoch == 1
+    assert len(run.read_metrics()) == 2  # the run still got the stopping epoch's row
+    best = load_checkpoint(run.path / "best.pt")
+    assert best["epoch"] == 1 and load_checkpoint(run.path / "last.pt")["epoch"] == 2
+    # the test accuracy is that of best.pt (epoch 1), evaluated independently
+    fresh = s.new_model()
+    fresh.load_state_dict(best["model"])
+    assert evaluate(fresh, s.data.test, reg=s.cfg.train.reg) == pytest.approx((h.test_loss, h.test_acc))
+
+
+def test_stop_from_an_earlier_callback_still_reaches_later_ones(tmp_path, tiny_setup):
+    s = tiny_setup
+    run = RunDir.create(tmp_path, "stop", config_yaml="")
+    h = fit(s.new_model(), s.data, s.cfg.train, seed=0, device=s.device, callbacks=[StopAt(1)], run=run)
+    assert h.stopped == "enough" and not h.diverged and len(h.records) == 1
+    assert len(run.read_metrics()) == 1
+
+
+# --------------------------------------------------------------------------- through the CLI
+
+
+def invoke(args, tmp_path):
+    return CliRunner().invoke(app, [*args, "--set", f"output.runs_dir={tmp_path / 'runs'}"])
+
+
+def test_diverging_train_run_exits_1_with_its_advice_once(tmp_path):
+    res = invoke(["train", *TINY, "--set", "train.epochs=3", "--set", "train.optimizer.lr=1e6"], tmp_path)
+    assert res.exit_code == 1, res.output
+    assert res.output.count("advice (epoch 1): ") == 1
+    assert "lower the learning rate" in res.output and "Traceback" not in res.output
+    assert "error: diverged:" in res.stderr
+    (run,) = (tmp_path / "runs").iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["diverged"] is True and summary["epochs_run"] == 1
+    assert not (run / "best.pt").exists()  # no epoch was good: nothing claims to be the best model
+
+
+def test_too_low_lr_gets_the_too_low_advice_and_finishes(tmp_path):
+    res = invoke(["train", *TINY, "--set", "train.epochs=3", "--set", "train.optimizer.lr=1e-7"], tmp_path)
+    assert res.exit_code == 0, res.output
+    assert "advice (epoch 3): train loss barely moved" in res.output
+    assert "learning rate may be too low" in res.output
+    # at lr 1e-7 every layer's update/weight ratio is far below 1e-3: each layer named once
+    for layer in ("conv1", "fc1", "out"):
+        assert res.output.count(f"layer {layer}: update/weight ratio") == 1
+
+
+def test_update_ratio_in_metrics_csv_matches_the_weights_it_describes(tmp_path):
+    # batch larger than the train split: one SGD step per epoch, so init.pt → epoch-1 weights is
+    # exactly the step the ratio measures: ‖W1 − W0‖ / ‖W1‖
+    res = invoke(["train", *TINY, "--set", "train.epochs=1", "--set", "train.batch_size=4096"], tmp_path)
+    assert res.exit_code == 0, res.output
+    (run,) = (tmp_path / "runs").iterdir()
+    row = RunDir(run).read_metrics()[0]
+    w0 = load_checkpoint(run / "init.pt")["model"]
+    w1 = load_checkpoint(run / "last.pt")["model"]
+    for layer in ("conv1", "fc1", "out"):
+        a, b = w0[f"{layer}.weight"], w1[f"{layer}.weight"]
+        expected = float(torch.linalg.vector_norm(b - a) / torch.linalg.vector_norm(b))
+        assert float(row[f"update_ratio.{layer}"]) == pytest.approx(expected, rel=1e-4)
+
+
+def test_json_output_stays_parseable_with_advice_on_stderr(tmp_path):
+    res = invoke(["train", *TINY, "--json", "--set", "train.epochs=2", "--set", "train.optimizer.lr=1e6"], tmp_path)
+    assert res.exit_code == 1
+    assert json.loads(res.stdout)["diverged"] is True  # stdout: the JSON summary only
+    assert "advice (epoch 1): train loss is nan" in res.stderr
