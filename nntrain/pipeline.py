@@ -70,9 +70,12 @@ def train_run(cfg: Config, *, callbacks: Iterable[Any] = (), s: Setup | None = N
     model = s.new_model()
     run = RunDir.create(cfg.output.runs_dir, cfg.output.run_name, config_yaml=to_yaml(cfg))
     t0 = time.time()
+    from nntrain.augment import make_augment
+
     history = fit(
         model, s.data, cfg.train, seed=cfg.seed, device=s.device,
         callbacks=callbacks, run=run, checkpoint_extra=checkpoint_extra(s),
+        augment=make_augment(cfg.data.augment),
     )
     run.write_json("summary.json", summary(cfg, s, history, started=t0))
     return history, run
@@ -97,6 +100,17 @@ def summary(cfg: Config, s: Setup, h: History, *, started: float) -> dict[str, A
         "dataset": cfg.data.dataset,
         "split_sizes": {"train": len(s.data.train), "val": len(s.data.val), "test": len(s.data.test)},
         "classes": list(s.data.classes),
+        "class_counts": class_counts(s),
+        "data_notes": list(s.dataset.notes),
         "command": sys.argv,
         **versions(),
     }
+
+
+def class_counts(s: Setup) -> dict[str, dict[str, int]]:
+    """Per split: class name → number of samples (recorded in summary.json)."""
+    out = {}
+    for name in ("train", "val", "test"):
+        counts = torch.bincount(getattr(s.data, name).y.cpu(), minlength=s.data.num_classes).tolist()
+        out[name] = dict(zip(s.data.classes, counts))
+    return out
