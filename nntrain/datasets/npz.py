@@ -44,6 +44,8 @@ def load(cfg: DataConfig, notes: Callable[[str], None]):
     if not path.is_file():
         what = "is a folder" if path.is_dir() else "does not exist"
         raise DataError(f"data.root: '{path}' {what}; npz expects a .npz file written by {FORMAT}")
+    if not zipfile.is_zipfile(path):  # .npz is a zip of .npy arrays; np.load would guess "pickle" for anything else
+        raise DataError(f"data.root: '{path}' is not a readable .npz file (not a zip archive of arrays); write it with {FORMAT}")
     try:
         with np.load(path, allow_pickle=False) as f:
             keys = set(f.files)
