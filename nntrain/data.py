@@ -4,6 +4,7 @@ training device once (ARCHITECTURE.md, "Performance habits")."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator
 
@@ -120,11 +121,14 @@ class Split:
     def device(self) -> torch.device:
         return self.x.device
 
-    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Index slices of a seeded permutation (drawn on the CPU generator: same order on CPU and CUDA)."""
-        perm = torch.randperm(len(self), generator=generator).to(self.x.device, non_blocking=True)
-        for start in range(0, len(self), batch_size):
-            idx = perm[start : start + batch_size]
+    def train_batches(
+        self, perm: torch.Tensor, batch_size: int, start: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches ``start, start+1, ...`` of the epoch order ``perm`` ((n,) int64 on the CPU, drawn by
+        the engine's generator): index slices of the resident tensors, no copy of the split."""
+        perm = perm.to(self.x.device, non_blocking=True)
+        for step in range(start, math.ceil(len(self) / batch_size)):
+            idx = perm[step * batch_size : (step + 1) * batch_size]
             yield self.x[idx], self.y[idx]  # (B, C, H, W), (B,)
 
     def eval_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -79,7 +79,8 @@ def network_view(s: Any, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     from nntrain.augment import make_augment
 
     g = torch.Generator().manual_seed(s.cfg.seed)
-    xb, yb = next(iter(s.data.train.train_batches(n, g)))
+    perm = torch.randperm(len(s.data.train), generator=g)  # as the engine draws an epoch's order
+    xb, yb = next(iter(s.data.train.train_batches(perm, n)))
     aug = make_augment(s.cfg.data.augment)
     if aug is not None:
         xb = aug(xb, g)

@@ -111,11 +111,12 @@ def train_one_epoch(
     precision = precision or Precision()
     n = len(split)
     weights = reg_weights(model) if reg > 0 else []
+    perm = torch.randperm(n, generator=generator)
     n_steps = math.ceil(n / batch_size)
     step_losses = torch.empty(n_steps, device=split.device)  # filled on device, read once
     correct = torch.zeros((), dtype=torch.int64, device=split.device)
-    # in memory: index slices of a seeded permutation; streaming: a DataLoader in the same order
-    for step, (xb, yb) in enumerate(split.train_batches(batch_size, generator)):  # (B, C, H, W), (B,)
+    # in memory: index slices of the resident split; streaming: a DataLoader in the same order
+    for step, (xb, yb) in enumerate(split.train_batches(perm, batch_size)):  # (B, C, H, W), (B,)
         if augment is not None:
             xb = augment(xb, generator)
         with precision.autocast():

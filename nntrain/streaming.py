@@ -63,8 +63,9 @@ class StreamSplit:
         out.__dict__.update(self.__dict__, _format=torch.channels_last)
         return out
 
-    def _iterate(self, order: torch.Tensor, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        batches = [self.idx[order[s : s + batch_size].numpy()].tolist() for s in range(0, len(order), batch_size)]
+    def _iterate(self, order: torch.Tensor, batch_size: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        steps = range(start * batch_size, len(order), batch_size)
+        batches = [self.idx[order[s : s + batch_size].numpy()].tolist() for s in steps]
         loader = torch.utils.data.DataLoader(
             _Batches(self.source, self._all_y), batch_size=None, sampler=batches,
             num_workers=self.workers, pin_memory=self._device.type == "cuda",
@@ -77,8 +78,9 @@ class StreamSplit:
             xb = ((xb - self._mean) / self._std).contiguous(memory_format=self._format)
             yield xb, yb.to(self._device, non_blocking=True)
 
-    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return self._iterate(torch.randperm(len(self), generator=generator), batch_size)
+    def train_batches(self, perm: torch.Tensor, batch_size: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Same contract as ``data.Split.train_batches``: batches ``start, ...`` of the order ``perm``."""
+        return self._iterate(perm.cpu(), batch_size, start)
 
     def eval_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self._iterate(torch.arange(len(self)), batch_size)

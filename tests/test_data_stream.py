@@ -33,7 +33,8 @@ def npz(tmp_path):
 
 
 def batches(split, seed=0, bs=32):
-    return list(split.train_batches(bs, torch.Generator().manual_seed(seed))) + list(split.eval_batches(bs))
+    perm = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
+    return list(split.train_batches(perm, bs)) + list(split.train_batches(perm, bs, start=2)) + list(split.eval_batches(bs))
 
 
 def test_streamed_batches_equal_in_memory_batches(npz):
