@@ -102,8 +102,14 @@ def header_size(path: Path) -> tuple[int, int]:
 
 
 def decode_all(paths: list[Path], mode: str, size: tuple[int, int] | None) -> list[np.ndarray]:
-    with ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) * 2)) as pool:
-        return list(pool.map(lambda p: decode(p, mode, size), paths))
+    """Decode in a thread pool, in chunks of 256 files per task (one future per file costs more than
+    decoding a 32x32 PNG); order is preserved."""
+    chunks = [paths[i : i + 256] for i in range(0, len(paths), 256)]
+    workers = min(16, os.cpu_count() or 1, len(chunks))
+    if workers <= 1:
+        return [decode(p, mode, size) for p in paths]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return [a for chunk in pool.map(lambda c: [decode(p, mode, size) for p in c], chunks) for a in chunk]
 
 
 def to_tensor(arrays: list[np.ndarray]) -> torch.Tensor:
