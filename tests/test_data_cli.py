@@ -91,3 +91,16 @@ def test_bad_grid_path_exits_2(tmp_path):
 
 def test_every_allowed_dataset_has_a_loader():
     assert set(DATASETS) == set(LOADERS)
+
+
+def test_data_config_errors_name_the_dotted_key(tmp_path):
+    for setting, message in (
+        ("data.channels=2", "data.channels: "),
+        ("data.augment.crop_pading=2", "data.augment.crop_pading: unknown key; did you mean 'crop_padding'?"),
+        ("data.dataset=imagenet", "unknown dataset 'imagenet'; allowed: digits, imagefolder, npz, mnist"),
+        ("data.image_size=0", "data.image_size: "),
+        ("data.memory_limit_mb=-1", "data.memory_limit_mb: "),
+    ):
+        res = runner.invoke(app, ["data", "--set", setting, "--grid", str(tmp_path / "g.png")])
+        assert res.exit_code == 2 and message in res.output, (setting, res.output)
+        assert not (tmp_path / "g.png").exists()

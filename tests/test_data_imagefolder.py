@@ -13,7 +13,6 @@ from data_files import write_imagefolder
 from nntrain.cli import app
 from nntrain.config import load_config
 from nntrain.data import load_dataset
-from nntrain.errors import DataError
 
 runner = CliRunner()
 
