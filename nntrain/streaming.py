@@ -58,6 +58,14 @@ class StreamSplit:
     def device(self) -> torch.device:
         return self._device
 
+    @property
+    def x(self) -> torch.Tensor:
+        """A streamed split has no resident tensor: a command that needs one says so instead of crashing."""
+        raise DataError(
+            f"this command needs the {len(self)} images of a split in memory, but the dataset streams "
+            "(it exceeds data.memory_limit_mb); raise data.memory_limit_mb or use a smaller data.image_size"
+        )
+
     def channels_last(self) -> "StreamSplit":
         out = StreamSplit.__new__(StreamSplit)
         out.__dict__.update(self.__dict__, _format=torch.channels_last)

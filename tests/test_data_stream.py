@@ -43,6 +43,8 @@ def test_streamed_batches_equal_in_memory_batches(npz):
     assert isinstance(stream.data.train, StreamSplit) and len(stream.data.train) == len(mem.data.train)
     assert any("streaming batches through a DataLoader with 1 worker" in n for n in stream.dataset.notes)
     assert torch.equal(stream.data.mean, mem.data.mean)  # train < 1024 images: the stats sample is all of train
+    with pytest.raises(DataError, match="raise data.memory_limit_mb"):
+        stream.data.train.x  # code written for resident tensors gets a clear message, not an AttributeError
     for name in ("train", "val", "test"):
         a, b = batches(getattr(mem.data, name)), batches(getattr(stream.data, name))
         assert len(a) == len(b) > 0
