@@ -26,6 +26,7 @@ class Dataset:
     notes: tuple[str, ...] = ()  # what loading did that the user should know (skipped files, resizes, streaming)
     stream: bool = False  # too large for the in-memory path: train through a DataLoader (streaming.py)
     workers: int = 0  # DataLoader worker processes when streaming
+    sources: tuple[str, ...] | None = None  # per-sample file names, when the samples came from files
 
     @property
     def num_classes(self) -> int:

@@ -59,7 +59,8 @@ def _digests(ds: Any) -> list[bytes]:
 
 def duplicates(ds: Any, splits: Any) -> dict[str, Any]:
     """For each pair of splits: how many samples of the later split have an exact copy in the earlier
-    one (leakage: the model is scored on what it trained on), with up to 5 example index pairs."""
+    one (leakage: the model is scored on what it trained on), with up to 5 example pairs of dataset
+    indices (and file names when the samples came from files)."""
     digests = _digests(ds)
     first: dict[str, dict[bytes, int]] = {}
     for name in SPLITS:
@@ -71,6 +72,8 @@ def duplicates(ds: Any, splits: Any) -> dict[str, Any]:
     for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
         pairs = [(first[a][digests[j]], int(j)) for j in getattr(splits, b) if digests[j] in first[a]]
         out[f"{a}/{b}"] = {"count": len(pairs), "examples": pairs[:5]}
+        if ds.sources is not None:
+            out[f"{a}/{b}"]["files"] = [(ds.sources[i], ds.sources[j]) for i, j in pairs[:5]]
     return out
 
 
@@ -139,6 +142,9 @@ def report_lines(r: dict[str, Any]) -> list[str]:
     if r["duplicates"] is not None:
         lines += ["", "exact duplicates across splits (identical raw bytes):"]
         for pair, d in r["duplicates"].items():
-            ex = "  e.g. indices " + ", ".join(f"{i}={j}" for i, j in d["examples"]) if d["count"] else ""
-            lines.append(f"  {pair:<10} {d['count']}{ex}")
+            a, b = pair.split("/")
+            lines.append(f"  {pair:<10} {d['count']}")
+            for k, (i, j) in enumerate(d["examples"][:3]):
+                what = f"{d['files'][k][0]} = {d['files'][k][1]}" if "files" in d else f"{a} sample #{i} = {b} sample #{j}"
+                lines.append(f"    e.g. {what}")
     return lines

@@ -104,3 +104,22 @@ def test_data_config_errors_name_the_dotted_key(tmp_path):
         res = runner.invoke(app, ["data", "--set", setting, "--grid", str(tmp_path / "g.png")])
         assert res.exit_code == 2 and message in res.output, (setting, res.output)
         assert not (tmp_path / "g.png").exists()
+
+
+def test_imagefolder_duplicates_are_reported_by_file_name(tmp_path):
+    import shutil
+
+    from data_files import write_imagefolder
+
+    written = sorted(write_imagefolder(tmp_path / "d", {"a": 15, "b": 15}, size=(6, 6)))
+    for k in range(8):  # 8 byte-identical copies of a/000.png in class b
+        shutil.copy(written[0], tmp_path / "d" / "b" / f"copy{k}.png")
+    res = runner.invoke(app, ["data", "--set", "data.dataset=imagefolder", "--set", f"data.root={tmp_path / 'd'}",
+                              "--grid", str(tmp_path / "g.png"), "--json"])
+    assert res.exit_code == 0, res.output
+    dups = json.loads(res.stdout)["duplicates"]
+    assert sum(d["count"] for d in dups.values()) >= 1  # 9 identical files over 3 splits must cross one
+    for d in dups.values():
+        assert len(d["files"]) == min(d["count"], 5)
+        for f1, f2 in d["files"]:
+            assert open(f1, "rb").read() == open(f2, "rb").read() == written[0].read_bytes()

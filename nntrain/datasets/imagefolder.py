@@ -161,7 +161,8 @@ def load(cfg: DataConfig, notes: Callable[[str], None]):
     if mb > cfg.memory_limit_mb:
         if size is None:
             notes(f"streaming: every image is resized to the first image's size {guess[1]}x{guess[0]}; set data.image_size to choose")
-        return Dataset(x=ImageFiles(paths, mode, guess), y=torch.from_numpy(y), classes=classes, name=name, stream=True)
+        return Dataset(x=ImageFiles(paths, mode, guess), y=torch.from_numpy(y), classes=classes, name=name, stream=True,
+                       sources=tuple(map(str, paths)))
     arrays = decode_all(paths, mode, size)
     if size is None:
         sizes = Counter(a.shape[:2] for a in arrays)
@@ -176,4 +177,4 @@ def load(cfg: DataConfig, notes: Callable[[str], None]):
                 f"images have {len(sizes)} different sizes: {len(odd)} resized to the most common, {h}x{w} "
                 f"(e.g. '{paths[odd[0]]}'); set data.image_size to choose the size"
             )
-    return Dataset(x=to_tensor(arrays), y=torch.from_numpy(y), classes=classes, name=name)
+    return Dataset(x=to_tensor(arrays), y=torch.from_numpy(y), classes=classes, name=name, sources=tuple(map(str, paths)))
