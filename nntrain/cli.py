@@ -89,6 +89,10 @@ def train(
     s = None
     if cfg is not None:
         s = setup(cfg)  # all bad input is rejected here, before a run directory exists
+        from nntrain.console import note
+
+        for line in s.dataset.notes:  # skipped files, resizes, in-memory or streaming
+            note(line)
         if len(s.data.val) == 0:
             warn("data.val_fraction is 0: train/test only (the lecture's last resort); the last epoch's model is kept")
     title = f"resume {resume}" if resume is not None else f"train {cfg.model.name} on {cfg.data.dataset}"
@@ -319,6 +323,46 @@ def sanity(
         sanity_report(results)
     if not ok:
         raise typer.Exit(1)
+
+
+@app.command("data")
+@guarded
+def data_cmd(
+    config: Optional[Path] = ConfigOpt,
+    set_: Optional[List[str]] = SetOpt,
+    grid: Path = typer.Option(Path("data-grid.png"), "--grid", help="Where to write the grid of training images (PNG)."),
+    images: int = typer.Option(16, "--images", min=1, max=64, help="How many training images the grid shows."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON (machine-readable)."),
+) -> None:
+    """Inspect the data as training will see it: class counts per split, image shape, value range
+    after normalization, duplicates across splits, and a grid of normalized, augmented train images."""
+    cfg = _load(config, set_)
+    from nntrain.console import note, plain, warn
+    from nntrain.datareport import describe, image_grid, network_view, report_lines
+    from nntrain.errors import NntrainError
+    from nntrain.pipeline import setup
+
+    if grid.suffix.lower() != ".png" or not grid.parent.is_dir():
+        raise NntrainError(f"--grid {grid}: must be a .png file in an existing folder")
+    s = setup(cfg)
+    for line in s.dataset.notes:
+        note(line)
+    report = describe(s)
+    x, y = network_view(s, min(images, len(s.data.train)))
+    fig = image_grid(x, y, s.data.classes, title=f"{cfg.data.dataset}: train images as the network sees them")
+    fig.savefig(grid, dpi=100)
+    report["grid"] = str(grid)
+    if json_out:
+        plain(json.dumps(report, indent=2))
+        return
+    for line in report_lines(report):
+        plain(line)
+    plain(f"\ngrid of {len(x)} train images (normalized{', augmented' if cfg.data.augment.crop_padding or cfg.data.augment.hflip else ''}) written to {grid}")
+    if len(s.data.val) == 0:
+        warn("data.val_fraction is 0: train/test only (the lecture's last resort); choose hyperparameters on a val split")
+    dups = sum(d["count"] for d in (report["duplicates"] or {}).values())
+    if dups:
+        warn(f"{dups} sample(s) have an exact copy in an earlier split: scores on val/test overstate generalization; remove the copies")
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from nntrain.errors import ConfigError
 
-DATASETS = ("digits",)
+DATASETS = ("digits", "imagefolder", "npz", "mnist", "fashion_mnist", "cifar10", "cifar100")
 """Names accepted by ``data.dataset``; ``data.py`` holds one loader per name."""
 
 
@@ -26,11 +26,35 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
+class AugmentConfig(_Section):
+    """Train-time augmentation on whole batches (tensor ops, after normalization); never at evaluation."""
+
+    crop_padding: int = Field(0, ge=0)
+    """Random crop: pad each side by this many pixels (zeros = the train mean) and crop back; 0 disables."""
+    hflip: bool = False
+    """Flip each image left-right with probability 1/2 (wrong for digits and text: off by default)."""
+
+
 class DataConfig(_Section):
     dataset: str = "digits"
-    """Dataset name: digits (embedded, scikit-learn's 8x8 digits)."""
+    """digits (embedded 8x8) | imagefolder (root/<class>/<image>) | npz (file with x, y[, classes]) |
+    mnist | fashion_mnist | cifar10 | cifar100 (torchvision; official test set = test split)."""
     root: str | None = None
-    """Directory holding the dataset files (not used by digits)."""
+    """imagefolder: the folder of class folders; npz: the .npz file; torchvision sets: the download
+    directory (null = ./data). Relative paths are relative to the working directory."""
+    download: bool = False
+    """torchvision sets only: download into data.root when the files are missing (needs network)."""
+    channels: Literal[1, 3] | None = None
+    """Convert images to 1 (gray) or 3 (RGB) channels; null keeps the dataset's own (imagefolder: 3)."""
+    image_size: int | None = Field(None, gt=0)
+    """Resize images to image_size x image_size pixels; null keeps the native size
+    (imagefolder: the most common size; others are resized to it)."""
+    memory_limit_mb: float = Field(2048.0, gt=0.0)
+    """Largest float32 copy of the dataset (N·C·H·W·4 bytes) kept in memory on the training device;
+    a larger dataset streams through a DataLoader instead."""
+    workers: int = Field(2, ge=0)
+    """DataLoader worker processes when streaming (0 = load in the main process)."""
+    augment: AugmentConfig = AugmentConfig()
     val_fraction: float = Field(0.15, ge=0.0, lt=1.0)
     """Fraction of the samples held out for validation (model selection)."""
     test_fraction: float = Field(0.15, ge=0.0, lt=1.0)

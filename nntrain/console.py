@@ -38,6 +38,11 @@ def warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
+def note(message: str) -> None:
+    """Information about the input (on stderr, so --json output stays clean)."""
+    print(f"note: {message}", file=sys.stderr, flush=True)
+
+
 def fmt_acc(v: float) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
 

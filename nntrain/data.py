@@ -4,8 +4,9 @@ training device once (ARCHITECTURE.md, "Performance habits")."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
+import math
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -17,11 +18,15 @@ from nntrain.splits import Splits, holdout
 
 @dataclass(frozen=True)
 class Dataset:
-    x: torch.Tensor  # (N, C, H, W) uint8 or float32, raw values (not normalized)
+    x: torch.Tensor  # (N, C, H, W) uint8 or float32, raw values (not normalized); streaming: a lazy source
     y: torch.Tensor  # (N,) int64 class indices in [0, len(classes))
     classes: tuple[str, ...]
     name: str
     fixed_test: np.ndarray | None = None  # indices of an official test set, if the dataset has one
+    notes: tuple[str, ...] = ()  # what loading did that the user should know (skipped files, resizes, streaming)
+    stream: bool = False  # too large for the in-memory path: train through a DataLoader (streaming.py)
+    workers: int = 0  # DataLoader worker processes when streaming
+    sources: tuple[str, ...] | None = None  # per-sample file names, when the samples came from files
 
     @property
     def num_classes(self) -> int:
@@ -32,7 +37,12 @@ class Dataset:
         return tuple(self.x.shape[1:])  # (C, H, W)
 
 
-def _load_digits(cfg: DataConfig) -> Dataset:
+def footprint_mb(shape: tuple[int, ...]) -> float:
+    """Size of the normalized float32 copy of an (N, C, H, W) dataset, in MiB."""
+    return float(np.prod(shape, dtype=np.float64)) * 4 / 2**20
+
+
+def _load_digits(cfg: DataConfig, notes: Callable[[str], None]) -> Dataset:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()  # ships inside scikit-learn: nothing is downloaded
@@ -41,15 +51,52 @@ def _load_digits(cfg: DataConfig) -> Dataset:
     return Dataset(x=x, y=y, classes=tuple(str(c) for c in bunch.target_names), name="digits")
 
 
-LOADERS: dict[str, Callable[[DataConfig], Dataset]] = {"digits": _load_digits}
+def _lazy(module: str) -> Callable[[DataConfig, Callable[[str], None]], Dataset]:
+    """A loader from ``nntrain.datasets.<module>``, imported on first use (PIL/torchvision are slow to import)."""
+
+    def load(cfg: DataConfig, notes: Callable[[str], None]) -> Dataset:
+        import importlib
+
+        return importlib.import_module(f"nntrain.datasets.{module}").load(cfg, notes)
+
+    return load
+
+
+LOADERS: dict[str, Callable[[DataConfig, Callable[[str], None]], Dataset]] = {
+    "digits": _load_digits,
+    "imagefolder": _lazy("imagefolder"),
+    "npz": _lazy("npz"),
+    "mnist": _lazy("torchvision_sets"),
+    "fashion_mnist": _lazy("torchvision_sets"),
+    "cifar10": _lazy("torchvision_sets"),
+    "cifar100": _lazy("torchvision_sets"),
+}
 
 
 def load_dataset(cfg: DataConfig) -> Dataset:
+    """Load ``cfg.dataset``, bring it to ``data.channels`` / ``data.image_size``, and decide
+    between the in-memory path and streaming by ``data.memory_limit_mb``."""
     try:
         loader = LOADERS[cfg.dataset]
     except KeyError:
         raise DataError(f"data.dataset: unknown dataset {cfg.dataset!r}; allowed: {', '.join(LOADERS)}") from None
-    return loader(cfg)
+    notes: list[str] = []
+    ds = loader(cfg, notes.append)
+    if not ds.stream:
+        from nntrain.datasets.conform import to_channels, to_size
+
+        ds = replace(ds, x=to_size(to_channels(ds.x, cfg.channels), cfg.image_size))
+    mb = footprint_mb(tuple(ds.x.shape))
+    n, c, h, w = ds.x.shape
+    where = f"{n} images {c}x{h}x{w}, {len(ds.classes)} classes, {mb:.1f} MiB as float32"
+    if ds.stream or mb > cfg.memory_limit_mb:
+        notes.append(
+            f"{where} > data.memory_limit_mb={cfg.memory_limit_mb:g}: streaming batches through a DataLoader "
+            f"with {cfg.workers} worker(s) instead of holding the data in memory"
+        )
+        return replace(ds, notes=ds.notes + tuple(notes), stream=True, workers=cfg.workers)
+    notes.append(f"{where} <= data.memory_limit_mb={cfg.memory_limit_mb:g}: held in memory on the training device")
+    return replace(ds, notes=ds.notes + tuple(notes))
 
 
 def make_splits(ds: Dataset, cfg: Config) -> Splits:
@@ -71,12 +118,33 @@ class Split:
     def __len__(self) -> int:
         return len(self.y)
 
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
+
+    def train_batches(
+        self, perm: torch.Tensor, batch_size: int, start: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches ``start, start+1, ...`` of the epoch order ``perm`` ((n,) int64 on the CPU, drawn by
+        the engine's generator): index slices of the resident tensors, no copy of the split."""
+        perm = perm.to(self.x.device, non_blocking=True)
+        for step in range(start, math.ceil(len(self) / batch_size)):
+            idx = perm[step * batch_size : (step + 1) * batch_size]
+            yield self.x[idx], self.y[idx]  # (B, C, H, W), (B,)
+
+    def eval_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, len(self), batch_size):
+            yield self.x[start : start + batch_size], self.y[start : start + batch_size]
+
+    def channels_last(self) -> "Split":
+        return Split(self.x.contiguous(memory_format=torch.channels_last), self.y)
+
 
 @dataclass
 class Prepared:
     """Normalized splits resident on the training device, plus what built them."""
 
-    train: Split
+    train: Split  # or streaming.StreamSplit (same batch interface) for a dataset too large for memory
     val: Split
     test: Split
     mean: torch.Tensor  # (C,) per-channel mean of the train split (raw units)
@@ -110,6 +178,10 @@ def prepare(
     """Normalize with train-split statistics only and move every split to ``device`` once."""
     if len(train_idx) == 0:
         raise DataError("the train split is empty; lower data.val_fraction / data.test_fraction")
+    if ds.stream:
+        from nntrain.streaming import prepare_stream
+
+        return prepare_stream(ds, train_idx, val_idx, test_idx, device, splits=splits)
     tr = torch.as_tensor(train_idx)
     mean, std = channel_stats(ds.x[tr])
 

@@ -134,11 +134,11 @@ def train_one_epoch(
     model.train()
     precision = precision or Precision()
     n = len(split)
-    device = split.x.device
+    device = split.device
     weights = reg_weights(model) if reg > 0 else []
     gen_start = progress.gen_start if progress else generator.get_state()
     generator.set_state(gen_start)
-    perm = torch.randperm(n, generator=generator).to(device, non_blocking=True)
+    perm = torch.randperm(n, generator=generator)  # CPU; the split moves it to its device
     n_steps = math.ceil(n / batch_size)
     step_losses = torch.empty(n_steps, device=device)  # filled on device, read once
     correct = torch.zeros((), dtype=torch.int64, device=device)
@@ -148,9 +148,8 @@ def train_one_epoch(
         first = progress.step
         step_losses[:first] = torch.tensor(progress.step_losses, device=device)
         correct += progress.correct
-    for step in range(first, n_steps):
-        idx = perm[step * batch_size : (step + 1) * batch_size]
-        xb, yb = split.x[idx], split.y[idx]  # (B, C, H, W), (B,)
+    # in memory: index slices of the resident split; streaming: a DataLoader in the same order
+    for step, (xb, yb) in enumerate(split.train_batches(perm, batch_size, start=first), start=first):  # (B, C, H, W), (B,)
         if augment is not None:
             xb = augment(xb, generator)
         with precision.autocast():
@@ -199,11 +198,10 @@ def evaluate(
     precision = precision or Precision()
     was_training = model.training
     model.eval()
-    loss_sum = torch.zeros((), device=split.x.device)
-    correct = torch.zeros((), dtype=torch.int64, device=split.x.device)
+    loss_sum = torch.zeros((), device=split.device)
+    correct = torch.zeros((), dtype=torch.int64, device=split.device)
     with torch.inference_mode():
-        for start in range(0, n, batch_size):
-            xb, yb = split.x[start : start + batch_size], split.y[start : start + batch_size]
+        for xb, yb in split.eval_batches(batch_size):
             with precision.autocast():
                 logits = model(xb)
             loss_sum += F.cross_entropy(logits.float(), yb, reduction="sum")
@@ -287,7 +285,7 @@ def fit(
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
         if any(isinstance(m, nn.Conv2d) for m in raw.modules()):
             raw = raw.to(memory_format=torch.channels_last)
-            train, val, test = (Split(s.x.contiguous(memory_format=torch.channels_last), s.y) for s in (train, val, test))
+            train, val, test = (s.channels_last() for s in (train, val, test))
     optimizer = make_optimizer(raw, cfg.optimizer)
     scheduler = make_scheduler(optimizer, cfg)
     precision = Precision.create(cfg.amp, device)

@@ -114,10 +114,13 @@ def _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, *, resume) ->
 
     tb = TensorBoardLogger(run.path / "tensorboard", model, s.data.input_shape) if cfg.output.tensorboard else None
     t0 = time.time()
+    from nntrain.augment import make_augment
+
     try:
         history = fit(
             model, s.data, cfg.train, seed=cfg.seed, device=s.device, callbacks=list(callbacks) + ([tb] if tb else []),
             run=run, checkpoint_extra=checkpoint_extra(s), resume=resume, should_stop=should_stop,
+            augment=make_augment(cfg.data.augment),
         )
     finally:
         if tb is not None:
@@ -150,6 +153,17 @@ def summary(cfg: Config, s: Setup, h: History, *, started: float) -> dict[str, A
         "dataset": cfg.data.dataset,
         "split_sizes": {"train": len(s.data.train), "val": len(s.data.val), "test": len(s.data.test)},
         "classes": list(s.data.classes),
+        "class_counts": class_counts(s),
+        "data_notes": list(s.dataset.notes),
         "command": sys.argv,
         **versions(),
     }
+
+
+def class_counts(s: Setup) -> dict[str, dict[str, int]]:
+    """Per split: class name → number of samples (recorded in summary.json)."""
+    out = {}
+    for name in ("train", "val", "test"):
+        counts = torch.bincount(getattr(s.data, name).y.cpu(), minlength=s.data.num_classes).tolist()
+        out[name] = dict(zip(s.data.classes, counts))
+    return out

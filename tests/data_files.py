@@ -1,0 +1,77 @@
+"""Writers for small datasets in each format's real on-disk layout (used by tests/test_data_*.py)."""
+
+from __future__ import annotations
+
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+
+
+def write_imagefolder(root: Path, per_class: dict[str, int], size=(10, 12), seed=0, ext=".png") -> dict[Path, np.ndarray]:
+    """root/<class>/<i>.png with random RGB pixels; returns path → (H, W, 3) uint8 written."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, n in per_class.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            a = rng.integers(0, 256, (size[0], size[1], 3), dtype=np.uint8)
+            p = root / name / f"{i:03d}{ext}"
+            Image.fromarray(a).save(p, quality=100) if ext == ".jpg" else Image.fromarray(a).save(p)
+            out[p] = a
+    return out
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """IDX (ubyte) as in yann.lecun.com/exdb/mnist: magic 0x0000 08 <ndim>, big-endian dims, raw bytes."""
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def write_mnist(root: Path, folder: str, n_train: int, n_test: int, hw=(8, 8), seed=0):
+    """root/<folder>/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte; returns (x_train, y_train, x_test, y_test)."""
+    rng = np.random.default_rng(seed)
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True)
+    xs = [rng.integers(0, 256, (n, *hw), dtype=np.uint8) for n in (n_train, n_test)]
+    ys = [np.arange(n, dtype=np.uint8) % 10 for n in (n_train, n_test)]
+    for prefix, x, y in (("train", xs[0], ys[0]), ("t10k", xs[1], ys[1])):
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", x)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", y)
+    return xs[0], ys[0], xs[1], ys[1]
+
+
+def write_cifar10(root: Path, per_batch: int, n_test: int, seed=0):
+    """root/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta} (python pickles, rows = R|G|B planes)."""
+    rng = np.random.default_rng(seed)
+    d = root / "cifar-10-batches-py"
+    d.mkdir(parents=True)
+    rows, labels = [], []
+    for name, n in [(f"data_batch_{i}", per_batch) for i in range(1, 6)] + [("test_batch", n_test)]:
+        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        y = [int(v) for v in rng.integers(0, 10, n)]
+        (d / name).write_bytes(pickle.dumps({"data": data, "labels": y}))
+        rows.append(data)
+        labels += y
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    (d / "batches.meta").write_bytes(pickle.dumps({"label_names": names}))
+    return np.concatenate(rows), np.asarray(labels), names
+
+
+def write_cifar100(root: Path, n_train: int, n_test: int, seed=0):
+    rng = np.random.default_rng(seed)
+    d = root / "cifar-100-python"
+    d.mkdir(parents=True)
+    rows, labels = [], []
+    for name, n in (("train", n_train), ("test", n_test)):
+        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        y = [int(v) for v in rng.integers(0, 100, n)]
+        (d / name).write_bytes(pickle.dumps({"data": data, "fine_labels": y, "coarse_labels": [0] * n}))
+        rows.append(data)
+        labels += y
+    names = [f"class{i}" for i in range(100)]
+    (d / "meta").write_bytes(pickle.dumps({"fine_label_names": names, "coarse_label_names": ["c"] * 20}))
+    return np.concatenate(rows), np.asarray(labels), names
