@@ -222,8 +222,8 @@ class DiagnosticsConfig(_Section):
 
 
 class Config(_Section):
-    seed: int = 0
-    """Seeds splits, initialization, batch order and dropout."""
+    seed: int = Field(0, ge=0, lt=2**32)
+    """Seeds splits, initialization, batch order and dropout (0 ≤ seed < 2³², scikit-learn's range)."""
     device: str = "auto"
     """auto (CUDA when available, else CPU) | cpu | cuda | cuda:N."""
     data: DataConfig = DataConfig()
