@@ -136,6 +136,11 @@ class TrainConfig(_Section):
     """CUDA only: autocast dtype for the forward pass (ignored on CPU)."""
     compile: bool = False
     """torch.compile the model (pays a compile time up front)."""
+
+    @field_validator("amp", mode="before")
+    @classmethod
+    def _yaml_off(cls, v: object) -> object:
+        return "off" if v is False else v  # YAML 1.1 reads a bare `off` as false
     eval_batch_size: int = Field(1024, gt=0)
     """Samples per forward pass during evaluation (no gradients: can be large)."""
 

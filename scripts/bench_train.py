@@ -37,13 +37,20 @@ def nntrain_epoch_seconds(s, cfg, runs_dir: str) -> tuple[float, float]:
     return (time.perf_counter() - t0) / len(h.records), h.test_acc
 
 
-def bare_epoch_seconds(s, cfg) -> tuple[float, float]:
+def bare_epoch_seconds(s, cfg, amp_dtype=None) -> tuple[float, float]:
+    import torch
+
     model = s.new_model().to(s.device)
     d, t = s.data, cfg.train
+    xs = [d.train.x, d.val.x, d.test.x]
+    if s.device.type == "cuda":  # the same layout nntrain uses on CUDA
+        torch.backends.cudnn.benchmark = True
+        model = model.to(memory_format=torch.channels_last)
+        xs = [x.contiguous(memory_format=torch.channels_last) for x in xs]
     o = t.optimizer
     t0 = time.perf_counter()
-    r = bare_fit(model, d.train.x, d.train.y, d.val.x, d.val.y, d.test.x, d.test.y, epochs=t.epochs,
-                 batch_size=t.batch_size, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, reg=t.reg, seed=cfg.seed)
+    r = bare_fit(model, xs[0], d.train.y, xs[1], d.val.y, xs[2], d.test.y, epochs=t.epochs, batch_size=t.batch_size,
+                 lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, reg=t.reg, seed=cfg.seed, amp_dtype=amp_dtype)
     return (time.perf_counter() - t0) / t.epochs, r["test_acc"]
 
 

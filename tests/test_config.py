@@ -114,3 +114,12 @@ def test_override_returns_a_validated_copy():
     assert new.train.reg == 0.0 and new.model.hidden == (50,) and cfg.train.reg == 1e-4
     with pytest.raises(ConfigError):
         override(cfg, {"train.reg": -1})
+
+
+def test_amp_off_survives_yaml_boolean_parsing(tmp_path):
+    # YAML 1.1 reads a bare `off` as false: both spellings mean "off"
+    assert load_config(None, ["train.amp=off"]).train.amp == "off"
+    assert load_config(write(tmp_path, "train:\n  amp: off\n")).train.amp == "off"
+    assert load_config(None, ["train.amp=bf16"]).train.amp == "bf16"
+    with pytest.raises(ConfigError, match="train.amp"):
+        load_config(None, ["train.amp=on"])

@@ -1,0 +1,134 @@
+"""nntrain versus a bare hand-written PyTorch loop on the same work; prints ratios.
+
+    python scripts/bench.py [--device cpu|cuda] [--only digits,cifar,process,help] [--reps 5]
+
+- digits  : default digits CNN, per-epoch time, nntrain `fit` (with its run directory) vs
+            scripts/bare_loop.py, repetitions alternating A/B, medians and their ratio.
+- cifar   : a CIFAR-shaped synthetic set (32×32×3, 10 classes, loaded through nntrain's
+            npz loader) with a wider CNN; on CUDA also with bf16 autocast.
+- process : whole-process wall and peak RSS of `python -m nntrain train` (default config)
+            vs scripts/bare_train.py doing the same, start-up included.
+- help    : wall of `python -m nntrain --help`.
+Goals (issue 8): per-epoch ratio ≤ 1.03, process wall ≤ 1.10×, peak memory ≤ 1.10×, help < 0.3 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path[:0] = [str(HERE), str(REPO)]
+
+
+def median_ratio(name: str, a: list[float], b: list[float], unit: str = "ms/epoch", goal: float = 1.03) -> float:
+    ma, mb = statistics.median(a), statistics.median(b)
+    fmt = (lambda v: f"{v * 1000:.1f}") if unit.startswith("ms") else (lambda v: f"{v:.3f}")
+    print(f"[{name}] nntrain median {fmt(ma)} {unit} (reps {', '.join(fmt(x) for x in a)})")
+    print(f"[{name}] bare    median {fmt(mb)} {unit} (reps {', '.join(fmt(x) for x in b)})")
+    print(f"[{name}] ratio nntrain/bare = {ma / mb:.3f}  (goal <= {goal})", flush=True)
+    return ma / mb
+
+
+def epoch_case(name: str, overrides: list[str], reps: int, amp: str = "off") -> None:
+    import torch
+
+    from bench_train import bare_epoch_seconds, nntrain_epoch_seconds
+    from nntrain.config import load_config
+    from nntrain.pipeline import setup
+
+    cfg = load_config(None, overrides + [f"train.amp={amp}"])
+    s = setup(cfg)
+    print(f"[{name}] device {s.device} ({torch.cuda.get_device_name() if s.device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
+          f"{len(s.data.train)} train samples {tuple(s.data.input_shape)}, channels {list(cfg.model.channels)}, "
+          f"{cfg.train.epochs} epochs, amp {amp}", flush=True)
+    amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp] if s.device.type == "cuda" else None
+    with tempfile.TemporaryDirectory() as runs:
+        nntrain_epoch_seconds(s, cfg, runs), bare_epoch_seconds(s, cfg, amp_dtype=amp_dtype)  # warm-up
+        a, b = [], []
+        for _ in range(reps):
+            a.append(nntrain_epoch_seconds(s, cfg, runs)[0])
+            b.append(bare_epoch_seconds(s, cfg, amp_dtype=amp_dtype)[0])
+    median_ratio(name, a, b)
+
+
+def synthetic_cifar(path: Path, n: int) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 10, n)
+    # class-dependent colour means so the task is learnable, plus noise; uint8 like CIFAR
+    x = rng.normal(0, 40, (n, 32, 32, 3)) + (y[:, None, None, None] * 20 + 30)
+    np.savez(path, x=x.clip(0, 255).astype(np.uint8), y=y)
+
+
+def run_measured(args: list[str], cwd: Path) -> tuple[float, float, int]:
+    """(wall seconds, peak RSS MiB, exit code) of one child process."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return time.perf_counter() - t0, usage.ru_maxrss / 1024, proc.returncode
+
+
+def process_case(reps: int, device: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        cwd = Path(tmp)
+        nn_cmd = [sys.executable, "-m", "nntrain", "train", "--set", f"device={device}"]
+        bare_cmd = [sys.executable, str(HERE / "bare_train.py"), device]
+        run_measured(nn_cmd, cwd), run_measured(bare_cmd, cwd)  # warm the file cache
+        walls_a, walls_b, rss_a, rss_b = [], [], [], []
+        for _ in range(reps):
+            w, r, rc = run_measured(nn_cmd, cwd)
+            assert rc == 0, "nntrain train failed"
+            walls_a.append(w), rss_a.append(r)
+            w, r, rc = run_measured(bare_cmd, cwd)
+            assert rc == 0, "bare_train.py failed"
+            walls_b.append(w), rss_b.append(r)
+    median_ratio("process wall", walls_a, walls_b, unit="s", goal=1.10)
+    median_ratio("process peak RSS", rss_a, rss_b, unit="MiB", goal=1.10)
+
+
+def help_case(reps: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        walls = [run_measured([sys.executable, "-m", "nntrain", "--help"], Path(tmp))[0] for _ in range(reps + 1)][1:]
+    print(f"[help] python -m nntrain --help: median {statistics.median(walls):.3f} s (goal < 0.3 s)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--only", default="digits,cifar,process,help")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--cifar-n", type=int, default=None, help="synthetic samples (default 3000 on CPU, 50000 on CUDA)")
+    args = ap.parse_args()
+    only = set(args.only.split(","))
+    cuda = args.device.startswith("cuda")
+    if "help" in only:
+        help_case(args.reps)
+    if "digits" in only:
+        epoch_case("digits", [f"device={args.device}", "train.epochs=10"], args.reps)
+    if "cifar" in only:
+        with tempfile.TemporaryDirectory() as tmp:
+            npz = Path(tmp) / "cifar-synth.npz"
+            synthetic_cifar(npz, args.cifar_n or (50000 if cuda else 3000))
+            base = [f"device={args.device}", "data.dataset=npz", f"data.root={npz}", "model.channels=[64,128,256]",
+                    "model.hidden=[256]", "train.batch_size=256" if cuda else "train.batch_size=64",
+                    "train.epochs=4" if cuda else "train.epochs=2", "data.val_fraction=0.1", "data.test_fraction=0.1"]
+            epoch_case("cifar-synth", base, args.reps)
+            if cuda:
+                epoch_case("cifar-synth bf16", base, args.reps, amp="bf16")
+    if "process" in only:
+        process_case(args.reps, args.device)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# One prepared GPU check (about 5 minutes): the CUDA tests and the CUDA benchmark.
+# Run on a machine with an NVIDIA GPU from the repository root:  bash scripts/gpu_check.sh
+# Logs go to $OUT (if set) or ./gpu-check/.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${OUT:-gpu-check}"
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+py="${PYTHON:-python3}"
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  "$py" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
+} 2>&1 | tee "$out/gpu-info.log"
+timeout 240 "$py" -m pytest -q -p no:cacheprovider tests/test_cuda.py -rs 2>&1 | tee "$out/gpu-tests.log"
+tests_rc=${PIPESTATUS[0]}
+timeout 300 "$py" scripts/bench.py --device cuda --only digits,cifar --reps 3 2>&1 | tee "$out/gpu-bench.log"
+bench_rc=${PIPESTATUS[0]}
+echo "gpu_check: tests rc=$tests_rc bench rc=$bench_rc"
+exit $(( tests_rc != 0 || bench_rc != 0 ))

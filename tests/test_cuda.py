@@ -1,0 +1,105 @@
+"""CUDA paths: data resident on the GPU, AMP, channels_last, compile, no host sync per step.
+
+The CUDA tests run where a GPU exists (scripts/gpu_check.sh on the lent GPU machine);
+the device-selection and AMP-off-on-CPU tests run everywhere.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from nntrain.config import load_config
+from nntrain.engine import Precision, fit, make_optimizer, resolve_device, train_one_epoch
+from nntrain.errors import ConfigError
+from nntrain.pipeline import setup
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run scripts/gpu_check.sh there)")
+
+
+def test_auto_picks_cuda_only_when_available():
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_request_without_cuda_is_bad_input():
+    with pytest.raises(ConfigError, match="device: 'cuda' requested but CUDA is not available here; use device: auto or cpu"):
+        resolve_device("cuda")
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_amp_is_off_on_cpu(amp):
+    p = Precision.create(amp, torch.device("cpu"))
+    assert p.dtype is None and p.scaler is None
+
+
+def cfg_on(device: str, *extra: str):
+    return load_config(None, [f"device={device}", "train.epochs=8", "output.runs_dir=/nonexistent", *extra])
+
+
+@cuda
+@pytest.mark.parametrize("amp", ["off", "bf16", "fp16"])
+def test_training_on_cuda_keeps_data_on_the_gpu_and_learns(amp):
+    cfg = cfg_on("cuda", f"train.amp={amp}")
+    s = setup(cfg)
+    assert s.data.train.x.is_cuda and s.data.test.y.is_cuda
+    p = Precision.create(amp, s.device)
+    assert (p.dtype is None) == (amp == "off") and (p.scaler is not None) == (amp == "fp16")
+    h = fit(s.new_model(), s.data, cfg.train, seed=0, device=s.device)
+    assert h.test_acc >= 0.95, h.test_acc
+
+
+@cuda
+def test_channels_last_on_cuda():
+    cfg = cfg_on("cuda", "train.epochs=1")
+    s = setup(cfg)
+    model = s.new_model()
+    fit(model, s.data, cfg.train, seed=0, device=s.device)
+    assert model.conv1.weight.is_cuda
+    assert model.conv2.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+@cuda
+def test_compile_on_cuda():
+    cfg = cfg_on("cuda", "train.compile=true", "train.epochs=3")
+    s = setup(cfg)
+    h = fit(s.new_model(), s.data, cfg.train, seed=0, device=s.device)
+    assert h.test_acc >= 0.9
+
+
+@cuda
+def test_no_host_sync_per_step():
+    """Synchronizing calls in an epoch do not grow with the number of steps."""
+    cfg = cfg_on("cuda")
+    s = setup(cfg)
+    model = s.new_model().to(s.device)
+    opt = make_optimizer(model, cfg.train.optimizer)
+
+    def syncs(batch_size: int) -> int:
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as w:
+                warnings.simplefilter("always")
+                train_one_epoch(model, s.data.train, optimizer=opt, batch_size=batch_size, reg=1e-4,
+                                generator=torch.Generator().manual_seed(0))
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        return sum("synchroniz" in str(x.message) for x in w)
+
+    syncs(64)  # warm-up (cuDNN autotuning, allocator)
+    few, many = syncs(256), syncs(32)  # 5 steps vs 40 steps
+    assert many == few, (few, many)
+
+
+@cuda
+def test_augmentation_runs_on_the_gpu():
+    from nntrain.augment import make_augment
+
+    cfg = load_config(None, ["device=cuda", "data.augment.hflip=true", "data.augment.crop_padding=2"])
+    aug = make_augment(cfg.data.augment)
+    x = torch.randn(16, 1, 8, 8, device="cuda")
+    out = aug(x, torch.Generator().manual_seed(0))
+    assert out.is_cuda and out.shape == x.shape
