@@ -1,0 +1,93 @@
+"""Executors for cv jobs: each maps a picklable job function over plain-dict jobs and
+yields plain-dict results as they finish. The job function knows nothing of where it
+runs, so another executor (e.g. Ray) only has to implement ``map``.
+
+Progress: the job function takes ``report`` (a callable receiving small dicts); in a
+worker process it puts them on a queue that the parent drains and forwards.
+"""
+
+from __future__ import annotations
+
+import os
+import queue as queue_mod
+import signal
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Any, Callable, Iterable, Iterator
+
+Job = dict[str, Any]
+Report = Callable[[dict[str, Any]], None]
+JobFn = Callable[[Job, Report | None], dict[str, Any]]
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+class LocalExecutor:
+    """``jobs=1``: in this process, one job after another (data and torch loaded once).
+    ``jobs=N``: N spawned worker processes, each with ``cores // N`` torch threads."""
+
+    def __init__(self, jobs: int = 1):
+        self.jobs = jobs
+        self.threads = max(1, usable_cores() // jobs)
+
+    def map(self, fn: JobFn, jobs: Iterable[Job], report: Report | None = None) -> Iterator[dict[str, Any]]:
+        jobs = list(jobs)
+        if self.jobs == 1 or len(jobs) <= 1:
+            for job in jobs:
+                yield fn(job, report)
+            return
+        yield from self._pool_map(fn, jobs, report)
+
+    def _pool_map(self, fn: JobFn, jobs: list[Job], report: Report | None) -> Iterator[dict[str, Any]]:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")  # fork after torch is loaded can deadlock; spawn works everywhere
+        messages = ctx.Queue()
+        pool = ProcessPoolExecutor(
+            max_workers=min(self.jobs, len(jobs)), mp_context=ctx,
+            initializer=_init_worker, initargs=(messages, self.threads),
+        )
+        try:
+            pending = {pool.submit(_run_in_worker, fn, job) for job in jobs}
+            while pending:
+                done, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+                _drain(messages, report)
+                for fut in done:
+                    yield fut.result()  # a job's exception (e.g. DataError) is re-raised here
+            _drain(messages, report)
+        except BaseException:  # Ctrl-C or a failed job: stop the other workers now
+            for p in list(getattr(pool, "_processes", {}).values()):
+                p.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+
+
+def _drain(messages: Any, report: Report | None) -> None:
+    while True:
+        try:
+            msg = messages.get_nowait()
+        except queue_mod.Empty:
+            return
+        if report is not None:
+            report(msg)
+
+
+_messages: Any = None
+
+
+def _init_worker(messages: Any, threads: int) -> None:
+    global _messages
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the workers
+    import torch
+
+    torch.set_num_threads(threads)
+    _messages = messages
+
+
+def _run_in_worker(fn: JobFn, job: Job) -> dict[str, Any]:
+    return fn(job, _messages.put)
