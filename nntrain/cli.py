@@ -131,6 +131,7 @@ def cv(
     sample: Optional[List[str]] = typer.Option(None, "--sample", help="Random search range, e.g. --sample train.optimizer.lr=log:1e-4:1e-1 or model.dropout=uniform:0:0.5 (repeatable)."),
     trials: Optional[int] = typer.Option(None, "--trials", help="Combinations drawn by --sample (seeded by the config's seed; default 10)."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes running folds in parallel (torch threads are divided among them)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per fold job (default: CPU cores // --jobs). CPU results are bit-identical across --jobs for equal --threads."),
     refit_: bool = typer.Option(False, "--refit", help="Train the best combination on the whole pool and evaluate it once on the test split."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted cv directory: finished folds are skipped."),
     json_out: bool = typer.Option(False, "--json", help="Print the cv summary as JSON (machine-readable)."),
@@ -143,6 +144,8 @@ def cv(
 
     if jobs < 1:
         raise ConfigError(f"--jobs {jobs}: use 1 (sequential) or more worker processes")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads {threads}: use 1 or more torch threads per job")
     if resume is not None:
         given = [f for f, v in (("--config", config), ("--set", set_), ("--folds", folds), ("--grid", grid),
                                 ("--sample", sample), ("--trials", trials)) if v]
@@ -175,7 +178,7 @@ def cv(
 
     progress = None if json_out else CvProgress(len(plan.combos), plan.folds)
     try:
-        summary = run_cv(plan, cvdir, fold_idx, executor=LocalExecutor(jobs), report=progress)
+        summary = run_cv(plan, cvdir, fold_idx, executor=LocalExecutor(jobs, threads), report=progress)
     except KeyboardInterrupt:
         if progress:
             progress.close()

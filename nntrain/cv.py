@@ -279,10 +279,13 @@ def refit(plan: Plan, combo: int, cvdir: CvDir, *, callbacks: Iterable[Any] = ()
     out.mkdir()
     atomic_write_text(out / "config.yaml", to_yaml(cfg))
     run = RunDir(out)
+    extra = checkpoint_extra(Setup(cfg, device, ds, data))
+    # torch.__version__ is a TorchVersion object, which weights_only loading refuses: keep plain str
+    extra["versions"] = {k: str(v) for k, v in extra["versions"].items()}
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.input_shape, data.num_classes)
     h = fit(model, data, cfg.train, seed=cfg.seed, device=device, callbacks=callbacks, run=run,
-            checkpoint_extra=checkpoint_extra(Setup(cfg, device, ds, data)))
+            checkpoint_extra=extra)
     summary = {"params": plan.combos[combo], "combo": combo, "test_acc": h.test_acc, "test_loss": h.test_loss,
                "n_train": len(data.train), "n_test": len(data.test), "epochs_run": len(h.records),
                "train_seconds": h.seconds, "diverged": h.diverged, "run_dir": str(out)}

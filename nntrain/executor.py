@@ -28,17 +28,26 @@ def usable_cores() -> int:
 
 class LocalExecutor:
     """``jobs=1``: in this process, one job after another (data and torch loaded once).
-    ``jobs=N``: N spawned worker processes, each with ``cores // N`` torch threads."""
+    ``jobs=N``: N spawned worker processes. Every job runs with ``threads`` torch threads
+    (default ``cores // N``). On CPU the thread count changes float summation order, so
+    bit-identical numbers across different ``jobs`` need the same ``threads``."""
 
-    def __init__(self, jobs: int = 1):
+    def __init__(self, jobs: int = 1, threads: int | None = None):
         self.jobs = jobs
-        self.threads = max(1, usable_cores() // jobs)
+        self.threads = threads or max(1, usable_cores() // jobs)
 
     def map(self, fn: JobFn, jobs: Iterable[Job], report: Report | None = None) -> Iterator[dict[str, Any]]:
         jobs = list(jobs)
         if self.jobs == 1 or len(jobs) <= 1:
-            for job in jobs:
-                yield fn(job, report)
+            import torch
+
+            before = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+            try:
+                for job in jobs:
+                    yield fn(job, report)
+            finally:
+                torch.set_num_threads(before)
             return
         yield from self._pool_map(fn, jobs, report)
 
