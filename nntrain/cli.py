@@ -146,6 +146,8 @@ def cv(
         raise ConfigError(f"--jobs {jobs}: use 1 (sequential) or more worker processes")
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads {threads}: use 1 or more torch threads per job")
+    executor = LocalExecutor(jobs, threads)
+    executor.warm_up()  # worker processes' imports overlap with loading and checking below
     if resume is not None:
         given = [f for f, v in (("--config", config), ("--set", set_), ("--folds", folds), ("--grid", grid),
                                 ("--sample", sample), ("--trials", trials)) if v]
@@ -178,7 +180,7 @@ def cv(
 
     progress = None if json_out else CvProgress(len(plan.combos), plan.folds)
     try:
-        summary = run_cv(plan, cvdir, fold_idx, executor=LocalExecutor(jobs, threads), report=progress)
+        summary = run_cv(plan, cvdir, fold_idx, executor=executor, report=progress)
     except KeyboardInterrupt:
         if progress:
             progress.close()

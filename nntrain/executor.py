@@ -12,6 +12,7 @@ import os
 import queue as queue_mod
 import signal
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterable, Iterator
 
 Job = dict[str, Any]
@@ -28,13 +29,33 @@ def usable_cores() -> int:
 
 class LocalExecutor:
     """``jobs=1``: in this process, one job after another (data and torch loaded once).
-    ``jobs=N``: N spawned worker processes. Every job runs with ``threads`` torch threads
+    ``jobs=N``: N worker processes (forkserver, else spawn). Every job runs with ``threads`` torch threads
     (default ``cores // N``). On CPU the thread count changes float summation order, so
     bit-identical numbers across different ``jobs`` need the same ``threads``."""
 
     def __init__(self, jobs: int = 1, threads: int | None = None):
         self.jobs = jobs
         self.threads = threads or max(1, usable_cores() // jobs)
+
+    def _context(self):
+        import multiprocessing as mp
+
+        # fork after torch's thread pools exist can deadlock. forkserver (Linux, macOS): one clean
+        # server imports the heavy libraries once, then forks each worker from it; else spawn.
+        # torch._dynamo: the first optimizer imports it (seconds). nntrain itself is not preloaded:
+        # the server does not see the parent's sys.path, so it could pick up another nntrain copy.
+        if "forkserver" not in mp.get_all_start_methods():
+            return mp.get_context("spawn")
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["torch", "torch._dynamo", "torch.optim", "sklearn.datasets", "sklearn.model_selection"])
+        return ctx
+
+    def warm_up(self) -> None:
+        """Start the fork server now, so its imports overlap with the caller's own set-up."""
+        if self.jobs > 1 and self._context().get_start_method() == "forkserver":
+            from multiprocessing import forkserver
+
+            forkserver.ensure_running()
 
     def map(self, fn: JobFn, jobs: Iterable[Job], report: Report | None = None) -> Iterator[dict[str, Any]]:
         jobs = list(jobs)
@@ -52,9 +73,7 @@ class LocalExecutor:
         yield from self._pool_map(fn, jobs, report)
 
     def _pool_map(self, fn: JobFn, jobs: list[Job], report: Report | None) -> Iterator[dict[str, Any]]:
-        import multiprocessing as mp
-
-        ctx = mp.get_context("spawn")  # fork after torch is loaded can deadlock; spawn works everywhere
+        ctx = self._context()
         messages = ctx.Queue()
         pool = ProcessPoolExecutor(
             max_workers=min(self.jobs, len(jobs)), mp_context=ctx,
@@ -66,7 +85,16 @@ class LocalExecutor:
                 done, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
                 _drain(messages, report)
                 for fut in done:
-                    yield fut.result()  # a job's exception (e.g. DataError) is re-raised here
+                    try:
+                        result = fut.result()  # a job's exception (e.g. DataError) is re-raised here
+                    except BrokenProcessPool:
+                        from nntrain.errors import NntrainError
+
+                        raise NntrainError(
+                            "a cv worker process died (out of memory?); finished folds are saved: "
+                            "continue with --resume and fewer --jobs"
+                        ) from None
+                    yield result
             _drain(messages, report)
         except BaseException:  # Ctrl-C or a failed job: stop the other workers now
             for p in list(getattr(pool, "_processes", {}).values()):
