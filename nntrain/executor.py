@@ -55,7 +55,17 @@ class LocalExecutor:
         if self.jobs > 1 and self._context().get_start_method() == "forkserver":
             from multiprocessing import forkserver
 
-            forkserver.ensure_running()
+            # started with SIGINT ignored (kept across exec): Ctrl-C during its imports would
+            # print a traceback from it; the parent alone handles Ctrl-C
+            try:
+                previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            except ValueError:  # not the main thread: leave signals alone
+                forkserver.ensure_running()
+                return
+            try:
+                forkserver.ensure_running()
+            finally:
+                signal.signal(signal.SIGINT, previous)
 
     def map(self, fn: JobFn, jobs: Iterable[Job], report: Report | None = None) -> Iterator[dict[str, Any]]:
         jobs = list(jobs)
@@ -74,6 +84,7 @@ class LocalExecutor:
 
     def _pool_map(self, fn: JobFn, jobs: list[Job], report: Report | None) -> Iterator[dict[str, Any]]:
         ctx = self._context()
+        self.warm_up()
         messages = ctx.Queue()
         pool = ProcessPoolExecutor(
             max_workers=min(self.jobs, len(jobs)), mp_context=ctx,
