@@ -138,7 +138,7 @@ def cv(
 ) -> None:
     """k-fold cross-validation; with --grid/--sample, rank hyperparameters by mean val accuracy."""
     from nntrain.console import CvProgress, EpochReporter, cv_report, plain, warn
-    from nntrain.cv import CvDir, Plan, pool_folds, refit, run_cv
+    from nntrain.cv import CvDir, Plan, check, refit, run_cv
     from nntrain.errors import ConfigError, Diverged
     from nntrain.executor import LocalExecutor
 
@@ -161,17 +161,7 @@ def cv(
         cfg = _load(config, set_)
         g, space = parse_grid(grid or [], cfg), parse_sample(sample or [], cfg)
         plan = Plan(cfg, 5 if folds is None else folds, combinations(cfg, g, space, trials), g, space)
-    # everything that can reject bad input happens here, before any training
-    from nntrain.config import override
-    from nntrain.engine import resolve_device
-    from nntrain.models import build_model
-    from nntrain.cv import dataset_for
-
-    resolve_device(plan.base.device)
-    _, _, fold_idx = pool_folds(plan.base, plan.folds)
-    ds = dataset_for(plan.base)
-    for combo in plan.combos:
-        build_model(override(plan.base, combo).model, ds.input_shape, ds.num_classes)  # shape errors now
+    fold_idx = check(plan)  # all bad input is rejected here, before any training
     vals = [va for _, va in fold_idx]
     if resume is not None:
         cvdir.check_folds(vals)
@@ -199,7 +189,9 @@ def cv(
         finally:
             reporter.close()
     if json_out:
-        plain(json.dumps({**summary, "refit": refit_summary, "cv_dir": str(cvdir.path)}, indent=2, default=str))
+        from nntrain.cvdir import json_text
+
+        plain(json_text({**summary, "refit": refit_summary, "cv_dir": str(cvdir.path)}).rstrip())
     else:
         cv_report(summary, str(cvdir.path))
         if refit_summary:

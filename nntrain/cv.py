@@ -10,47 +10,19 @@ which is what ``--resume`` reads back.
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
-import json
 import math
 import shutil
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
 
 from nntrain.config import Config, DataConfig, override, to_yaml
-from nntrain.errors import ConfigError, DataError
-from nntrain.runs import METRIC_COLUMNS, RunDir, atomic_write_text
-from nntrain.search import Dist
+from nntrain.cvdir import CvDir, Plan, json_text
+from nntrain.runs import RunDir, atomic_write_text
 from nntrain.splits import stratified_kfold
 
 FOLD_FIELDS = ("fold", "n_train", "n_val", "best_val_acc", "best_epoch", "val_loss", "seconds", "epochs_run", "stopped", "diverged")
-
-
-@dataclass
-class Plan:
-    """What a cv run does; saved as ``plan.json`` so ``--resume`` repeats it exactly."""
-
-    base: Config
-    folds: int
-    combos: list[dict[str, Any]] = field(default_factory=lambda: [{}])
-    grid: dict[str, list[Any]] = field(default_factory=dict)
-    space: dict[str, Dist] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "folds": self.folds, "combos": self.combos, "grid": self.grid,
-            "sample": {k: vars(d) for k, d in self.space.items()}, "config": self.base.model_dump(mode="json"),
-        }
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "Plan":
-        return cls(Config.model_validate(d["config"]), d["folds"], d["combos"], d["grid"],
-                   {k: Dist(**v) for k, v in d["sample"].items()})
 
 
 # --------------------------------------------------------------------------- folds
@@ -82,6 +54,19 @@ def pool_folds(cfg: Config, k: int) -> tuple[np.ndarray, np.ndarray, list[tuple[
     pool = np.sort(np.concatenate([splits.train, splits.val]))
     pairs = stratified_kfold(ds.y.numpy()[pool], k, seed=cfg.seed)
     return pool, splits.test, [(pool[tr], pool[va]) for tr, va in pairs]
+
+
+def check(plan: Plan) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Everything that can reject bad input, before any training: device, folds, every model."""
+    from nntrain.engine import resolve_device
+    from nntrain.models import build_model
+
+    resolve_device(plan.base.device)
+    _, _, folds = pool_folds(plan.base, plan.folds)  # K < 2 or K > smallest class: DataError
+    ds = dataset_for(plan.base)
+    for combo in plan.combos:  # e.g. too many conv stages for the image size
+        build_model(override(plan.base, combo).model, ds.input_shape, ds.num_classes)
+    return folds
 
 
 def make_jobs(plan: Plan, folds: list[tuple[np.ndarray, np.ndarray]], skip: Callable[[int, int], bool]) -> list[dict]:
@@ -141,75 +126,6 @@ def run_fold(job: dict[str, Any], report: Callable[[dict], None] | None = None) 
     }
 
 
-# --------------------------------------------------------------------------- cv directory
-
-
-def _json(obj: Any) -> str:
-    def clean(v: Any) -> Any:  # NaN (a diverged fold) → null: strict JSON
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        return v
-
-    return json.dumps(clean(obj), indent=2) + "\n"
-
-
-class CvDir:
-    """``<runs_dir>/cv-<timestamp>/``: config.yaml, plan.json, combo-NNN/fold-F/{metrics.csv,result.json},
-    combo-NNN/oof.csv, summary.json, refit/."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-
-    @classmethod
-    def create(cls, plan: Plan, fold_val: list[np.ndarray]) -> "CvDir":
-        run = RunDir.create(plan.base.output.runs_dir, "cv", config_yaml=to_yaml(plan.base))
-        d = cls(run.path)
-        atomic_write_text(d.path / "plan.json", _json({**plan.to_json(), "fold_val_indices": [v.tolist() for v in fold_val]}))
-        return d
-
-    @classmethod
-    def open(cls, path: str | Path) -> tuple["CvDir", Plan]:
-        d = cls(Path(path))
-        try:
-            raw = json.loads((d.path / "plan.json").read_text())
-            return d, Plan.from_json(raw)
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ConfigError(f"--resume '{path}': not a readable nntrain cv directory (plan.json: {e}); "
-                              "pass a directory written by 'nntrain cv'") from None
-
-    def check_folds(self, fold_val: list[np.ndarray]) -> None:
-        saved = json.loads((self.path / "plan.json").read_text())["fold_val_indices"]
-        if saved != [v.tolist() for v in fold_val]:
-            raise DataError(f"--resume '{self.path}': the dataset or its splits changed since this cv started; "
-                            "start a new cv instead of resuming")
-
-    def fold_dir(self, combo: int, fold: int) -> Path:
-        return self.path / f"combo-{combo:03d}" / f"fold-{fold}"
-
-    def done(self, combo: int, fold: int) -> bool:
-        return (self.fold_dir(combo, fold) / "result.json").is_file()
-
-    def save(self, result: dict[str, Any]) -> None:
-        d = self.fold_dir(result["combo"], result["fold"])
-        d.mkdir(parents=True, exist_ok=True)
-        records = result["records"]
-        columns = list(METRIC_COLUMNS) + sorted(k for k in (records[0] if records else {}) if k.startswith("update_ratio."))
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(columns)
-        w.writerows([[repr(r[c]) if isinstance(r[c], float) else r[c] for c in columns] for r in records])
-        atomic_write_text(d / "metrics.csv", buf.getvalue())
-        atomic_write_text(d / "result.json", _json(result))  # last: its presence marks the fold as done
-
-    def load(self, combo: int, fold: int) -> dict[str, Any]:
-        r = json.loads((self.fold_dir(combo, fold) / "result.json").read_text())
-        return {k: (math.nan if v is None and k in ("best_val_acc", "val_loss") else v) for k, v in r.items()}
-
-
 # --------------------------------------------------------------------------- run, aggregate
 
 
@@ -228,7 +144,7 @@ def run_cv(plan: Plan, cvdir: CvDir, folds: list[tuple[np.ndarray, np.ndarray]],
         atomic_write_text(cvdir.path / f"combo-{c:03d}" / "oof.csv", text)
     summary = aggregate(plan, results)
     summary["skipped_done"] = len(plan.combos) * plan.folds - len(jobs)
-    atomic_write_text(cvdir.path / "summary.json", _json(summary))
+    atomic_write_text(cvdir.path / "summary.json", json_text(summary))
     return summary
 
 
@@ -289,5 +205,5 @@ def refit(plan: Plan, combo: int, cvdir: CvDir, *, callbacks: Iterable[Any] = ()
     summary = {"params": plan.combos[combo], "combo": combo, "test_acc": h.test_acc, "test_loss": h.test_loss,
                "n_train": len(data.train), "n_test": len(data.test), "epochs_run": len(h.records),
                "train_seconds": h.seconds, "diverged": h.diverged, "run_dir": str(out)}
-    atomic_write_text(out / "summary.json", _json(summary))
+    atomic_write_text(out / "summary.json", json_text(summary))
     return summary
