@@ -99,7 +99,7 @@ def run_fold(job: dict[str, Any], report: Callable[[dict], None] | None = None) 
     import torch
 
     from nntrain.data import prepare
-    from nntrain.engine import fit, resolve_device
+    from nntrain.engine import Precision, fit, resolve_device
     from nntrain.models import build_model
 
     cfg = Config.model_validate(job["config"])
@@ -113,7 +113,7 @@ def run_fold(job: dict[str, Any], report: Callable[[dict], None] | None = None) 
     callbacks = [_Progress(report, job["combo"], job["fold"])] if report else []
     h = fit(model, data, cfg.train, seed=seed, device=device, callbacks=callbacks)
     model.eval()  # fit left the best epoch's weights in ``model``
-    with torch.inference_mode():
+    with torch.inference_mode(), Precision.create(cfg.train.amp, device).autocast():  # as fit's evaluate
         pred = torch.cat([model(data.val.x[i : i + cfg.train.eval_batch_size]).argmax(1)
                           for i in range(0, len(data.val), cfg.train.eval_batch_size)]).cpu()
     best = h.records[h.best_epoch - 1] if h.best_epoch else {"val_loss": math.nan}
