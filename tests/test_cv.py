@@ -329,6 +329,19 @@ def test_bad_resume_dir_exits_2(tiny, tmp_path):
     assert r.exit_code == 2 and "drop --folds" in r.output
 
 
+def test_resume_refuses_a_cv_whose_folds_no_longer_match(tiny, tmp_path):
+    cfg = load_config(tiny)
+    plan = Plan(cfg, 2)
+    _, _, folds = pool_folds(cfg, 2)
+    d = CvDir.create(plan, [va for _, va in folds])
+    raw = json.loads((d.path / "plan.json").read_text())
+    raw["fold_val_indices"][0][0] += 1  # as if the dataset or the split had changed
+    (d.path / "plan.json").write_text(json.dumps(raw))
+    r = cli("cv", "--resume", str(d.path))
+    assert r.exit_code == 2 and "changed since this cv started" in r.output
+    assert not list(d.path.glob("combo-*"))  # nothing trained
+
+
 def test_parse_grid_values_are_validated_and_typed(tiny):
     cfg = load_config(tiny)
     assert parse_grid(["train.reg=0,1e-4", "model.batchnorm=true,false"], cfg) == {
