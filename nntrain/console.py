@@ -242,3 +242,95 @@ def sweep_table(rows: list[dict[str, Any]]) -> None:
     rows_table("learning-rate sweep", ["lr", "epochs", "final loss", "val acc", "verdict"],
                [[f"{r['lr']:g}", str(r["epochs_run"]), num(r["final_loss"]) if not r["diverged"] else "diverged",
                  fmt_acc(r["val_acc"]), r["verdict"]] for r in rows])
+# --------------------------------------------------------------------------- cv
+
+
+def _params(p: dict[str, Any]) -> str:
+    return "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in p.items()) or "(config as given)"
+
+
+class CvProgress:
+    """cv progress callable: a live table of running folds on a terminal, plain lines otherwise."""
+
+    def __init__(self, n_combos: int, n_folds: int, *, live: bool | None = None):
+        self.n_combos, self.n_folds = n_combos, n_folds
+        self.live = is_tty() if live is None else live
+        self.running: dict[tuple[int, int], dict[str, Any]] = {}
+        self.finished = 0
+        self._live: Live | None = None
+        if self.live:
+            self._live = Live(self._table(), console=console, refresh_per_second=8)
+            self._live.start()
+
+    def _name(self, m: dict[str, Any]) -> str:
+        fold = f"fold {m['fold'] + 1}/{self.n_folds}"
+        return f"combo {m['combo'] + 1}/{self.n_combos} {fold}" if self.n_combos > 1 else fold
+
+    def __call__(self, m: dict[str, Any]) -> None:
+        key = (m["combo"], m["fold"])
+        if m["event"] == "done":
+            self.running.pop(key, None)
+            self.finished += 1
+            if not self.live:
+                plain(f"cv {self._name(m)}: best val {fmt_acc(m['best_val_acc'])} at epoch {m['best_epoch']}  {m['seconds']:.1f}s")
+        else:
+            self.running[key] = m
+            if not self.live and m["event"] == "epoch":
+                plain(f"cv {self._name(m)} epoch {m['epoch']}/{m['epochs']}  loss {m['train_loss']:.4f}  val {fmt_acc(m['val_acc'])}")
+        if self._live is not None:
+            self._live.update(self._table())
+
+    def _table(self) -> Table:
+        t = Table(title=f"cv: {self.finished} folds finished", title_justify="left")
+        for col in ("running", "epoch", "loss", "val acc"):
+            t.add_column(col, justify="right")
+        for m in self.running.values():
+            if m["event"] == "epoch":
+                t.add_row(self._name(m), f"{m['epoch']}/{m['epochs']}", f"{m['train_loss']:.4f}", fmt_acc(m["val_acc"]))
+            else:
+                t.add_row(self._name(m), f"0/{m['epochs']}", "-", "-")
+        return t
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+
+def _pm(mean: float, std: float) -> str:
+    return "-" if mean is None or math.isnan(mean) else f"{mean:.4f} ± {std:.4f}"
+
+
+def cv_report(summary: dict[str, Any], cv_dir: str) -> None:
+    """Fold table of the best combination (mean ± std last), then the ranking when several were tried."""
+    best = summary["combos"][summary["best"]]
+    folds = Table(title=f"folds of {_params(best['params'])}", title_justify="left")
+    for col in ("fold", "train", "val", "best val acc", "epoch", "val loss", "time"):
+        folds.add_column(col, justify="right")
+    for r in best["folds"]:
+        folds.add_row(str(r["fold"] + 1), str(r["n_train"]), str(r["n_val"]), fmt_acc(r["best_val_acc"]),
+                      str(r["best_epoch"]), f"{r['val_loss']:.4f}", f"{r['seconds']:.2f}s")
+    folds.add_row("mean ± std", "", "", _pm(best["mean_val_acc"], best["std_val_acc"]), f"{best['mean_best_epoch']:.1f}",
+                  _pm(best["mean_val_loss"], best["std_val_loss"]), f"{best['mean_seconds']:.2f}s", style="bold")
+    tables = [folds]
+    if len(summary["combos"]) > 1:
+        rank = Table(title="ranking by mean val accuracy", title_justify="left")
+        for col in ("rank", "hyperparameters", "mean ± std val acc", "out-of-fold acc"):
+            rank.add_column(col, justify="right" if col != "hyperparameters" else "left")
+        for i, c in enumerate(summary["ranking"], start=1):
+            s = summary["combos"][c]
+            rank.add_row(str(i), _params(s["params"]), _pm(s["mean_val_acc"], s["std_val_acc"]), fmt_acc(s["oof_acc"]))
+        tables.append(rank)
+    for t in tables:
+        if is_tty():
+            console.print(t)
+        else:
+            cols = [[str(c.header)] + [str(x) for x in c.cells] for c in t.columns]
+            widths = [max(len(x) for x in col) for col in cols]
+            plain(str(t.title))
+            for row in zip(*cols):
+                plain("  ".join(x.rjust(w) if c.justify == "right" else x.ljust(w)
+                                for x, w, c in zip(row, widths, t.columns)).rstrip())
+    for w in summary["warnings"]:
+        warn(w)
+    plain(f"cv directory   {cv_dir}")

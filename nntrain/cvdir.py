@@ -1,0 +1,112 @@
+"""The cv directory and the plan it holds, written so an interrupted cv can resume.
+
+``<runs_dir>/cv-<timestamp>/`` (never overwritten): ``config.yaml`` (resolved base config),
+``plan.json`` (folds, combinations, search space, each fold's val indices),
+``combo-NNN/fold-F/{metrics.csv, result.json}`` (result.json written last: a fold is done
+when it exists), ``combo-NNN/oof.csv`` (out-of-fold predictions), ``summary.json``,
+``refit/`` (``--refit``: a run directory of its own).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nntrain.config import Config, to_yaml
+from nntrain.errors import ConfigError, DataError
+from nntrain.runs import METRIC_COLUMNS, RunDir, atomic_write_text
+from nntrain.search import Dist
+
+
+@dataclass
+class Plan:
+    """What a cv run does; saved as ``plan.json`` so ``--resume`` repeats it exactly."""
+
+    base: Config
+    folds: int
+    combos: list[dict[str, Any]] = field(default_factory=lambda: [{}])
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    space: dict[str, Dist] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "folds": self.folds, "combos": self.combos, "grid": self.grid,
+            "sample": {k: vars(d) for k, d in self.space.items()}, "config": self.base.model_dump(mode="json"),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Plan":
+        return cls(Config.model_validate(d["config"]), d["folds"], d["combos"], d["grid"],
+                   {k: Dist(**v) for k, v in d["sample"].items()})
+
+
+def json_text(obj: Any) -> str:
+    def clean(v: Any) -> Any:  # NaN (a diverged fold) → null: strict JSON
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(obj), indent=2) + "\n"
+
+
+class CvDir:
+    """One cv directory (layout in the module docstring)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, plan: Plan, fold_val: list[np.ndarray]) -> "CvDir":
+        run = RunDir.create(plan.base.output.runs_dir, "cv", config_yaml=to_yaml(plan.base))
+        d = cls(run.path)
+        atomic_write_text(d.path / "plan.json", json_text({**plan.to_json(), "fold_val_indices": [v.tolist() for v in fold_val]}))
+        return d
+
+    @classmethod
+    def open(cls, path: str | Path) -> tuple["CvDir", Plan]:
+        d = cls(Path(path))
+        try:
+            raw = json.loads((d.path / "plan.json").read_text())
+            return d, Plan.from_json(raw)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ConfigError(f"--resume '{path}': not a readable nntrain cv directory (plan.json: {e}); "
+                              "pass a directory written by 'nntrain cv'") from None
+
+    def check_folds(self, fold_val: list[np.ndarray]) -> None:
+        saved = json.loads((self.path / "plan.json").read_text())["fold_val_indices"]
+        if saved != [v.tolist() for v in fold_val]:
+            raise DataError(f"--resume '{self.path}': the dataset or its splits changed since this cv started; "
+                            "start a new cv instead of resuming")
+
+    def fold_dir(self, combo: int, fold: int) -> Path:
+        return self.path / f"combo-{combo:03d}" / f"fold-{fold}"
+
+    def done(self, combo: int, fold: int) -> bool:
+        return (self.fold_dir(combo, fold) / "result.json").is_file()
+
+    def save(self, result: dict[str, Any]) -> None:
+        d = self.fold_dir(result["combo"], result["fold"])
+        d.mkdir(parents=True, exist_ok=True)
+        records = result["records"]
+        columns = list(METRIC_COLUMNS) + sorted(k for k in (records[0] if records else {}) if k.startswith("update_ratio."))
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(columns)
+        w.writerows([[repr(r[c]) if isinstance(r[c], float) else r[c] for c in columns] for r in records])
+        atomic_write_text(d / "metrics.csv", buf.getvalue())
+        atomic_write_text(d / "result.json", json_text(result))  # last: its presence marks the fold as done
+
+    def load(self, combo: int, fold: int) -> dict[str, Any]:
+        r = json.loads((self.fold_dir(combo, fold) / "result.json").read_text())
+        return {k: (math.nan if v is None and k in ("best_val_acc", "val_loss") else v) for k, v in r.items()}

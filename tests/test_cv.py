@@ -1,0 +1,350 @@
+"""nntrain cv: folds, aggregation, grid/random search, --jobs, --resume, bad input.
+
+Tiny configs (an MLP with 16 hidden units, 2 epochs on the 8x8 digits) keep each cv
+run to about a second; the oracles are recomputed here from the files cv writes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from nntrain.cli import app
+from nntrain.config import load_config
+from nntrain.cv import CvDir, Plan, fold_seed, make_jobs, pool_folds, run_cv, run_fold
+from nntrain.errors import ConfigError
+from nntrain.executor import LocalExecutor
+from nntrain.search import Dist, combinations, edge_warnings, parse_grid, parse_sample
+
+TINY = {
+    "device": "cpu",
+    "model": {"name": "mlp", "hidden": [16]},
+    "train": {"epochs": 2, "batch_size": 128},
+}
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    cfg = json.loads(json.dumps(TINY))
+    cfg["output"] = {"runs_dir": str(tmp_path / "runs")}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def cli(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def cv_dirs(tmp_path: Path) -> list[Path]:
+    root = tmp_path / "runs"
+    return sorted(root.glob("cv-*")) if root.exists() else []
+
+
+def comparable(summary: dict) -> list:
+    """Per-fold numbers of every combination, minus wall-clock time."""
+    return [[{k: v for k, v in f.items() if k != "seconds"} for f in c["folds"]] for c in summary["combos"]]
+
+
+def metrics_without_time(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+
+
+# --------------------------------------------------------------------------- folds
+
+
+def test_folds_partition_pool_exactly_once_and_never_touch_test(tiny):
+    cfg = load_config(tiny)
+    pool, test, folds = pool_folds(cfg, 5)
+    n = 1797  # digits
+    assert len(folds) == 5
+    assert np.intersect1d(pool, test).size == 0 and len(pool) + len(test) == n  # pool = everything but test
+    vals = np.concatenate([va for _, va in folds])
+    assert np.array_equal(np.sort(vals), pool)  # every pool sample validates exactly once
+    for tr, va in folds:
+        assert np.intersect1d(tr, va).size == 0
+        assert np.array_equal(np.sort(np.concatenate([tr, va])), pool)
+        assert np.intersect1d(np.concatenate([tr, va]), test).size == 0
+
+
+def test_class_ratios_preserved_in_every_fold(tiny):
+    from nntrain.cv import dataset_for
+
+    cfg = load_config(tiny)
+    y = dataset_for(cfg).y.numpy()
+    pool, _, folds = pool_folds(cfg, 5)
+    pool_counts = np.bincount(y[pool], minlength=10)
+    for _, va in folds:
+        counts = np.bincount(y[va], minlength=10)
+        # stratified: each class gets floor or ceil of its pool count / K
+        assert np.all(np.abs(counts - pool_counts / 5) < 1), (counts, pool_counts / 5)
+
+
+def test_same_seed_same_folds_other_seed_other_folds(tiny):
+    cfg = load_config(tiny)
+    a = pool_folds(cfg, 4)[2]
+    b = pool_folds(load_config(tiny), 4)[2]
+    c = pool_folds(load_config(tiny, ["seed=1"]), 4)[2]
+    assert all(np.array_equal(x[1], y[1]) for x, y in zip(a, b))
+    assert not all(np.array_equal(x[1], y[1]) for x, y in zip(a, c))
+
+
+def test_fold_seeds_differ_per_fold_and_a_fold_is_reproducible_alone(tiny):
+    cfg = load_config(tiny)
+    assert len({fold_seed(0, f) for f in range(10)}) == 10
+    plan = Plan(cfg, 3)
+    _, _, folds = pool_folds(cfg, 3)
+    jobs = make_jobs(plan, folds, lambda c, f: False)
+    a = [run_fold(j) for j in jobs]
+    again = run_fold(jobs[2])  # alone, after other folds trained in this process: nothing leaks in
+    strip = lambda r: {k: v for k, v in r.items() if k not in ("seconds", "records")}  # noqa: E731
+    assert strip(again) == strip(a[2])
+    assert [r["val_loss"] for r in again["records"]] == [r["val_loss"] for r in a[2]["records"]]
+    assert a[0]["records"][0]["train_loss"] != a[1]["records"][0]["train_loss"]  # other init/data per fold
+
+
+# --------------------------------------------------------------------------- the cv command
+
+
+def test_cv_outputs_and_aggregate_match_per_fold_files(tiny, tmp_path):
+    r = cli("cv", "--config", str(tiny), "--folds", "3")
+    assert r.exit_code == 0, r.output
+    (d,) = cv_dirs(tmp_path)
+    assert f"cv directory   {d}" in r.output and "mean ± std" in r.output
+    assert "cv fold 2/3 epoch 2/2" in r.output  # the live view (plain lines off a terminal)
+    summary = json.loads((d / "summary.json").read_text())
+    combo = summary["combos"][0]
+    accs, losses = [], []
+    for f, row in enumerate(combo["folds"]):
+        metrics = list(csv.DictReader(open(d / "combo-000" / f"fold-{f}" / "metrics.csv")))
+        assert len(metrics) == 2
+        best = max(range(len(metrics)), key=lambda i: (float(metrics[i]["val_acc"]), -i))
+        assert row["best_val_acc"] == float(metrics[best]["val_acc"]) and row["best_epoch"] == best + 1
+        assert row["val_loss"] == float(metrics[best]["val_loss"])
+        accs.append(row["best_val_acc"])
+        losses.append(row["val_loss"])
+        assert row["n_train"] + row["n_val"] == 1527  # the pool: 1797 minus 270 test
+    assert combo["mean_val_acc"] == pytest.approx(np.mean(accs), abs=1e-12)
+    assert combo["std_val_acc"] == pytest.approx(np.std(accs), abs=1e-12)
+    assert combo["mean_val_loss"] == pytest.approx(np.mean(losses), abs=1e-12)
+    assert f"{np.mean(accs):.4f} ± {np.std(accs):.4f}" in r.output
+    # out-of-fold predictions: every pool sample once; per-fold accuracy = that fold's best val acc
+    oof = list(csv.DictReader(open(d / "combo-000" / "oof.csv")))
+    _, test, folds = pool_folds(load_config(tiny), 3)
+    assert sorted(int(o["index"]) for o in oof) == sorted(np.concatenate([va for _, va in folds]).tolist())
+    assert not set(int(o["index"]) for o in oof) & set(test.tolist())
+    for f in range(3):
+        rows = [o for o in oof if o["fold"] == str(f)]
+        acc = np.mean([o["y_true"] == o["y_pred"] for o in rows])
+        assert acc == pytest.approx(accs[f], abs=1e-12)
+    assert combo["oof_acc"] == pytest.approx(np.mean([o["y_true"] == o["y_pred"] for o in oof]), abs=1e-12)
+
+
+def test_same_seed_same_results(tiny, tmp_path):
+    assert cli("cv", "--config", str(tiny), "--folds", "2").exit_code == 0
+    assert cli("cv", "--config", str(tiny), "--folds", "2").exit_code == 0
+    a, b = cv_dirs(tmp_path)  # a second run never overwrites the first
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
+    assert comparable(sa) == comparable(sb)
+    assert (a / "combo-000" / "oof.csv").read_text() == (b / "combo-000" / "oof.csv").read_text()
+
+
+def test_jobs_2_identical_to_sequential(tiny, tmp_path):
+    # equal torch threads per job: on CPU the thread count changes float summation order
+    grid = ["--grid", "train.optimizer.lr=0.02,0.1", "--threads", "1"]
+    r1 = cli("cv", "--config", str(tiny), "--folds", "2", *grid, "--jobs", "1")
+    r2 = cli("cv", "--config", str(tiny), "--folds", "2", *grid, "--jobs", "2")
+    assert r1.exit_code == 0 and r2.exit_code == 0, r1.output + r2.output
+    a, b = cv_dirs(tmp_path)
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
+    assert comparable(sa) == comparable(sb) and sa["ranking"] == sb["ranking"]
+    for c in range(2):
+        for f in range(2):
+            rel = Path(f"combo-{c:03d}") / f"fold-{f}" / "metrics.csv"
+            assert metrics_without_time(a / rel) == metrics_without_time(b / rel)
+    assert (a / "combo-001" / "oof.csv").read_text() == (b / "combo-001" / "oof.csv").read_text()
+    assert "cv combo 2/2 fold 2/2 epoch 2/2" in r2.output  # progress travels back from the workers
+
+
+class StopAfter(LocalExecutor):
+    """Runs ``n`` jobs, then behaves as if Ctrl-C was pressed."""
+
+    def __init__(self, n: int):
+        super().__init__(1)
+        self.n = n
+
+    def map(self, fn, jobs, report=None):
+        for i, job in enumerate(jobs):
+            if i == self.n:
+                raise KeyboardInterrupt
+            yield fn(job, report)
+
+
+def test_resume_skips_finished_folds_and_matches_a_full_run(tiny, tmp_path):
+    full = cli("cv", "--config", str(tiny), "--folds", "3", "--grid", "train.reg=0,0.01")
+    assert full.exit_code == 0, full.output
+    (full_dir,) = cv_dirs(tmp_path)
+    # an interrupted run: 4 of the 6 (combination, fold) jobs finish
+    cfg = load_config(tiny)
+    grid = parse_grid(["train.reg=0,0.01"], cfg)
+    plan = Plan(cfg, 3, combinations(cfg, grid, {}, None), grid)
+    _, _, folds = pool_folds(cfg, 3)
+    part = CvDir.create(plan, [va for _, va in folds])
+    with pytest.raises(KeyboardInterrupt):
+        run_cv(plan, part, folds, executor=StopAfter(4))
+    done = {p.parent.relative_to(part.path).as_posix(): p.read_bytes() for p in part.path.glob("combo-*/fold-*/result.json")}
+    assert sorted(done) == ["combo-000/fold-0", "combo-000/fold-1", "combo-000/fold-2", "combo-001/fold-0"]
+    assert not (part.path / "summary.json").exists()
+
+    r = cli("cv", "--resume", str(part.path))
+    assert r.exit_code == 0, r.output
+    assert "resumed: 4 finished folds were skipped" in r.output
+    ran = {line.split(":")[0] for line in r.output.splitlines() if line.startswith("cv combo")}
+    assert {x.split(" epoch")[0] for x in ran} == {"cv combo 2/2 fold 2/3", "cv combo 2/2 fold 3/3"}
+    for rel, content in done.items():  # finished folds were not touched
+        assert (part.path / rel / "result.json").read_bytes() == content
+    s_full, s_res = (json.loads((d / "summary.json").read_text()) for d in (full_dir, part.path))
+    assert comparable(s_full) == comparable(s_res)
+    assert s_full["ranking"] == s_res["ranking"] and s_full["combos"][0]["mean_val_acc"] == s_res["combos"][0]["mean_val_acc"]
+
+
+def test_grid_runs_cross_product_ranks_by_mean_and_warns_at_the_edge(tiny, tmp_path):
+    r = cli("cv", "--config", str(tiny), "--folds", "2",
+            "--grid", "train.optimizer.lr=0.001,0.01,0.3", "--grid", "model.hidden=[8],[16]", "--json")
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.output)
+    params = [c["params"] for c in s["combos"]]
+    assert params == [{"train.optimizer.lr": lr, "model.hidden": h} for lr in (0.001, 0.01, 0.3) for h in ([8], [16])]
+    means = [s["combos"][c]["mean_val_acc"] for c in s["ranking"]]
+    assert means == sorted(means, reverse=True) and s["best"] == s["ranking"][0]
+    assert s["best_params"]["train.optimizer.lr"] == 0.3  # 2 epochs: the largest step learns most
+    assert any("train.optimizer.lr=0.3 is the largest value tried" in w for w in s["warnings"])
+    for c in s["combos"]:  # each combination really trained with its values
+        saved = json.loads((Path(s["cv_dir"]) / f"combo-{c['index']:03d}" / "fold-0" / "result.json").read_text())
+        assert [k for k in saved["records"][0] if k.startswith("update_ratio.")] == ["update_ratio.fc1", "update_ratio.out"]
+
+
+def test_edge_warnings_oracle():
+    grid = {"train.optimizer.lr": [0.01, 0.1, 1.0], "train.reg": [0.0, 1e-3], "model.name": ["cnn", "mlp"]}
+    assert edge_warnings({"train.optimizer.lr": 0.1, "train.reg": 1e-3, "model.name": "mlp"}, grid, {}) == [
+        "best train.reg=0.001 is the largest value tried; widen the grid above it"]
+    w = edge_warnings({"train.optimizer.lr": 0.01, "train.reg": 0.0, "model.name": "cnn"}, grid, {})
+    assert w == ["best train.optimizer.lr=0.01 is the smallest value tried; widen the grid below it"]
+    space = {"train.optimizer.lr": Dist("log", 1e-4, 1e-1, False)}
+    assert "top 10%" in edge_warnings({"train.optimizer.lr": 0.09}, {}, space)[0]
+    assert "bottom 10%" in edge_warnings({"train.optimizer.lr": 1.1e-4}, {}, space)[0]
+    assert edge_warnings({"train.optimizer.lr": 3e-3}, {}, space) == []  # log-middle of the range
+
+
+def test_random_search_is_seeded_and_stays_in_range(tiny):
+    cfg = load_config(tiny)
+    space = parse_sample(["train.optimizer.lr=log:1e-4:1e-1", "train.batch_size=uniform:16:256"], cfg)
+    a = combinations(cfg, {}, space, 50)
+    assert a == combinations(load_config(tiny), {}, space, 50)
+    assert a != combinations(load_config(tiny, ["seed=3"]), {}, space, 50)
+    lrs = np.array([c["train.optimizer.lr"] for c in a])
+    assert len(a) == 50 and np.all((lrs >= 1e-4) & (lrs <= 1e-1))
+    # log-uniform: about half the draws below the geometric middle (1e-4·1e-1)^½ ≈ 3.2e-3
+    assert 15 <= np.sum(lrs < math.sqrt(1e-5)) <= 35
+    assert all(isinstance(c["train.batch_size"], int) and 16 <= c["train.batch_size"] <= 256 for c in a)
+
+
+def test_sample_trials_through_the_cli(tiny, tmp_path):
+    r = cli("cv", "--config", str(tiny), "--folds", "2", "--sample", "train.optimizer.lr=log:1e-3:0.5", "--trials", "3", "--json")
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.output)
+    cfg = load_config(tiny)
+    expected = combinations(cfg, {}, parse_sample(["train.optimizer.lr=log:1e-3:0.5"], cfg), 3)
+    assert [c["params"] for c in s["combos"]] == expected
+
+
+def test_refit_trains_on_the_pool_and_tests_once(tiny, tmp_path):
+    import torch
+
+    from nntrain.models import build_model
+    from nntrain.runs import load_checkpoint
+
+    r = cli("cv", "--config", str(tiny), "--folds", "2", "--grid", "train.optimizer.lr=0.02,0.2", "--refit", "--json")
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.output)
+    ref = s["refit"]
+    assert ref["params"] == s["best_params"] and ref["n_train"] == 1527 and ref["n_test"] == 270
+    # oracle: the saved model, normalized with its saved statistics, scores test_acc on the test split
+    ckpt = load_checkpoint(Path(s["cv_dir"]) / "refit" / "last.pt")
+    cfg = load_config(tiny, [f"train.optimizer.lr={s['best_params']['train.optimizer.lr']}"])
+    _, test, _ = pool_folds(cfg, 2)
+    from nntrain.cv import dataset_for
+
+    ds = dataset_for(cfg)
+    model = build_model(cfg.model, ds.input_shape, ds.num_classes)
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    x = (ds.x[test].float() - torch.tensor(ckpt["norm_mean"])[:, None, None]) / torch.tensor(ckpt["norm_std"])[:, None, None]
+    with torch.inference_mode():
+        acc = (model(x).argmax(1) == ds.y[test]).float().mean().item()
+    assert ref["test_acc"] == pytest.approx(acc, abs=1e-6)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--folds", "1"], "--folds 1: k-fold needs at least 2 folds"),
+        (["--folds", "500"], "--folds 500: the smallest class has only"),
+        (["--grid", "train.optimizer.lrr=0.1,0.2"], "train.optimizer.lrr: unknown key; did you mean 'lr'?"),
+        (["--grid", "train.epochs=two,three"], "train.epochs"),
+        (["--grid", "train.optimizer.lr=-1,0.1"], "train.optimizer.lr"),
+        (["--grid", "train.optimizer.lr="], "expected key=v1,v2"),
+        (["--sample", "train.optimizer.lr=log:0:1"], "log-uniform needs LOW > 0"),
+        (["--sample", "train.optimizer.lr=normal:1:2"], "expected key=log:LOW:HIGH"),
+        (["--sample", "model.dropout=uniform:0:2"], "model.dropout"),
+        (["--sample", "train.optimizer.lr=log:1e-3:1", "--grid", "train.reg=0,1"], "cannot be combined"),
+        (["--trials", "3"], "--trials needs --sample"),
+        (["--jobs", "0"], "--jobs 0"),
+        (["--threads", "0"], "--threads 0"),
+    ],
+)
+def test_bad_input_exits_2_before_training(tiny, tmp_path, args, message):
+    r = cli("cv", "--config", str(tiny), *args)
+    assert r.exit_code == 2, r.output
+    assert message in r.output
+    assert "Traceback" not in r.output and "cv fold" not in r.output
+    assert cv_dirs(tmp_path) == []  # nothing written, nothing trained
+
+
+def test_bad_resume_dir_exits_2(tiny, tmp_path):
+    r = cli("cv", "--resume", str(tmp_path / "nope"))
+    assert r.exit_code == 2 and "not a readable nntrain cv directory" in r.output
+    r = cli("cv", "--resume", str(tmp_path), "--folds", "3")
+    assert r.exit_code == 2 and "drop --folds" in r.output
+
+
+def test_resume_refuses_a_cv_whose_folds_no_longer_match(tiny, tmp_path):
+    cfg = load_config(tiny)
+    plan = Plan(cfg, 2)
+    _, _, folds = pool_folds(cfg, 2)
+    d = CvDir.create(plan, [va for _, va in folds])
+    raw = json.loads((d.path / "plan.json").read_text())
+    raw["fold_val_indices"][0][0] += 1  # as if the dataset or the split had changed
+    (d.path / "plan.json").write_text(json.dumps(raw))
+    r = cli("cv", "--resume", str(d.path))
+    assert r.exit_code == 2 and "changed since this cv started" in r.output
+    assert not list(d.path.glob("combo-*"))  # nothing trained
+
+
+def test_parse_grid_values_are_validated_and_typed(tiny):
+    cfg = load_config(tiny)
+    assert parse_grid(["train.reg=0,1e-4", "model.batchnorm=true,false"], cfg) == {
+        "train.reg": [0.0, 1e-4], "model.batchnorm": [True, False]}
+    with pytest.raises(ConfigError, match="swept twice"):
+        parse_grid(["train.reg=0", "train.reg=1"], cfg)
