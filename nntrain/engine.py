@@ -307,9 +307,7 @@ def fit(
         if run is None:
             return
         ckpt = _checkpoint(raw, optimizer, scheduler, generator, epoch_done, history, checkpoint_extra, partial)
-        if improved:
-            run.save_checkpoint("best.pt", ckpt)
-        run.save_checkpoint("last.pt", ckpt)
+        run.save_checkpoints_async(["best.pt", "last.pt"] if improved else ["last.pt"], ckpt)
 
     for epoch in range(len(history.records) + 1, cfg.epochs + 1):
         t0 = time.perf_counter()

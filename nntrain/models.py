@@ -71,6 +71,8 @@ def named_weights(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def regularization(weights: list[torch.Tensor], reg: float) -> torch.Tensor:
     """R(W) = 0.5·λ·Σ‖W‖² (the lecture's convention, so its loss numbers reproduce)."""
+    if not weights:
+        return torch.zeros(())
     return 0.5 * reg * torch.stack([w.pow(2).sum() for w in weights]).sum()
 
 

@@ -45,11 +45,59 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def save_checkpoint(path: Path, obj: dict[str, Any]) -> None:
+    _write_checkpoints([Path(path)], obj)
+
+
+def _write_checkpoints(paths: list[Path], obj: dict[str, Any]) -> None:
     import torch
 
     buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    torch.save(obj, buf)  # serialized once, however many files receive it
+    data = buf.getvalue()
+    for path in paths:
+        atomic_write_bytes(path, data)
+
+
+def _snapshot(obj: Any) -> Any:
+    """A private copy: tensors copied to CPU, containers rebuilt (training goes on mutating the originals)."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _snapshot(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_snapshot(v) for v in obj)
+    return obj
+
+
+class BackgroundWriter:
+    """Per-epoch checkpoints and metrics rows off the training thread, in order.
+
+    The state is snapshotted synchronously (a copy on the CPU); serializing, writing,
+    fsyncing and renaming happen in one background thread while the next epoch trains.
+    A metrics row is queued behind its checkpoint, so a row never exists without the
+    checkpoint of its epoch. At most one epoch is in flight; an error (disk full, ...)
+    is raised by the next ``save_checkpoints`` or by ``wait``.
+    """
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nntrain-writer")
+        self._pending: list[Any] = []
+
+    def save_checkpoints(self, paths: list[Path], obj: dict[str, Any]) -> None:
+        self.wait()
+        self.submit(_write_checkpoints, paths, _snapshot(obj))
+
+    def submit(self, fn: Any, *args: Any) -> None:
+        self._pending.append(self._pool.submit(fn, *args))
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, []
+        for f in pending:
+            f.result()
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -79,6 +127,7 @@ class RunDir:
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self._writer: BackgroundWriter | None = None
 
     @classmethod
     def create(cls, runs_dir: str | Path, name: str, *, config_yaml: str) -> "RunDir":
@@ -111,8 +160,14 @@ class RunDir:
             atomic_write_text(self.path / "metrics.csv", ",".join(self.columns) + "\n")
 
     def on_epoch_end(self, record: dict[str, Any]) -> None:
-        metrics = self.path / "metrics.csv"
         line = ",".join(_fmt(record[c]) for c in self.columns) + "\n"
+        if self._writer is not None:  # behind this epoch's checkpoint
+            self._writer.submit(self._append_row, line)
+        else:
+            self._append_row(line)
+
+    def _append_row(self, line: str) -> None:
+        metrics = self.path / "metrics.csv"
         try:  # one whole row per write, flushed and fsynced: a crash leaves only whole rows
             with open(metrics, "a") as f:
                 f.write(line)
@@ -133,6 +188,19 @@ class RunDir:
 
     def save_checkpoint(self, name: str, obj: dict[str, Any]) -> None:
         save_checkpoint(self.path / name, obj)
+
+    def save_checkpoints_async(self, names: list[str], obj: dict[str, Any]) -> None:
+        """``obj`` into each of ``names`` (best.pt, last.pt), written in the background."""
+        if self._writer is None:
+            self._writer = BackgroundWriter()
+        self._writer.save_checkpoints([self.path / n for n in names], obj)
+
+    def wait_checkpoints(self) -> None:
+        if self._writer is not None:
+            self._writer.wait()
+
+    def on_fit_end(self, history: Any) -> None:
+        self.wait_checkpoints()  # every checkpoint is on disk when fit returns
 
     def write_json(self, name: str, obj: dict[str, Any]) -> None:
         atomic_write_text(self.path / name, json.dumps(obj, indent=2, default=str) + "\n")

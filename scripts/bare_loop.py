@@ -2,8 +2,9 @@
 
 Same work as ``nntrain.engine.fit`` on in-memory data: per-epoch permutation, index-slice
 batches, cross-entropy + 0.5·λ·Σ‖W‖², SGD (momentum/Nesterov), per-epoch cosine schedule,
-val evaluation each epoch, best-val weights kept, test evaluation at the end. No
-callbacks, no checkpoints, no metrics file. Used by the scripts in this folder.
+the numbers an epoch reports (mean train loss and accuracy, val loss and accuracy — what
+the lecture's trainer prints too), best-val weights kept, test evaluation at the end.
+No callbacks, no checkpoints, no metrics file. Used by the scripts in this folder.
 """
 
 from __future__ import annotations
@@ -30,22 +31,27 @@ def bare_fit(model: nn.Module, xtr, ytr, xva, yva, xte, yte, *, epochs: int, bat
         n = len(ytr)
         perm = torch.randperm(n, generator=gen).to(device)
         loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
         for i in range(0, n, batch_size):
             idx = perm[i : i + batch_size]
             with torch.autocast("cuda", dtype=amp_dtype, enabled=amp_dtype is not None):
-                loss = F.cross_entropy(model(xtr[idx]), ytr[idx])
+                logits = model(xtr[idx])
+                loss = F.cross_entropy(logits, ytr[idx])
             if reg > 0:
                 loss = loss + 0.5 * reg * sum((w * w).sum() for w in weights)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             loss_sum += loss.detach() * len(idx)
+            correct += (logits.detach().argmax(1) == ytr[idx]).sum()
         sched.step()
         model.eval()
         with torch.inference_mode():
             with torch.autocast("cuda", dtype=amp_dtype, enabled=amp_dtype is not None):
-                acc = (model(xva).argmax(1) == yva).float().mean().item()
-        _ = loss_sum.item()
+                val_logits = model(xva)
+            val_loss = F.cross_entropy(val_logits.float(), yva).item()
+            acc = (val_logits.argmax(1) == yva).float().mean().item()
+        _ = loss_sum.item() / n, correct.item() / n, val_loss  # the epoch's report
         if acc > best_acc:
             best_acc, best_state = acc, {k: v.clone() for k, v in model.state_dict().items()}
         epoch_seconds.append(time.perf_counter() - t0)
