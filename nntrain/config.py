@@ -150,6 +150,9 @@ class OutputConfig(_Section):
     """Directory that receives one sub-directory per run."""
     run_name: str = "run"
     """Run directory name prefix: <runs_dir>/<run_name>-<timestamp>/."""
+    checkpoint_seconds: float = Field(30.0, ge=0.0)
+    """Write last.pt/best.pt at most this often (s), plus at the end and on Ctrl-C/SIGTERM; 0: every epoch.
+    A kill -9 loses at most this much training; resume recomputes it exactly."""
     tensorboard: bool = False
     """Also log the epoch scalars and the first-layer filter grid to <run>/tensorboard/ (needs: pip install 'nntrain[tensorboard]')."""
 

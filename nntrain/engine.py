@@ -270,10 +270,12 @@ def fit(
     augment: Augment | None = None,
     resume: dict[str, Any] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    checkpoint_seconds: float = 0.0,
 ) -> History:
     """Train ``model`` on ``data.train``, select by val accuracy, test the best once.
 
-    ``run`` (a ``RunDir``) receives ``last.pt`` every epoch and ``best.pt`` on improvement.
+    ``run`` (a ``RunDir``) receives ``last.pt`` (full training state) and ``best.pt`` (the
+    best weights) every epoch, or at most every ``checkpoint_seconds``, and at the end.
     ``resume`` is a ``last.pt`` dict (plus ``best_model``: best.pt's weights) to continue
     from, exactly where it stopped. ``should_stop`` is polled every step; when it turns
     true, ``last.pt`` records the position and ``History.interrupted`` is set.
@@ -303,11 +305,25 @@ def fit(
             "start_epoch": len(history.records) + 1, "layers": list(named_weights(raw))}
     _call(callbacks, "on_fit_start", info)
 
-    def save(epoch_done: int, improved: bool, partial: EpochProgress | None = None) -> None:
-        if run is None:
+    last_write = time.perf_counter()  # when last.pt was last written (perf_counter seconds)
+    last_written = len(history.records)  # the epoch whose end state last.pt holds
+    best_written = history.best_epoch  # the epoch whose weights best.pt holds
+
+    def save(epoch_done: int, partial: EpochProgress | None = None, force: bool = False) -> None:
+        """last.pt (+ best.pt when the best changed), at most every ``checkpoint_seconds``
+        unless forced (end of training, Ctrl-C/SIGTERM). Written by a background thread."""
+        nonlocal last_write, last_written, best_written
+        if run is None or (not force and time.perf_counter() - last_write < checkpoint_seconds):
             return
-        ckpt = _checkpoint(raw, optimizer, scheduler, generator, epoch_done, history, checkpoint_extra, partial)
-        run.save_checkpoints_async(["best.pt", "last.pt"] if improved else ["last.pt"], ckpt)
+        if partial is None and epoch_done == last_written and history.best_epoch == best_written:
+            return  # already on disk
+        last_write, last_written = time.perf_counter(), epoch_done
+        files = {"last.pt": _checkpoint(raw, optimizer, scheduler, generator, epoch_done, history, checkpoint_extra, partial)}
+        if best_state is not None and history.best_epoch != best_written:
+            files["best.pt"] = {"model": best_state, "epoch": history.best_epoch, "best_epoch": history.best_epoch,
+                                "best_val_acc": history.best_val_acc, **(checkpoint_extra or {})}
+            best_written = history.best_epoch
+        run.save_checkpoints_async(files)
 
     for epoch in range(len(history.records) + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
@@ -318,7 +334,7 @@ def fit(
         )
         progress = None
         if stats.interrupted is not None:
-            save(epoch - 1, False, stats.interrupted)
+            save(epoch - 1, stats.interrupted, force=True)
             history.interrupted = f"interrupted in epoch {epoch}, after step {stats.interrupted.step}"
             break
         val_loss, val_acc = evaluate(net, val, batch_size=cfg.eval_batch_size, reg=cfg.reg, precision=precision)
@@ -341,7 +357,7 @@ def fit(
             best_state = {k: v.detach().clone() for k, v in raw.state_dict().items()}
         else:
             since_best += 1
-        save(epoch, improved)  # checkpoint first, then the metrics row: a row always has its checkpoint
+        save(epoch)  # checkpoint first, then the metrics row (queued behind it)
         stop = _call(callbacks, "on_epoch_end", record) or veto
 
         if diverged:
@@ -361,6 +377,8 @@ def fit(
             history.interrupted = f"interrupted after epoch {epoch}"
             break
 
+    if not (history.interrupted and history.interrupted.startswith("interrupted in epoch")):
+        save(len(history.records), force=True)  # the final state, whatever ended training
     history.seconds = time.perf_counter() - t_fit
     if history.interrupted:
         _call(callbacks, "on_fit_end", history)

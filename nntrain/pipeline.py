@@ -120,6 +120,7 @@ def _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, *, resume) ->
         history = fit(
             model, s.data, cfg.train, seed=cfg.seed, device=s.device, callbacks=list(callbacks) + ([tb] if tb else []),
             run=run, checkpoint_extra=checkpoint_extra(s), resume=resume, should_stop=should_stop,
+            checkpoint_seconds=cfg.output.checkpoint_seconds,
             augment=make_augment(cfg.data.augment),
         )
     finally:

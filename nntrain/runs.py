@@ -87,9 +87,10 @@ class BackgroundWriter:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nntrain-writer")
         self._pending: list[Any] = []
 
-    def save_checkpoints(self, paths: list[Path], obj: dict[str, Any]) -> None:
+    def save_checkpoints(self, files: dict[Path, dict[str, Any]]) -> None:
         self.wait()
-        self.submit(_write_checkpoints, paths, _snapshot(obj))
+        for path, obj in files.items():
+            self.submit(_write_checkpoints, [path], _snapshot(obj))
 
     def submit(self, fn: Any, *args: Any) -> None:
         self._pending.append(self._pool.submit(fn, *args))
@@ -189,11 +190,11 @@ class RunDir:
     def save_checkpoint(self, name: str, obj: dict[str, Any]) -> None:
         save_checkpoint(self.path / name, obj)
 
-    def save_checkpoints_async(self, names: list[str], obj: dict[str, Any]) -> None:
-        """``obj`` into each of ``names`` (best.pt, last.pt), written in the background."""
+    def save_checkpoints_async(self, files: dict[str, dict[str, Any]]) -> None:
+        """{name: checkpoint} (last.pt, best.pt), written in the background."""
         if self._writer is None:
             self._writer = BackgroundWriter()
-        self._writer.save_checkpoints([self.path / n for n in names], obj)
+        self._writer.save_checkpoints({self.path / n: obj for n, obj in files.items()})
 
     def wait_checkpoints(self) -> None:
         if self._writer is not None:

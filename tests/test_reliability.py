@@ -73,7 +73,8 @@ def test_resume_rejects_config_and_set(tmp_path):
 
 
 def _spawn_train(tmp_path: Path, *sets: str) -> subprocess.Popen:
-    args = [sys.executable, "-m", "nntrain", "train", "--set", "device=cpu", "--set", f"output.runs_dir={tmp_path / 'runs'}"]
+    args = [sys.executable, "-m", "nntrain", "train", "--set", "device=cpu", "--set", f"output.runs_dir={tmp_path / 'runs'}",
+            "--set", "output.checkpoint_seconds=0"]  # a checkpoint every epoch
     for s in sets:
         args += ["--set", s]
     env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -203,14 +204,15 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypa
         return real_fsync(fd)
 
     def write_checkpoints(paths, obj):
-        state["calls"] += 1  # 1: init.pt, 2: epoch 1 (best.pt + last.pt), 3: epoch 2 → the disk is full
-        state["full"] = state["full"] or state["calls"] >= 3
+        state["calls"] += 1  # 1: init.pt, 2-3: epoch 1 (last.pt, best.pt), 4: epoch 2 → the disk is full
+        state["full"] = state["full"] or state["calls"] >= 4
         return real_write(paths, obj)
 
     monkeypatch.setattr(runs.os, "fsync", fsync)
     monkeypatch.setattr(runs, "_write_checkpoints", write_checkpoints)
     monkeypatch.chdir(tmp_path)
-    res = runner.invoke(app, ["train", "--set", "device=cpu", "--set", "model.channels=[8]", "--set", "train.epochs=3"])
+    res = runner.invoke(app, ["train", "--set", "device=cpu", "--set", "model.channels=[8]", "--set", "train.epochs=3",
+                              "--set", "output.checkpoint_seconds=0"])
     assert res.exit_code == 2, res.output
     assert "No space left on device" in res.stderr and "Traceback" not in res.output
     (run,) = (tmp_path / "runs").iterdir()
@@ -218,3 +220,17 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypa
     assert load_checkpoint(run / "last.pt")["epoch"] == 1  # the previous checkpoint is intact
     assert load_checkpoint(run / "best.pt")["epoch"] == 1
     assert not list(run.glob(".*.tmp"))  # no half-written temp file left behind
+
+
+@pytest.mark.parametrize("seconds, last_writes", [(0, 3), (3600, 1)])
+def test_checkpoint_interval(tiny_cfg, monkeypatch, seconds, last_writes):
+    """0: last.pt every epoch; a long interval: only the final state (and best.pt once)."""
+    import nntrain.runs as runs
+
+    written, real = [], runs._write_checkpoints
+    monkeypatch.setattr(runs, "_write_checkpoints", lambda paths, obj: (written.extend(p.name for p in paths), real(paths, obj)))
+    h, run = train_run(tiny_cfg("train.epochs=3", f"output.checkpoint_seconds={seconds}", "train.optimizer.lr=0.1"))
+    assert written.count("last.pt") == last_writes and written.count("init.pt") == 1
+    assert 1 <= written.count("best.pt") <= last_writes
+    assert load_checkpoint(run.path / "last.pt")["epoch"] == 3
+    assert load_checkpoint(run.path / "best.pt")["epoch"] == h.best_epoch
