@@ -1,0 +1,37 @@
+"""The README stays true: its config table is generated from the code, its test command
+is the one CI runs, and it documents every command."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "scripts"))
+
+import config_reference  # noqa: E402
+
+README = (REPO / "README.md").read_text()
+
+
+def test_config_table_matches_the_code():
+    assert config_reference.replace_in(README) == README, "run: python scripts/config_reference.py --write"
+
+
+def test_quickstart_has_two_commands_and_ci_runs_the_test_one():
+    quick = README.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"```bash\n(.+?)\n```", quick)
+    assert len(commands) == 2 and "nntrain train" in commands[0] and "pytest" in commands[1]
+    ci = (REPO / ".ci" / "run").read_text()
+    assert commands[1] in ci
+
+
+def test_every_command_is_documented():
+    from typer.main import get_command
+
+    from nntrain.cli import app
+
+    names = set(get_command(app).commands)
+    for name in names:
+        assert f"nntrain {name}" in README, name
