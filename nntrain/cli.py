@@ -83,11 +83,16 @@ def train(
     cfg = None if resume is not None else _load(config, set_)
     from nntrain import distributed
 
-    try:  # under torchrun: join the process group (rank > 0 then prints nothing)
-        ddp = distributed.init_from_env(cfg.device if cfg is not None else _resume_device(resume))
+    from nntrain.errors import Interrupted
+
+    # under torchrun: join the process group (rank > 0 then prints nothing)
+    ddp = distributed.init_from_env(cfg.device if cfg is not None else _resume_device(resume))
+    try:
         _train(cfg, resume, json_out, ddp)
-    finally:
+    except (Interrupted, typer.Exit):  # every rank stopped at the same point: leave the group cleanly
         distributed.shutdown()
+        raise
+    distributed.shutdown()  # (after an error a rank just exits: torchrun ends the others)
 
 
 def _resume_device(resume: Path) -> str:
