@@ -145,7 +145,7 @@ def _train(cfg: Any, resume: Optional[Path], json_out: bool, ddp: Any) -> None:
             reporter.close()
     if history.interrupted:
         raise Interrupted(
-            f"{stop.requested or 'stop'}: {history.interrupted}; last.pt saved. "
+            f"{stop.requested or ('stop requested on another rank' if ddp else 'stop')}: {history.interrupted}; last.pt saved. "
             f"Resume with: nntrain train --resume {run.path}"
         )
     summary = json.loads((run.path / "summary.json").read_text())
