@@ -96,7 +96,9 @@ class Context:
 
     def own(self, value: Any) -> Any:
         """A summed-over-ranks quantity restored from last.pt: rank 0 holds it, the others zero."""
-        return value if self.is_main else value * 0
+        if self.is_main:
+            return value
+        return torch.zeros_like(value) if isinstance(value, torch.Tensor) else 0  # (not value*0: NaN*0 is NaN)
 
     def reduce(self, t: torch.Tensor) -> torch.Tensor:
         """Sum over ranks, in place."""
