@@ -389,10 +389,10 @@ def fit(
             break
 
     history.seconds = time.perf_counter() - t_fit
-    if ddp is not None:  # no rank leaves (torchrun would end the others) before rank 0 wrote last.pt
-        ddp.barrier()
     if history.interrupted:
         _call(callbacks, "on_fit_end", history)
+        if ddp is not None:  # ranks exit 130 only once rank 0's last.pt is on disk: torchrun then ends them all
+            ddp.barrier()
         return history
     if best_state is not None:
         raw.load_state_dict(best_state)
