@@ -67,8 +67,13 @@ class Context:
         return model
 
     def wrap(self, model: nn.Module) -> nn.Module:
+        """DDP around ``model`` (after any resume). Ranks > 0 also fork their torch RNG from the
+        (same) state they start with, so dropout draws differ between ranks."""
         from torch.nn.parallel import DistributedDataParallel as DDP
 
+        if not self.is_main:
+            seed = int(torch.randint(0, 2**62, (1,)))
+            torch.manual_seed(hash((seed, self.rank)) & (2**62 - 1))
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DDP(model, device_ids=ids, gradient_as_bucket_view=True)
 
