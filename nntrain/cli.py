@@ -81,12 +81,39 @@ def train(
     if resume is not None and (config is not None or set_):
         raise ConfigError("--resume continues a run with its own config.yaml; drop --config/--set (or start a new run)")
     cfg = None if resume is not None else _load(config, set_)
+    from nntrain import distributed
+
+    from nntrain.errors import Interrupted
+
+    # under torchrun: join the process group (rank > 0 then prints nothing)
+    ddp = distributed.init_from_env(cfg.device if cfg is not None else _resume_device(resume))
+    try:
+        _train(cfg, resume, json_out, ddp)
+    except (Interrupted, typer.Exit):  # every rank stopped at the same point: leave the group cleanly
+        distributed.shutdown()
+        raise
+    distributed.shutdown()  # (after an error a rank just exits: torchrun ends the others)
+
+
+def _resume_device(resume: Path) -> str:
+    """The device setting of the run to resume (resume_run reports a missing config.yaml)."""
+    return _load(resume / "config.yaml", []).device if (resume / "config.yaml").is_file() else "auto"
+
+
+def _train(cfg: Any, resume: Optional[Path], json_out: bool, ddp: Any) -> None:
     from nntrain.console import EpochReporter, error, plain, train_summary, warn
     from nntrain.errors import Interrupted
     from nntrain.pipeline import resume_run, setup, train_run
     from nntrain.signals import GracefulStop
 
     s = None
+    if ddp is not None and not ddp.is_main:  # torchrun rank > 0: trains in step with rank 0, silently
+        with GracefulStop() as stop:
+            history = (resume_run(resume, should_stop=stop)[0] if resume is not None
+                       else train_run(cfg, s=setup(cfg), should_stop=stop)[0])
+        if history.interrupted:
+            raise typer.Exit(130)
+        return
     if cfg is not None:
         s = setup(cfg)  # all bad input is rejected here, before a run directory exists
         from nntrain.console import note
@@ -96,6 +123,8 @@ def train(
         if len(s.data.val) == 0:
             warn("data.val_fraction is 0: train/test only (the lecture's last resort); the last epoch's model is kept")
     title = f"resume {resume}" if resume is not None else f"train {cfg.model.name} on {cfg.data.dataset}"
+    if ddp is not None:
+        title += f" (DistributedDataParallel: {ddp.world} processes, {ddp.backend})"
     reporter = EpochReporter(title, live=False if json_out else None)
     from nntrain.console import advice, per_class_table
     from nntrain.diagnostics import Diagnostics
@@ -116,7 +145,7 @@ def train(
             reporter.close()
     if history.interrupted:
         raise Interrupted(
-            f"{stop.requested or 'stop'}: {history.interrupted}; last.pt saved. "
+            f"{stop.requested or ('stop requested on another rank' if ddp else 'stop')}: {history.interrupted}; last.pt saved. "
             f"Resume with: nntrain train --resume {run.path}"
         )
     summary = json.loads((run.path / "summary.json").read_text())

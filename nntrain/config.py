@@ -122,7 +122,8 @@ class TrainConfig(_Section):
     epochs: int = Field(20, gt=0)
     """Passes over the train split."""
     batch_size: int = Field(64, gt=0)
-    """Samples per SGD step."""
+    """Samples per SGD step: the global batch. Under torchrun each of N ranks trains on a contiguous
+    chunk of about batch_size/N of it (any batch_size ≥ N; chunks may differ by one sample)."""
     optimizer: OptimizerConfig = OptimizerConfig()
     reg: float = Field(1e-4, ge=0.0)
     """λ in R(W) = 0.5·λ·Σ‖W‖² over conv/linear weights, added to the reported loss."""

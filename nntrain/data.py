@@ -132,6 +132,12 @@ class Split:
             idx = perm[step * batch_size : (step + 1) * batch_size]
             yield self.x[idx], self.y[idx]  # (B, C, H, W), (B,)
 
+    def index_batches(self, batches: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One batch per index tensor (positions in this split), e.g. a rank's chunks under torchrun."""
+        for idx in batches:
+            idx = idx.to(self.x.device, non_blocking=True)
+            yield self.x[idx], self.y[idx]
+
     def eval_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for start in range(0, len(self), batch_size):
             yield self.x[start : start + batch_size], self.y[start : start + batch_size]

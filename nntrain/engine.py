@@ -128,9 +128,12 @@ def train_one_epoch(
     augment: Augment | None = None,
     progress: EpochProgress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    shard: Any = None,
 ) -> EpochStats:
     """One pass over ``split`` in random order. ``progress`` resumes an interrupted epoch;
-    ``should_stop`` is polled after every step (a signal handler's flag: no host sync)."""
+    ``should_stop`` is polled after every step (a signal handler's flag: no host sync).
+    ``shard`` (a ``distributed.Context``, under torchrun): train on this rank's chunk of
+    every global batch; the returned stats are summed over ranks."""
     model.train()
     precision = precision or Precision()
     n = len(split)
@@ -146,15 +149,21 @@ def train_one_epoch(
     if progress is not None:
         generator.set_state(progress.gen_now)
         first = progress.step
-        step_losses[:first] = torch.tensor(progress.step_losses, device=device)
-        correct += progress.correct
+        restored = torch.tensor(progress.step_losses, device=device)
+        step_losses[:first] = restored if shard is None else shard.own(restored)  # ddp: summed over ranks later
+        correct += progress.correct if shard is None else shard.own(progress.correct)
     # in memory: index slices of the resident split; streaming: a DataLoader in the same order
-    for step, (xb, yb) in enumerate(split.train_batches(perm, batch_size, start=first), start=first):  # (B, C, H, W), (B,)
+    if shard is None:
+        batches = split.train_batches(perm, batch_size, start=first)
+    else:  # ---- distributed: this rank's chunk of each global batch
+        batches = shard.batches(split, perm, batch_size, start=first)
+    for step, (xb, yb) in enumerate(batches, start=first):  # (B, C, H, W), (B,)
         if augment is not None:
-            xb = augment(xb, generator)
+            xb = augment(xb, generator if shard is None else shard.augment_generator(generator))
         with precision.autocast():
             logits = model(xb)
-            loss = F.cross_entropy(logits, yb)
+            # ddp: Σ CE(chunk)·world/|batch|, so the gradient averaged over ranks is the batch mean's
+            loss = F.cross_entropy(logits, yb) if shard is None else shard.data_loss(logits, yb, step)
         if weights:
             loss = loss + regularization(weights, reg)  # float32, outside autocast
         optimizer.zero_grad(set_to_none=True)
@@ -168,9 +177,11 @@ def train_one_epoch(
         else:
             loss.backward()
             optimizer.step()
-        step_losses[step] = loss.detach()
+        step_losses[step] = loss.detach() if shard is None else loss.detach() / shard.world  # ddp: this rank's share
         correct += (logits.detach().argmax(1) == yb).sum()
         if should_stop is not None and step < n_steps - 1 and should_stop():
+            if shard is not None:  # ddp: the position's losses and counts, summed over ranks
+                shard.reduce(step_losses[: step + 1]), shard.reduce(correct)
             done = step_losses[: step + 1].tolist()
             at = EpochProgress(step + 1, done, int(correct), gen_start, generator.get_state())
             return EpochStats(math.nan, math.nan, done, {}, interrupted=at)
@@ -178,6 +189,8 @@ def train_one_epoch(
         ratios = torch.stack([(w - before[k]).norm() / w.norm().clamp_min(1e-12) for k, w in named.items()])
     sizes = torch.full((n_steps,), float(batch_size))
     sizes[-1] = n - (n_steps - 1) * batch_size
+    if shard is not None:  # ddp: every rank gets the global batches' losses and the epoch's correct count
+        shard.reduce(step_losses), shard.reduce(correct)
     losses = step_losses.cpu()  # the one host sync of the epoch
     mean_loss = float((losses * sizes).sum() / n)
     return EpochStats(mean_loss, correct.item() / n, losses.tolist(), dict(zip(named, ratios.tolist())))
@@ -271,8 +284,12 @@ def fit(
     resume: dict[str, Any] | None = None,
     should_stop: Callable[[], bool] | None = None,
     checkpoint_seconds: float = 0.0,
+    ddp: Any = None,
 ) -> History:
     """Train ``model`` on ``data.train``, select by val accuracy, test the best once.
+
+    ``ddp`` (a ``distributed.Context``, under torchrun): train with DistributedDataParallel on
+    this rank's chunk of every global batch; only rank 0 should get ``run`` and callbacks.
 
     ``run`` (a ``RunDir``) receives ``last.pt`` (full training state) and ``best.pt`` (the
     best weights) every epoch, or at most every ``checkpoint_seconds``, and at the end.
@@ -282,6 +299,8 @@ def fit(
     """
     callbacks = list(callbacks) + ([run] if run is not None else [])
     raw = model.to(device)
+    if ddp is not None:  # ---- distributed: SyncBatchNorm on CUDA; every rank stops at the same step
+        raw, should_stop = ddp.prepare(raw), ddp.agreed_stop(should_stop)
     train, val, test = data.train, data.val, data.test
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
@@ -298,6 +317,9 @@ def fit(
     if resume is not None:
         best_state, progress = _restore(resume, raw, optimizer, scheduler, generator, history, device)
     net = torch.compile(raw) if cfg.compile else raw
+    train_net = net
+    if ddp is not None:  # ---- distributed: gradients all-reduced in backward; eval uses the plain module
+        train_net = torch.compile(ddp.wrap(raw)) if cfg.compile else ddp.wrap(raw)
     since_best = len(history.records) - history.best_epoch
     t_fit = time.perf_counter()
     # "history" lets a callback read what has been recorded so far (e.g. every step's loss)
@@ -329,8 +351,8 @@ def fit(
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         stats = train_one_epoch(
-            net, train, optimizer=optimizer, batch_size=cfg.batch_size, reg=cfg.reg, generator=generator,
-            precision=precision, augment=augment, progress=progress, should_stop=should_stop,
+            train_net, train, optimizer=optimizer, batch_size=cfg.batch_size, reg=cfg.reg, generator=generator,
+            precision=precision, augment=augment, progress=progress, should_stop=should_stop, shard=ddp,
         )
         progress = None
         if stats.interrupted is not None:
@@ -346,6 +368,8 @@ def fit(
         }
         # a callback's verdict before the best-model decision: a diverging epoch never becomes best.pt
         veto = _call(callbacks, "on_epoch_metrics", record)
+        if ddp is not None:  # rank 0's callbacks decide for every rank
+            veto = ddp.agree(veto)
         diverged = not math.isfinite(stats.loss) or (veto is not None and veto.diverged)
         # no val split (NaN accuracy): the last finite epoch is "best"
         improved = not diverged and (best_state is None or math.isnan(val_acc) or val_acc > history.best_val_acc)
@@ -358,7 +382,8 @@ def fit(
         else:
             since_best += 1
         save(epoch)  # checkpoint first, then the metrics row (queued behind it)
-        stop = _call(callbacks, "on_epoch_end", record) or veto
+        stop = _call(callbacks, "on_epoch_end", record)
+        stop = (stop if ddp is None else ddp.agree(stop)) or veto
 
         if diverged:
             history.diverged = True
@@ -382,6 +407,8 @@ def fit(
     history.seconds = time.perf_counter() - t_fit
     if history.interrupted:
         _call(callbacks, "on_fit_end", history)
+        if ddp is not None:  # ranks exit 130 only once rank 0's last.pt is on disk: torchrun then ends them all
+            ddp.barrier()
         return history
     if best_state is not None:
         raw.load_state_dict(best_state)

@@ -66,7 +66,8 @@ def reg_weights(model: nn.Module) -> list[torch.Tensor]:
 
 def named_weights(model: nn.Module) -> dict[str, torch.Tensor]:
     """{layer name: weight} for conv/linear layers, e.g. {'conv1': ..., 'out': ...}."""
-    return {name.removeprefix("_orig_mod."): m.weight for name, m in model.named_modules() if isinstance(m, WEIGHTED)}
+    # torch.compile and DistributedDataParallel wrappers add "_orig_mod." / "module." to the names
+    return {name.removeprefix("_orig_mod.").removeprefix("module."): m.weight for name, m in model.named_modules() if isinstance(m, WEIGHTED)}
 
 
 def regularization(weights: list[torch.Tensor], reg: float) -> torch.Tensor:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from nntrain.config import Config, load_config, to_yaml
+from nntrain import distributed
 from nntrain.data import Dataset, Prepared, load_dataset, make_splits, prepare
 from nntrain.engine import History, fit, resolve_device
 from nntrain.models import build_model
@@ -42,6 +43,10 @@ class Setup:
 def setup(cfg: Config) -> Setup:
     """Everything that can reject bad input, done before any run directory exists."""
     device = resolve_device(cfg.device)
+    ddp = distributed.current()
+    if ddp is not None:  # under torchrun: this rank's device; the global batch must reach every rank
+        device = ddp.device
+        ddp.check(cfg.train.batch_size)
     ds = load_dataset(cfg.data)
     splits = make_splits(ds, cfg)
     data = prepare(ds, splits.train, splits.val, splits.test, device, splits=splits)
@@ -79,6 +84,9 @@ def train_run(
     if cfg.output.tensorboard:
         require_tensorboard()  # bad input: reject before a run directory exists
     model = s.new_model()
+    ddp = distributed.current()
+    if ddp is not None and not ddp.is_main:  # torchrun rank > 0: trains in step with rank 0, writes nothing
+        return _fit_and_summarize(cfg, s, model, None, (), should_stop, resume=None), None
     run = RunDir.create(cfg.output.runs_dir, cfg.output.run_name, config_yaml=to_yaml(cfg))
     run.save_checkpoint("init.pt", {"model": model.state_dict(), "epoch": 0, **checkpoint_extra(s)})  # --compare-init
     return _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, resume=None), run
@@ -104,6 +112,9 @@ def resume_run(
     if cfg.output.tensorboard:
         require_tensorboard()
     model = s.new_model()
+    ddp = distributed.current()
+    if ddp is not None and not ddp.is_main:  # torchrun rank > 0: same last.pt, writes nothing
+        return _fit_and_summarize(cfg, s, model, None, (), should_stop, resume=last), None, cfg
     run.rewrite_metrics(last["history"]["records"])  # drop any row written after last.pt
     return _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, resume=last), run, cfg
 
@@ -112,7 +123,9 @@ def _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, *, resume) ->
     from nntrain.monitor import write_run_pictures
     from nntrain.tblog import TensorBoardLogger
 
-    tb = TensorBoardLogger(run.path / "tensorboard", model, s.data.input_shape) if cfg.output.tensorboard else None
+    tb = None
+    if cfg.output.tensorboard and run is not None:
+        tb = TensorBoardLogger(run.path / "tensorboard", model, s.data.input_shape)
     t0 = time.time()
     from nntrain.augment import make_augment
 
@@ -121,12 +134,12 @@ def _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, *, resume) ->
             model, s.data, cfg.train, seed=cfg.seed, device=s.device, callbacks=list(callbacks) + ([tb] if tb else []),
             run=run, checkpoint_extra=checkpoint_extra(s), resume=resume, should_stop=should_stop,
             checkpoint_seconds=cfg.output.checkpoint_seconds,
-            augment=make_augment(cfg.data.augment),
+            augment=make_augment(cfg.data.augment), ddp=distributed.current(),
         )
     finally:
         if tb is not None:
             tb.close()
-    if history.interrupted:
+    if history.interrupted or run is None:  # run is None: a torchrun rank > 0
         return history
     # fit left the best model in ``model``: its test confusion matrix and per-class accuracy
     result = write_run_pictures(run, history, model, s.data, batch_size=cfg.train.eval_batch_size)
@@ -151,6 +164,7 @@ def summary(cfg: Config, s: Setup, h: History, *, started: float) -> dict[str, A
         "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
         "seed": cfg.seed,
         "device": str(s.device),
+        "world_size": distributed.current().world if distributed.current() is not None else 1,  # torchrun processes
         "dataset": cfg.data.dataset,
         "split_sizes": {"train": len(s.data.train), "val": len(s.data.val), "test": len(s.data.test)},
         "classes": list(s.data.classes),

@@ -73,7 +73,11 @@ class StreamSplit:
 
     def _iterate(self, order: torch.Tensor, batch_size: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         steps = range(start * batch_size, len(order), batch_size)
-        batches = [self.idx[order[s : s + batch_size].numpy()].tolist() for s in steps]
+        return self.index_batches([order[s : s + batch_size] for s in steps])
+
+    def index_batches(self, batches: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One batch per index tensor (CPU positions in this split), e.g. a rank's chunks under torchrun."""
+        batches = [self.idx[b.cpu().numpy()].tolist() for b in batches]
         loader = torch.utils.data.DataLoader(
             _Batches(self.source, self._all_y), batch_size=None, sampler=batches,
             num_workers=self.workers, pin_memory=self._device.type == "cuda",
