@@ -19,6 +19,7 @@ import numpy as np
 
 from nntrain.config import Config, DataConfig, override, to_yaml
 from nntrain.cvdir import CvDir, Plan, json_text
+from nntrain.evaluation import predict
 from nntrain.runs import RunDir, atomic_write_text
 from nntrain.splits import stratified_kfold
 
@@ -113,9 +114,8 @@ def run_fold(job: dict[str, Any], report: Callable[[dict], None] | None = None) 
     callbacks = [_Progress(report, job["combo"], job["fold"])] if report else []
     h = fit(model, data, cfg.train, seed=seed, device=device, callbacks=callbacks)
     model.eval()  # fit left the best epoch's weights in ``model``
-    with torch.inference_mode(), Precision.create(cfg.train.amp, device).autocast():  # as fit's evaluate
-        pred = torch.cat([model(data.val.x[i : i + cfg.train.eval_batch_size]).argmax(1)
-                          for i in range(0, len(data.val), cfg.train.eval_batch_size)]).cpu()
+    pred = predict(model, data.val, batch_size=cfg.train.eval_batch_size,
+                   precision=Precision.create(cfg.train.amp, device))
     best = h.records[h.best_epoch - 1] if h.best_epoch else {"val_loss": math.nan}
     return {
         "combo": job["combo"], "fold": job["fold"], "n_train": len(data.train), "n_val": len(data.val),

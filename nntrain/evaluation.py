@@ -39,14 +39,16 @@ class EvalResult:
         return rows
 
 
-def predict(model: nn.Module, split: Split, *, batch_size: int = 1024) -> torch.Tensor:
-    """(n,) predicted class indices (CPU) in eval mode."""
+def predict(model: nn.Module, split: Split, *, batch_size: int = 1024, precision: Any = None) -> torch.Tensor:
+    """(n,) predicted class indices (CPU) in eval mode; works for resident and streamed splits."""
+    from nntrain.engine import Precision
+
     was_training = model.training
     model.eval()
     out = []
-    with torch.inference_mode():
-        for start in range(0, len(split), batch_size):
-            out.append(model(split.x[start : start + batch_size]).argmax(1).cpu())
+    with torch.inference_mode(), (precision or Precision()).autocast():  # as the engine's evaluate
+        for xb, _ in split.eval_batches(batch_size):
+            out.append(model(xb).argmax(1).cpu())
     model.train(was_training)
     return torch.cat(out) if out else torch.empty(0, dtype=torch.int64)
 
