@@ -66,6 +66,7 @@ class RayExecutor:
         self.threads = threads or max(1, int(self.cpus))
         self.ray = import_ray()
         self._started = False  # we called ray.init: we shut it down after map
+        self.ran_on: dict[tuple[int, int], tuple[str, int]] = {}  # (combo, fold) → (node IP, worker pid)
 
     def check_device(self, device: str) -> None:
         """A task sees only the GPUs it reserved (Ray sets CUDA_VISIBLE_DEVICES)."""
@@ -141,6 +142,7 @@ class RayExecutor:
             first = str(e).strip().splitlines()[0] if str(e).strip() else ""
             raise NntrainError(f"the Ray task for {which} failed ({type(e).__name__}: {first}); finished folds "
                                "are saved: continue with nntrain cv --resume <cv dir> --executor ray") from None
+        self.ran_on[job["combo"], job["fold"]] = (out["node"], out["pid"])
         if "error" in out:
             cls = getattr(errors, out["error"], NntrainError)
             hint = f"; {DATA_HINT}" if issubclass(cls, DataError) else ""
@@ -167,13 +169,12 @@ def absolute_data_root(job: Job) -> Job:
 
 def _run_task(fn: JobFn, job: Job, threads: int) -> dict[str, Any]:
     """Runs on a Ray worker: the job's result, or its NntrainError as plain data with the node's name."""
+    import ray
     import torch
 
     torch.set_num_threads(threads)
+    where = {"node": ray.util.get_node_ip_address(), "host": socket.gethostname(), "pid": os.getpid()}
     try:
-        return {"result": fn(job, None)}
+        return {"result": fn(job, None), **where}
     except NntrainError as e:
-        import ray
-
-        return {"error": type(e).__name__, "message": str(e), "node": ray.util.get_node_ip_address(),
-                "host": socket.gethostname()}
+        return {"error": type(e).__name__, "message": str(e), **where}
