@@ -53,8 +53,8 @@ def import_ray() -> Any:
 
 class RayExecutor:
     """``map(fn, jobs, report)`` like ``LocalExecutor``, each job one Ray task. Connects to ``address``
-    (``auto``: the cluster started on this machine with ``ray start``; None: ``RAY_ADDRESS`` or a new
-    local instance); reuses a connection the caller already made (pass ``runtime_env=runtime_env()``
+    (``auto``: the cluster started on this machine with ``ray start``; ``local`` or None without
+    ``RAY_ADDRESS``: a new local instance); reuses a connection the caller already made (pass ``runtime_env=runtime_env()``
     to that ``ray.init``, or the workers import whatever ``nntrain`` their nodes have). Every task runs
     with ``threads`` torch threads (default: its whole CPUs), as ``LocalExecutor`` does."""
 
@@ -82,17 +82,19 @@ class RayExecutor:
         ray = self.ray
         if not ray.is_initialized():
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report over the network
-            local = self.address is None and not os.environ.get("RAY_ADDRESS")
+            local = self.address == "local" or (self.address is None and not os.environ.get("RAY_ADDRESS"))
             kwargs: dict[str, Any] = {"include_dashboard": False} if local else {}
+            self._reachable()
             try:
-                ray.init(address=self.address, runtime_env=runtime_env(), logging_level=logging.WARNING,
-                         log_to_driver=False, **kwargs)
+                ray.init(address="local" if local else self.address, runtime_env=runtime_env(),
+                         logging_level=logging.WARNING, log_to_driver=False, **kwargs)
             except (ConnectionError, RuntimeError, ValueError) as e:
                 where = f"at '{self.address}'" if self.address else "(RAY_ADDRESS)" if not local else "locally"
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                first = str(e).strip().splitlines()[0].rstrip(".") if str(e).strip() else type(e).__name__
                 raise ConfigError(f"--executor ray: cannot connect to a Ray cluster {where}: {first}; start one "
                                   "with 'ray start --head' and pass --address auto (on its head node) or "
-                                  "--address <head-ip>:6379") from None
+                                  "--address <head-ip>:6379 (a cluster with token authentication also needs "
+                                  "RAY_AUTH_MODE=token and the head's ~/.ray/auth_token here)") from None
             self._started = True
         nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
         if not any(r.get("CPU", 0) >= self.cpus and r.get("GPU", 0) >= self.gpus for r in nodes):
@@ -102,6 +104,17 @@ class RayExecutor:
                 f"--cpus-per-job {self.cpus:g} --gpus-per-job {self.gpus:g}: no node of the Ray cluster has that "
                 f"much (largest: {largest.get('CPU', 0):g} CPUs, {largest.get('GPU', 0):g} GPUs); "
                 "lower the flags or add a larger node")
+
+    def _reachable(self) -> None:
+        """host:port given: fail in seconds when nothing listens there (Ray itself retries for minutes)."""
+        if self.address in (None, "auto", "local") or "://" in self.address:
+            return
+        host, _, port = self.address.rpartition(":") if ":" in self.address else (self.address, "", "6379")
+        try:
+            socket.create_connection((host, int(port)), timeout=10).close()
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"--address {self.address}: no Ray head node answers there ({e}); start one with "
+                              "'ray start --head' on that machine, or check the host and port (default 6379)") from None
 
     def close(self) -> None:
         if self._started:

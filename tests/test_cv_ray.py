@@ -95,6 +95,19 @@ def test_relative_data_root_is_made_absolute_for_workers(tmp_path, monkeypatch):
     assert digits["config"]["data"]["root"] is None  # embedded: nothing to read
 
 
+@needs_ray
+def test_address_where_nothing_listens_fails_in_seconds_with_exit_2(tiny, tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = cli("cv", "--config", str(tiny), "--executor", "ray", "--address", f"127.0.0.1:{port}")
+    assert r.exit_code == 2, r.output
+    assert f"--address 127.0.0.1:{port}: no Ray head node answers there" in " ".join(r.output.split())
+    assert "Traceback" not in r.output and cv_dirs(tmp_path) == []
+
+
 # --------------------------------------------------------------------------- on a local Ray instance
 
 
@@ -107,7 +120,8 @@ def ray_cluster():
     from nntrain.ray_executor import runtime_env
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report over the network
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env=runtime_env(), logging_level=logging.WARNING,
+    # address="local": a new instance even if a cluster runs on this machine
+    ray.init(address="local", num_cpus=2, include_dashboard=False, runtime_env=runtime_env(), logging_level=logging.WARNING,
              log_to_driver=False)
     try:
         yield ray
