@@ -435,7 +435,8 @@ def cv(
     except KeyboardInterrupt:
         if progress:
             progress.close()
-        warn(f"finished folds are saved; continue with: nntrain cv --resume {cvdir.path}")
+        warn(f"finished folds are saved; continue with: nntrain cv --resume {cvdir.path}"
+             + (" --executor ray" if executor_name == "ray" else ""))
         raise
     finally:
         if progress:

@@ -53,10 +53,13 @@ def import_ray() -> Any:
 
 class RayExecutor:
     """``map(fn, jobs, report)`` like ``LocalExecutor``, each job one Ray task. Connects to ``address``
-    (``auto``: the cluster started on this machine with ``ray start``; ``local`` or None without
-    ``RAY_ADDRESS``: a new local instance); reuses a connection the caller already made (pass ``runtime_env=runtime_env()``
-    to that ``ray.init``, or the workers import whatever ``nntrain`` their nodes have). Every task runs
-    with ``threads`` torch threads (default: its whole CPUs), as ``LocalExecutor`` does."""
+    (``auto``: the cluster started on this machine with ``ray start``; ``local``, or None without
+    ``RAY_ADDRESS``: a new local instance); reuses a connection the caller already made (pass
+    ``runtime_env=runtime_env()`` to that ``ray.init``, or the workers import whatever ``nntrain``
+    their nodes have). Every task runs with ``threads`` torch threads (default: its whole CPUs), as
+    ``LocalExecutor`` does. A task whose worker or node dies is retried once (``max_retries``)."""
+
+    max_retries = 1  # a lost node is worth one retry; a job that kills its worker twice (memory?) is not
 
     def __init__(self, address: str | None = None, cpus_per_job: float = 1.0, gpus_per_job: float = 0.0,
                  threads: int | None = None):
@@ -129,7 +132,8 @@ class RayExecutor:
             self.close()
             return
         self.connect()
-        task = ray.remote(_run_task).options(num_cpus=self.cpus, num_gpus=self.gpus, name="nntrain-cv-fold")
+        task = ray.remote(_run_task).options(num_cpus=self.cpus, num_gpus=self.gpus, name="nntrain-cv-fold",
+                                              max_retries=self.max_retries)
         pending = {task.remote(fn, absolute_data_root(job), self.threads): job for job in jobs}
         try:
             while pending:

@@ -239,3 +239,19 @@ def test_worker_that_cannot_read_the_data_names_node_and_path(ray_cluster, tmp_p
     assert f"'{npz}' does not exist" in out
     assert "every Ray node must read the data at the same absolute path" in out
     assert "Traceback" not in r.output
+
+
+@needs_ray
+def test_a_worker_that_dies_gives_one_message_and_stops_the_cv(ray_cluster):
+    from nntrain.errors import NntrainError
+    from nntrain.ray_executor import RayExecutor
+
+    def die(job, report):  # a local function: Ray ships it by value; its worker process exits at once
+        os._exit(3)
+
+    jobs = [{"combo": 0, "fold": 1, "config": {"data": {"dataset": "digits", "root": None}}}]
+    with pytest.raises(NntrainError) as e:
+        list(RayExecutor().map(die, jobs))
+    msg = str(e.value)
+    assert "the Ray task for combination 1 fold 2 failed" in msg and "WorkerCrashedError" in msg
+    assert "continue with nntrain cv --resume <cv dir> --executor ray" in msg
