@@ -379,7 +379,7 @@ def cv(
     refit_: bool = typer.Option(False, "--refit", help="Train the best combination on the whole pool and evaluate it once on the test split."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted cv directory: finished folds are skipped."),
     json_out: bool = typer.Option(False, "--json", help="Print the cv summary as JSON (machine-readable)."),
-    executor_name: str = typer.Option("local", "--executor", help="Where folds run: local (this machine's processes, see --jobs) or ray (a Ray cluster; pip install \"nntrain[ray]\")."),
+    executor_name: str = typer.Option("local", "--executor", help="Where folds run: local (this machine's processes, see --jobs) or ray (a Ray cluster; needs the ray extra, see the README's 'Scaling out: Ray')."),
     address: Optional[str] = typer.Option(None, "--address", help="--executor ray: the cluster to join (auto = the one 'ray start' runs on this machine, or <head-ip>:6379); default: RAY_ADDRESS, else a new local Ray instance (also: local)."),
     cpus_per_job: Optional[float] = typer.Option(None, "--cpus-per-job", help="--executor ray: CPUs each fold job reserves (default 1; also its torch threads unless --threads)."),
     gpus_per_job: Optional[float] = typer.Option(None, "--gpus-per-job", help="--executor ray: GPUs each fold job reserves (default 0; fractions such as 0.5 share a GPU)."),
