@@ -408,6 +408,10 @@ def cv(
     refit_: bool = typer.Option(False, "--refit", help="Train the best combination on the whole pool and evaluate it once on the test split."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted cv directory: finished folds are skipped."),
     json_out: bool = typer.Option(False, "--json", help="Print the cv summary as JSON (machine-readable)."),
+    executor_name: str = typer.Option("local", "--executor", help="Where folds run: local (this machine's processes, see --jobs) or ray (a Ray cluster; needs the ray extra, see the README's 'Scaling out: Ray')."),
+    address: Optional[str] = typer.Option(None, "--address", help="--executor ray: the cluster to join (auto = the one 'ray start' runs on this machine, or <head-ip>:6379); default: RAY_ADDRESS, else a new local Ray instance (also: local)."),
+    cpus_per_job: Optional[float] = typer.Option(None, "--cpus-per-job", help="--executor ray: CPUs each fold job reserves (default 1; also its torch threads unless --threads)."),
+    gpus_per_job: Optional[float] = typer.Option(None, "--gpus-per-job", help="--executor ray: GPUs each fold job reserves (default 0; fractions such as 0.5 share a GPU)."),
 ) -> None:
     """k-fold cross-validation; with --grid/--sample, rank hyperparameters by mean val accuracy."""
     from nntrain.console import CvProgress, EpochReporter, cv_report, plain, warn
@@ -419,8 +423,17 @@ def cv(
         raise ConfigError(f"--jobs {jobs}: use 1 (sequential) or more worker processes")
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads {threads}: use 1 or more torch threads per job")
-    executor = LocalExecutor(jobs, threads)
-    executor.warm_up()  # worker processes' imports overlap with loading and checking below
+    if executor_name == "ray":
+        executor = _ray_executor(jobs, threads, address, cpus_per_job, gpus_per_job)
+    elif executor_name != "local":
+        raise ConfigError(f"--executor {executor_name!r}: use local (processes on this machine) or ray (a Ray cluster)")
+    else:
+        ray_only = [f for f, v in (("--address", address), ("--cpus-per-job", cpus_per_job),
+                                   ("--gpus-per-job", gpus_per_job)) if v is not None]
+        if ray_only:
+            raise ConfigError(f"{', '.join(ray_only)}: only with --executor ray; add --executor ray or drop them")
+        executor = LocalExecutor(jobs, threads)
+        executor.warm_up()  # worker processes' imports overlap with loading and checking below
     if resume is not None:
         given = [f for f, v in (("--config", config), ("--set", set_), ("--folds", folds), ("--grid", grid),
                                 ("--sample", sample), ("--trials", trials)) if v]
@@ -434,7 +447,11 @@ def cv(
         cfg = _load(config, set_)
         g, space = parse_grid(grid or [], cfg), parse_sample(sample or [], cfg)
         plan = Plan(cfg, 5 if folds is None else folds, combinations(cfg, g, space, trials), g, space)
-    fold_idx = check(plan)  # all bad input is rejected here, before any training
+    if executor_name == "ray":
+        executor.check_device(plan.base.device)
+    fold_idx = check(plan, device_here=executor_name == "local")  # all bad input is rejected here, before any training
+    if executor_name == "ray":
+        executor.connect()  # unreachable cluster, or no node large enough for one job: before the cv directory
     vals = [va for _, va in fold_idx]
     if resume is not None:
         cvdir.check_folds(vals)
@@ -447,7 +464,8 @@ def cv(
     except KeyboardInterrupt:
         if progress:
             progress.close()
-        warn(f"finished folds are saved; continue with: nntrain cv --resume {cvdir.path}")
+        warn(f"finished folds are saved; continue with: nntrain cv --resume {cvdir.path}"
+             + (" --executor ray" if executor_name == "ray" else ""))
         raise
     finally:
         if progress:
@@ -475,6 +493,18 @@ def cv(
     best = summary["combos"][summary["best"]]
     if best["mean_val_acc"] != best["mean_val_acc"]:  # NaN: every combination diverged
         raise Diverged("every combination diverged in at least one fold; lower train.optimizer.lr")
+
+
+def _ray_executor(jobs: int, threads: Optional[int], address: Optional[str], cpus: Optional[float],
+                  gpus: Optional[float]):
+    """cv --executor ray: flags checked first, then Ray imported (missing: how to install it)."""
+    from nntrain.errors import ConfigError
+    from nntrain.ray_executor import RayExecutor
+
+    if jobs != 1:
+        raise ConfigError(f"--jobs {jobs}: only with --executor local; on Ray, folds run in parallel as the cluster's "
+                          "CPUs/GPUs allow (size each job with --cpus-per-job/--gpus-per-job)")
+    return RayExecutor(address, 1.0 if cpus is None else cpus, 0.0 if gpus is None else gpus, threads)
 
 
 def main() -> None:

@@ -57,12 +57,14 @@ def pool_folds(cfg: Config, k: int) -> tuple[np.ndarray, np.ndarray, list[tuple[
     return pool, splits.test, [(pool[tr], pool[va]) for tr, va in pairs]
 
 
-def check(plan: Plan) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Everything that can reject bad input, before any training: device, folds, every model."""
+def check(plan: Plan, *, device_here: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Everything that can reject bad input, before any training: device (``device_here``: the folds
+    train on this machine, not on a Ray cluster), folds, every model."""
     from nntrain.engine import resolve_device
     from nntrain.models import build_model
 
-    resolve_device(plan.base.device)
+    if device_here:
+        resolve_device(plan.base.device)
     _, _, folds = pool_folds(plan.base, plan.folds)  # K < 2 or K > smallest class: DataError
     ds = dataset_for(plan.base)
     for combo in plan.combos:  # e.g. too many conv stages for the image size
