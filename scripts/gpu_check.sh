@@ -18,8 +18,9 @@ timeout 300 "$py" scripts/bench.py --device cuda --only digits,cifar --reps 3 2>
 bench_rc=${PIPESTATUS[0]}
 # end to end on the GPU: the default train and sanity commands, and streaming == in-memory
 work="$(mktemp -d)"
-(cd "$work" && /usr/bin/time -f "nntrain train wall %e s" timeout 120 "$py" -m nntrain train --set device=cuda 2>&1 | tail -4) | tee "$out/gpu-train.log"
-(cd "$work" && /usr/bin/time -f "nntrain sanity wall %e s" timeout 120 "$py" -m nntrain sanity --set device=cuda 2>&1 | tail -10) | tee "$out/gpu-sanity.log"
+TIMEFORMAT="wall %R s"
+(cd "$work" && time (timeout 120 "$py" -m nntrain train --set device=cuda 2>&1 | tail -4)) 2>&1 | tee "$out/gpu-train.log"
+(cd "$work" && time (timeout 120 "$py" -m nntrain sanity --set device=cuda 2>&1 | tail -10)) 2>&1 | tee "$out/gpu-sanity.log"
 timeout 120 "$py" scripts/check_streaming.py cuda 2>&1 | tail -5 | tee "$out/gpu-streaming.log"
 echo "gpu_check: tests rc=$tests_rc bench rc=$bench_rc"
 exit $(( tests_rc != 0 || bench_rc != 0 ))
