@@ -157,12 +157,14 @@ class RunDir:
     def on_fit_start(self, info: dict[str, Any]) -> None:
         # METRIC_COLUMNS then one update_ratio.<layer> column per conv/linear layer
         self.columns = list(METRIC_COLUMNS) + [f"update_ratio.{name}" for name in info["layers"]]
+        if self._writer is None:  # rows and checkpoints are written (and fsynced) off the training thread
+            self._writer = BackgroundWriter()
         if not (self.path / "metrics.csv").exists():
             atomic_write_text(self.path / "metrics.csv", ",".join(self.columns) + "\n")
 
     def on_epoch_end(self, record: dict[str, Any]) -> None:
         line = ",".join(_fmt(record[c]) for c in self.columns) + "\n"
-        if self._writer is not None:  # behind this epoch's checkpoint
+        if self._writer is not None:  # behind this epoch's checkpoint, off the training thread
             self._writer.submit(self._append_row, line)
         else:
             self._append_row(line)

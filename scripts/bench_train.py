@@ -33,7 +33,8 @@ def nntrain_epoch_seconds(s, cfg, runs_dir: str) -> tuple[float, float]:
     run = RunDir.create(runs_dir, "bench", config_yaml=to_yaml(cfg))
     model = s.new_model()
     t0 = time.perf_counter()
-    h = fit(model, s.data, cfg.train, seed=cfg.seed, device=s.device, run=run, checkpoint_extra=checkpoint_extra(s))
+    h = fit(model, s.data, cfg.train, seed=cfg.seed, device=s.device, run=run, checkpoint_extra=checkpoint_extra(s),
+            checkpoint_seconds=cfg.output.checkpoint_seconds)  # as `nntrain train` runs it
     return (time.perf_counter() - t0) / len(h.records), h.test_acc
 
 
