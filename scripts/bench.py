@@ -70,13 +70,19 @@ def synthetic_cifar(path: Path, n: int) -> None:
 
 
 def run_measured(args: list[str], cwd: Path) -> tuple[float, float, int]:
-    """(wall seconds, peak RSS MiB, exit code) of one child process."""
+    """(wall seconds, peak RSS MiB, exit code) of one child process.
+
+    Peak RSS comes from GNU time when present: a child forked straight from this (large)
+    process would inherit its resident size in ru_maxrss until it execs.
+    """
     env = dict(os.environ, PYTHONPATH=str(REPO))
+    gnu_time = Path("/usr/bin/time")
+    prefix = [str(gnu_time), "-f", "%M"] if gnu_time.exists() else []
     t0 = time.perf_counter()
-    proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return time.perf_counter() - t0, usage.ru_maxrss / 1024, proc.returncode
+    proc = subprocess.run(prefix + args, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - t0
+    rss = int(proc.stderr.strip().splitlines()[-1]) / 1024 if prefix else float("nan")
+    return wall, rss, proc.returncode
 
 
 def process_case(reps: int, device: str) -> None:
