@@ -138,3 +138,35 @@ def test_python_dash_m_works(tmp_path):
     res = run_cli(["train", "--set", "train.epochs=0"], cwd=tmp_path)
     assert res.returncode == 2 and "train.epochs: Input should be greater than 0" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_live_table_on_a_terminal_highlights_the_best_values():
+    """On a TTY the epoch table is a rich Live table; the best val accuracy is bold green."""
+    import io
+
+    from rich.console import Console
+
+    import nntrain.console as con
+
+    buf = io.StringIO()
+    term = Console(file=buf, force_terminal=True, width=120, color_system="truecolor")
+    rep = con.EpochReporter("train", live=True)
+    old = con.console
+    con.console = term
+    try:
+        rep.on_fit_start({"epochs": 2, "device": "cpu", "n_train": 10})
+        rows = [
+            {"epoch": 1, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 0.9, "val_acc": 0.8125, "lr": 0.1, "seconds": 0.1},
+            {"epoch": 2, "train_loss": 0.5, "train_acc": 0.75, "val_loss": 1.1, "val_acc": 0.6875, "lr": 0.1, "seconds": 0.1},
+        ]
+        for r in rows:
+            rep.on_epoch_end(r)
+        table = rep._table()
+    finally:
+        rep.close()
+        con.console = old
+    out = buf.getvalue()
+    assert "\x1b[" in out and "0.8125" in out and "0.6875" in out  # rendered with escape codes
+    val_cells = table.columns[3]._cells
+    assert val_cells == ["[bold green]0.8125[/]", "0.6875"]  # the best val accuracy is highlighted
+    assert table.columns[1]._cells == ["1.0000", "[bold green]0.5000[/]"]  # so is the lowest loss

@@ -119,3 +119,17 @@ def test_divergence_stops_with_a_reason(tiny_cfg):
     h = fit(s.new_model(), s.data, cfg.train, seed=0, device=s.device)
     assert h.diverged and "lower train.optimizer.lr" in h.stopped
     assert len(h.records) < 5 and not math.isfinite(h.records[-1]["train_loss"])
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "rmsprop"])
+def test_every_optimizer_trains(tiny_cfg, name):
+    lr = 0.05 if name == "sgd" else 3e-3
+    cfg = tiny_cfg(f"train.optimizer.name={name}", f"train.optimizer.lr={lr}", "train.epochs=3",
+                   f"train.optimizer.nesterov={'true' if name == 'sgd' else 'false'}")
+    s = setup(cfg)
+    model = s.new_model()
+    opt = make_optimizer(model, cfg.train.optimizer)
+    assert type(opt).__name__.lower() == name
+    h = fit(model, s.data, cfg.train, seed=0, device=s.device)
+    losses = [r["train_loss"] for r in h.records]
+    assert losses[-1] < 0.7 * losses[0] and h.test_acc > 0.5
