@@ -8,6 +8,8 @@
             npz loader) with a wider CNN; on CUDA also with bf16 autocast.
 - process : whole-process wall and peak RSS of `python -m nntrain train` (default config)
             vs scripts/bare_train.py doing the same, start-up included.
+- cv      : 5-fold CV of the default config, nntrain's `run_cv` (--jobs 1) vs a bare loop over
+            the same folds (scripts/bare_loop.py per fold, fold-train normalization).
 - help    : wall of `python -m nntrain --help`.
 Goals (issue 8): per-epoch ratio ≤ 1.03, process wall ≤ 1.10×, peak memory ≤ 1.10×, help < 0.3 s.
 """
@@ -109,10 +111,56 @@ def help_case(reps: int) -> None:
     print(f"[help] python -m nntrain --help: median {statistics.median(walls):.3f} s (goal < 0.3 s)")
 
 
+def cv_case(reps: int, device: str) -> None:
+    import numpy as np
+    import torch
+
+    from bare_loop import bare_fit
+    from nntrain.config import load_config
+    from nntrain.cv import CvDir, Plan, pool_folds, run_cv
+    from nntrain.data import load_dataset, prepare
+    from nntrain.executor import LocalExecutor
+    from nntrain.models import build_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = load_config(None, [f"device={device}", f"output.runs_dir={tmp}"])
+        plan = Plan(cfg, 5)
+        _, _, folds = pool_folds(cfg, 5)
+        ds = load_dataset(cfg.data)
+        dev = torch.device(device)
+        t, o = cfg.train, cfg.train.optimizer
+        threads = LocalExecutor(1, None).threads
+
+        def nntrain_cv() -> float:
+            d = CvDir.create(plan, [va for _, va in folds])
+            t0 = time.perf_counter()
+            run_cv(plan, d, folds, executor=LocalExecutor(1, None))
+            return time.perf_counter() - t0
+
+        def bare_cv() -> float:
+            torch.set_num_threads(threads)
+            t0 = time.perf_counter()
+            for k, (tr, va) in enumerate(folds):
+                data = prepare(ds, tr, va, np.empty(0, np.int64), dev)
+                torch.manual_seed(cfg.seed * 1000 + k)
+                model = build_model(cfg.model, data.input_shape, data.num_classes).to(dev)
+                bare_fit(model, data.train.x, data.train.y, data.val.x, data.val.y, data.val.x, data.val.y,
+                         epochs=t.epochs, batch_size=t.batch_size, lr=o.lr, momentum=o.momentum,
+                         nesterov=o.nesterov, reg=t.reg, seed=cfg.seed)
+            return time.perf_counter() - t0
+
+        nntrain_cv(), bare_cv()  # warm-up
+        a, b = [], []
+        for _ in range(reps):
+            a.append(nntrain_cv())
+            b.append(bare_cv())
+    median_ratio("cv 5-fold", a, b, unit="s", goal=1.03)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--only", default="digits,cifar,process,help")
+    ap.add_argument("--only", default="digits,cifar,cv,process,help")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--cifar-n", type=int, default=None, help="synthetic samples (default 3000 on CPU, 50000 on CUDA)")
     args = ap.parse_args()
@@ -132,6 +180,8 @@ def main() -> None:
             epoch_case("cifar-synth", base, args.reps)
             if cuda:
                 epoch_case("cifar-synth bf16", base, args.reps, amp="bf16")
+    if "cv" in only:
+        cv_case(args.reps, args.device)
     if "process" in only:
         process_case(args.reps, args.device)
 
