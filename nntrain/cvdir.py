@@ -9,8 +9,6 @@ when it exists), ``combo-NNN/oof.csv`` (out-of-fold predictions), ``summary.json
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -21,7 +19,7 @@ import numpy as np
 
 from nntrain.config import Config, to_yaml
 from nntrain.errors import ConfigError, DataError
-from nntrain.runs import METRIC_COLUMNS, RunDir, atomic_write_text
+from nntrain.runs import RunDir, atomic_write_text, metrics_csv
 from nntrain.search import Dist
 
 
@@ -98,13 +96,7 @@ class CvDir:
     def save(self, result: dict[str, Any]) -> None:
         d = self.fold_dir(result["combo"], result["fold"])
         d.mkdir(parents=True, exist_ok=True)
-        records = result["records"]
-        columns = list(METRIC_COLUMNS) + sorted(k for k in (records[0] if records else {}) if k.startswith("update_ratio."))
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(columns)
-        w.writerows([[repr(r[c]) if isinstance(r[c], float) else r[c] for c in columns] for r in records])
-        atomic_write_text(d / "metrics.csv", buf.getvalue())
+        atomic_write_text(d / "metrics.csv", metrics_csv(result["records"]))
         atomic_write_text(d / "result.json", json_text(result))  # last: its presence marks the fold as done
 
     def load(self, combo: int, fold: int) -> dict[str, Any]:

@@ -185,9 +185,7 @@ class RunDir:
         if not records:
             metrics.unlink(missing_ok=True)  # on_fit_start writes the header again
             return
-        columns = list(METRIC_COLUMNS) + [k for k in records[0] if k.startswith("update_ratio.")]
-        rows = [",".join(columns)] + [",".join(_fmt(r[c]) for c in columns) for r in records]
-        atomic_write_text(metrics, "\n".join(rows) + "\n")
+        atomic_write_text(metrics, metrics_csv(records))
 
     def save_checkpoint(self, name: str, obj: dict[str, Any]) -> None:
         save_checkpoint(self.path / name, obj)
@@ -211,6 +209,14 @@ class RunDir:
     def read_metrics(self) -> list[dict[str, str]]:
         with open(self.path / "metrics.csv", newline="") as f:
             return list(csv.DictReader(f))
+
+
+def metrics_csv(records: list[dict[str, Any]]) -> str:
+    """metrics.csv's text for ``records``: METRIC_COLUMNS, then the update_ratio.<layer> columns
+    in layer order, floats in full precision (the format ``RunDir`` appends row by row)."""
+    columns = list(METRIC_COLUMNS) + [k for k in (records[0] if records else {}) if k.startswith("update_ratio.")]
+    rows = [",".join(columns)] + [",".join(_fmt(r[c]) for c in columns) for r in records]
+    return "\n".join(rows) + "\n"
 
 
 def _fmt(v: Any) -> str:
