@@ -257,6 +257,22 @@ class StopTraining(Exception):
         self.diverged = diverged
 
 
+class FreezeHeap:
+    """Callback for a process that trains once and exits (the CLI, which pauses the
+    collector while it starts up): at fit start, exempt every object alive then (torch,
+    the data, the model) from Python's cyclic garbage collector (``gc.freeze``) and turn
+    the collector (back) on. With torch loaded a full collection walks ~10^6 objects
+    (~0.2 s on a 2-core VM); afterwards it walks only what training creates. Not for
+    long-lived library use: cyclic garbage among the frozen objects stays until exit.
+    """
+
+    def on_fit_start(self, info: dict[str, Any]) -> None:
+        import gc
+
+        gc.freeze()
+        gc.enable()
+
+
 def _call(callbacks: Iterable[Any], hook: str, *args: Any) -> StopTraining | None:
     """Call ``hook`` on every callback; the first ``StopTraining`` raised is returned."""
     stop = None

@@ -170,3 +170,35 @@ def test_live_table_on_a_terminal_highlights_the_best_values():
     val_cells = table.columns[3]._cells
     assert val_cells == ["[bold green]0.8125[/]", "0.6875"]  # the best val accuracy is highlighted
     assert table.columns[1]._cells == ["1.0000", "[bold green]0.5000[/]"]  # so is the lowest loss
+
+
+def test_collector_paused_during_start_up_and_on_while_training(tmp_path, monkeypatch):
+    """train pauses Python's cyclic collector while it imports and loads, freezes the
+    start-up heap when training starts and runs the collector during training; afterwards
+    it is on and nothing stays frozen (the process may go on, as this test's does)."""
+    import gc
+
+    import nntrain.pipeline as pipeline
+
+    seen: dict[str, object] = {}
+    real_fit = pipeline.fit
+
+    class Probe:
+        def on_epoch_end(self, record):
+            seen.setdefault("training", (gc.isenabled(), gc.get_freeze_count()))
+
+    def fit(*args, callbacks=(), **kwargs):
+        seen["before fit"] = gc.isenabled()
+        return real_fit(*args, callbacks=list(callbacks) + [Probe()], **kwargs)
+
+    monkeypatch.setattr(pipeline, "fit", fit)
+    monkeypatch.chdir(tmp_path)
+    assert gc.isenabled()
+    assert runner.invoke(app, ["train", *TINY, "--set", "train.epochs=1"]).exit_code == 0
+    assert seen["before fit"] is False
+    enabled, frozen = seen["training"]
+    assert enabled and frozen > 10_000  # torch alone is far more objects
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    # bad input (rejected before training): the collector is back on too
+    assert runner.invoke(app, ["train", "--set", "train.epochs=ten"]).exit_code == 2
+    assert gc.isenabled() and gc.get_freeze_count() == 0
