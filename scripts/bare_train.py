@@ -5,6 +5,12 @@ the default CNN (conv32-bn-relu-pool, conv64-bn-relu-pool, fc128, fc10), SGD wit
 momentum, cosine schedule, λ=1e-4 in the loss, 20 epochs, best-val model tested once and
 saved. The yardstick for `nntrain train`'s whole-process wall time and peak memory
 (scripts/bench.py --only process).
+
+    python scripts/bare_train.py [cpu|cuda] [--gc-tuned]
+
+``--gc-tuned`` handles Python's cyclic collector as ``nntrain train`` does (paused during
+start-up, the start-up heap frozen at training start and at exit), so the comparison with
+it isolates nntrain's own work (CLI, config, run directory, pictures).
 """
 
 import sys
@@ -12,6 +18,11 @@ import time
 from pathlib import Path
 
 t_start = time.perf_counter()
+GC_TUNED = "--gc-tuned" in sys.argv
+if GC_TUNED:
+    import gc
+
+    gc.disable()
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -22,7 +33,8 @@ from torch import nn  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bare_loop import bare_fit  # noqa: E402
 
-device = torch.device(sys.argv[1] if len(sys.argv) > 1 else "cpu")
+args = [a for a in sys.argv[1:] if a != "--gc-tuned"]
+device = torch.device(args[0] if args else "cpu")
 d = load_digits()
 x = torch.from_numpy(d.images.astype(np.float32)).unsqueeze(1)
 y = torch.from_numpy(d.target.astype(np.int64))
@@ -38,7 +50,14 @@ model = nn.Sequential(
     nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
     nn.Flatten(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10),
 ).to(device)
+if GC_TUNED:
+    import torch._dynamo  # noqa: F401,E402  (what SGD's constructor imports: inside the pause, as in nntrain)
+
+    gc.freeze()
+    gc.enable()
 r = bare_fit(model, xs[0], ys[0], xs[1], ys[1], xs[2], ys[2], epochs=20, batch_size=64, lr=0.05,
              momentum=0.9, nesterov=True, reg=1e-4, seed=0)
 torch.save(model.state_dict(), "bare-model.pt")
 print(f"test accuracy {r['test_acc']:.4f}  wall {time.perf_counter() - t_start:.2f}s")
+if GC_TUNED:
+    gc.freeze()
