@@ -3,7 +3,10 @@
     python scripts/bench.py [--device cpu|cuda] [--only digits,cifar,process,help] [--reps 5]
 
 - digits  : default digits CNN, per-epoch time, nntrain `fit` (with its run directory) vs
-            scripts/bare_loop.py, repetitions alternating A/B, medians and their ratio.
+            scripts/bare_loop.py, repetitions alternating A/B, medians and their ratio:
+            each run's median epoch (end of one epoch to the end of the next, everything
+            per epoch included), and its whole fit ÷ epochs (per-fit set-up, final
+            checkpoint and test spread over the epochs).
 - cifar   : a CIFAR-shaped synthetic set (32×32×3, 10 classes, loaded through nntrain's
             npz loader) with a wider CNN; on CUDA also with bf16 autocast.
 - process : whole-process wall and peak RSS of `python -m nntrain train` (default config)
@@ -58,9 +61,10 @@ def epoch_case(name: str, overrides: list[str], reps: int, amp: str = "off") -> 
         nntrain_epoch_seconds(s, cfg, runs), bare_epoch_seconds(s, cfg, amp_dtype=amp_dtype)  # warm-up
         a, b = [], []
         for _ in range(reps):
-            a.append(nntrain_epoch_seconds(s, cfg, runs)[0])
-            b.append(bare_epoch_seconds(s, cfg, amp_dtype=amp_dtype)[0])
-    median_ratio(name, a, b)
+            a.append(nntrain_epoch_seconds(s, cfg, runs))
+            b.append(bare_epoch_seconds(s, cfg, amp_dtype=amp_dtype))
+    median_ratio(name, [r["epoch"] for r in a], [r["epoch"] for r in b])
+    median_ratio(f"{name}, whole fit / epochs", [r["fit"] for r in a], [r["fit"] for r in b])
 
 
 def synthetic_cifar(path: Path, n: int) -> None:
