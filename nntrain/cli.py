@@ -77,7 +77,7 @@ def train(
     json_out: bool = typer.Option(False, "--json", help="Print the run summary as JSON (machine-readable)."),
 ) -> None:
     """Train with SGD, watch every epoch, keep the best model by val accuracy and test it once."""
-    with _collector_paused_until_fit():
+    with _collector_paused():
         from nntrain.errors import ConfigError
 
         if resume is not None and (config is not None or set_):
@@ -98,12 +98,13 @@ def train(
 
 
 @contextlib.contextmanager
-def _collector_paused_until_fit() -> Iterator[None]:
+def _collector_paused() -> Iterator[None]:
     """Start-up (torch, scikit-learn, matplotlib, the data, the model) allocates ~10^6 objects
     that live until exit, and Python's cyclic collector would walk them all several times
-    (~0.7 s on a 2-core VM). Paused until training starts, where ``FreezeHeap`` freezes
-    them and turns it back on; on the way out (also for callers that go on: tests, notebooks)
-    the collector is on and nothing stays frozen.
+    (~0.7 s on a 2-core VM). Paused until the command settles the heap (``settle_heap`` after
+    set-up, or ``FreezeHeap`` when training starts), which freezes them and turns it back on;
+    on the way out (also for callers that go on: tests, notebooks) the collector is on and
+    nothing stays frozen.
     """
     import gc
 
@@ -358,17 +359,20 @@ def sanity(
 ) -> None:
     """Check the model and data before training: loss at init, regularization, overfitting 20
     samples, gradients, batch independence, split hygiene, learning rate. Exit 1 if any fails."""
-    cfg = _load(config, set_)
-    from nntrain.console import SanityReporter, plain, sanity_report
-    from nntrain.pipeline import setup
-    from nntrain.sanity import run_sanity
+    with _collector_paused():
+        cfg = _load(config, set_)
+        from nntrain.console import SanityReporter, plain, sanity_report
+        from nntrain.engine import settle_heap
+        from nntrain.pipeline import setup
+        from nntrain.sanity import run_sanity
 
-    s = setup(cfg)
-    reporter = SanityReporter(verbose=verbose, live=False if json_out else None)
-    try:
-        results = run_sanity(s, callbacks=[] if json_out else [reporter])
-    finally:
-        reporter.close()
+        s = setup(cfg)
+        settle_heap()
+        reporter = SanityReporter(verbose=verbose, live=False if json_out else None)
+        try:
+            results = run_sanity(s, callbacks=[] if json_out else [reporter])
+        finally:
+            reporter.close()
     ok = all(r.passed for r in results)
     if json_out:
         plain(json.dumps({"passed": ok, "checks": [r.to_dict() for r in results]}, indent=2))

@@ -30,9 +30,23 @@ def invoke(*args: str):
     return CliRunner().invoke(app, ["sanity", *args])
 
 
-def test_default_config_passes_every_check_and_prints_one_row_each():
+def test_default_config_passes_every_check_and_prints_one_row_each(monkeypatch):
+    import gc
+
+    import nntrain.sanity
+
+    seen = []
+    real = nntrain.sanity.run_sanity
+
+    def run_sanity(*args, **kwargs):  # the checks run with the collector on, start-up heap frozen
+        seen.append((gc.isenabled(), gc.get_freeze_count()))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(nntrain.sanity, "run_sanity", run_sanity)
     res = invoke("--set", "device=cpu", "--verbose")
     assert res.exit_code == 0, res.output
+    assert seen[0][0] and seen[0][1] > 10_000
+    assert gc.isenabled() and gc.get_freeze_count() == 0  # and nothing stays frozen afterwards
     rows = [line for line in res.output.splitlines() if line.startswith(("PASS", "FAIL"))]
     assert [line.split()[1] for line in rows] == NAMES
     assert all(line.startswith("PASS") for line in rows)
