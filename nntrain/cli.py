@@ -131,6 +131,9 @@ def _train(cfg: Any, resume: Optional[Path], json_out: bool, ddp: Any) -> None:
 
     s = None
     if ddp is not None and not ddp.is_main:  # torchrun rank > 0: trains in step with rank 0, silently
+        from nntrain.engine import settle_heap
+
+        settle_heap()  # no callbacks here (no FreezeHeap): the collector is on for its training
         with GracefulStop() as stop:
             history = (resume_run(resume, should_stop=stop)[0] if resume is not None
                        else train_run(cfg, s=setup(cfg), should_stop=stop)[0])

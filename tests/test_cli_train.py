@@ -202,3 +202,28 @@ def test_collector_paused_during_start_up_and_on_while_training(tmp_path, monkey
     # bad input (rejected before training): the collector is back on too
     assert runner.invoke(app, ["train", "--set", "train.epochs=ten"]).exit_code == 2
     assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_torchrun_rank_above_0_trains_with_the_collector_on(monkeypatch, tiny_cfg):
+    """Ranks > 0 run no callbacks (no FreezeHeap): the collector must still be back on."""
+    import gc
+
+    import nntrain.cli as cli
+    import nntrain.pipeline as pipeline
+    from nntrain.engine import History
+
+    seen = []
+
+    def train_run(cfg, *, s=None, should_stop=None, **kwargs):
+        seen.append((gc.isenabled(), gc.get_freeze_count()))
+        return History(), None
+
+    class Rank1:
+        is_main = False
+
+    monkeypatch.setattr(pipeline, "train_run", train_run)
+    with cli._collector_paused():
+        assert not gc.isenabled()
+        cli._train(tiny_cfg(), None, False, Rank1())
+    assert len(seen) == 1 and seen[0][0] and seen[0][1] > 10_000
+    assert gc.isenabled() and gc.get_freeze_count() == 0
