@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import pytest
 import yaml
@@ -130,6 +131,24 @@ def test_help_does_not_import_torch(tmp_path):
 
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_training_on_digits_imports_only_what_it_uses(tmp_path):
+    """No torchvision (only the MNIST/CIFAR loaders need it), no pyplot, TensorBoard or Ray."""
+    code = (
+        "import sys; from typer.testing import CliRunner; from nntrain.cli import app;"
+        f"r = CliRunner().invoke(app, ['train', *{TINY!r}, '--set', 'train.epochs=1']);"
+        "assert r.exit_code == 0, r.output;"
+        "print(sorted(m for m in ('torchvision', 'matplotlib.pyplot', 'tensorboard', 'torch.utils.tensorboard', 'ray')"
+        " if m in sys.modules))"
+    )
+    import subprocess, sys
+    from conftest import REPO
+
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 def test_python_dash_m_works(tmp_path):
