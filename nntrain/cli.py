@@ -60,43 +60,6 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _load(config: Optional[Path], overrides: Optional[List[str]]):
-    from nntrain.config import load_config
-
-    return load_config(config, overrides or [])
-
-
-@app.command()
-@guarded
-def train(
-    config: Optional[Path] = ConfigOpt,
-    set_: Optional[List[str]] = SetOpt,
-    resume: Optional[Path] = typer.Option(
-        None, "--resume", help="Continue an interrupted run directory from its last.pt, with its own config.yaml."
-    ),
-    json_out: bool = typer.Option(False, "--json", help="Print the run summary as JSON (machine-readable)."),
-) -> None:
-    """Train with SGD, watch every epoch, keep the best model by val accuracy and test it once."""
-    with _collector_paused():
-        from nntrain.errors import ConfigError
-
-        if resume is not None and (config is not None or set_):
-            raise ConfigError("--resume continues a run with its own config.yaml; drop --config/--set (or start a new run)")
-        cfg = None if resume is not None else _load(config, set_)
-        from nntrain import distributed
-
-        from nntrain.errors import Interrupted
-
-        # under torchrun: join the process group (rank > 0 then prints nothing)
-        ddp = distributed.init_from_env(cfg.device if cfg is not None else _resume_device(resume))
-        try:
-            _train(cfg, resume, json_out, ddp)
-        except (Interrupted, typer.Exit):  # every rank stopped at the same point: leave the group cleanly
-            distributed.shutdown()
-            raise
-        distributed.shutdown()  # (after an error a rank just exits: torchrun ends the others)
-
-
 @contextlib.contextmanager
 def _collector_paused() -> Iterator[None]:
     """Start-up (torch, scikit-learn, matplotlib, the data, the model) allocates ~10^6 objects
@@ -116,6 +79,43 @@ def _collector_paused() -> Iterator[None]:
         gc.unfreeze()
         if was_enabled:
             gc.enable()
+
+
+def _load(config: Optional[Path], overrides: Optional[List[str]]):
+    from nntrain.config import load_config
+
+    return load_config(config, overrides or [])
+
+
+@app.command()
+@guarded
+@_collector_paused()
+def train(
+    config: Optional[Path] = ConfigOpt,
+    set_: Optional[List[str]] = SetOpt,
+    resume: Optional[Path] = typer.Option(
+        None, "--resume", help="Continue an interrupted run directory from its last.pt, with its own config.yaml."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print the run summary as JSON (machine-readable)."),
+) -> None:
+    """Train with SGD, watch every epoch, keep the best model by val accuracy and test it once."""
+    from nntrain.errors import ConfigError
+
+    if resume is not None and (config is not None or set_):
+        raise ConfigError("--resume continues a run with its own config.yaml; drop --config/--set (or start a new run)")
+    cfg = None if resume is not None else _load(config, set_)
+    from nntrain import distributed
+
+    from nntrain.errors import Interrupted
+
+    # under torchrun: join the process group (rank > 0 then prints nothing)
+    ddp = distributed.init_from_env(cfg.device if cfg is not None else _resume_device(resume))
+    try:
+        _train(cfg, resume, json_out, ddp)
+    except (Interrupted, typer.Exit):  # every rank stopped at the same point: leave the group cleanly
+        distributed.shutdown()
+        raise
+    distributed.shutdown()  # (after an error a rank just exits: torchrun ends the others)
 
 
 def _resume_device(resume: Path) -> str:
@@ -354,6 +354,7 @@ def eval_cmd(
 
 @app.command()
 @guarded
+@_collector_paused()
 def sanity(
     config: Optional[Path] = ConfigOpt,
     set_: Optional[List[str]] = SetOpt,
@@ -362,20 +363,19 @@ def sanity(
 ) -> None:
     """Check the model and data before training: loss at init, regularization, overfitting 20
     samples, gradients, batch independence, split hygiene, learning rate. Exit 1 if any fails."""
-    with _collector_paused():
-        cfg = _load(config, set_)
-        from nntrain.console import SanityReporter, plain, sanity_report
-        from nntrain.engine import settle_heap
-        from nntrain.pipeline import setup
-        from nntrain.sanity import run_sanity
+    cfg = _load(config, set_)
+    from nntrain.console import SanityReporter, plain, sanity_report
+    from nntrain.engine import settle_heap
+    from nntrain.pipeline import setup
+    from nntrain.sanity import run_sanity
 
-        s = setup(cfg)
-        settle_heap()
-        reporter = SanityReporter(verbose=verbose, live=False if json_out else None)
-        try:
-            results = run_sanity(s, callbacks=[] if json_out else [reporter])
-        finally:
-            reporter.close()
+    s = setup(cfg)
+    settle_heap()
+    reporter = SanityReporter(verbose=verbose, live=False if json_out else None)
+    try:
+        results = run_sanity(s, callbacks=[] if json_out else [reporter])
+    finally:
+        reporter.close()
     ok = all(r.passed for r in results)
     if json_out:
         plain(json.dumps({"passed": ok, "checks": [r.to_dict() for r in results]}, indent=2))
@@ -427,6 +427,7 @@ def data_cmd(
 
 @app.command()
 @guarded
+@_collector_paused()
 def cv(
     config: Optional[Path] = ConfigOpt,
     set_: Optional[List[str]] = SetOpt,
@@ -489,6 +490,9 @@ def cv(
     else:
         cvdir = CvDir.create(plan, vals)
 
+    from nntrain.engine import settle_heap
+
+    settle_heap()  # start-up done (imports, data, checks): the collector walks only what the folds create
     progress = None if json_out else CvProgress(len(plan.combos), plan.folds)
     try:
         summary = run_cv(plan, cvdir, fold_idx, executor=executor, report=progress)

@@ -114,9 +114,23 @@ def test_fold_seeds_differ_per_fold_and_a_fold_is_reproducible_alone(tiny):
 # --------------------------------------------------------------------------- the cv command
 
 
-def test_cv_outputs_and_aggregate_match_per_fold_files(tiny, tmp_path):
+def test_cv_outputs_and_aggregate_match_per_fold_files(tiny, tmp_path, monkeypatch):
+    import gc
+
+    import nntrain.cv
+
+    seen = []
+    real_run_cv = nntrain.cv.run_cv
+
+    def run_cv(*args, **kwargs):  # folds run with the collector on and the start-up heap frozen
+        seen.append((gc.isenabled(), gc.get_freeze_count()))
+        return real_run_cv(*args, **kwargs)
+
+    monkeypatch.setattr(nntrain.cv, "run_cv", run_cv)
     r = cli("cv", "--config", str(tiny), "--folds", "3")
     assert r.exit_code == 0, r.output
+    assert seen[0][0] and seen[0][1] > 10_000
+    assert gc.isenabled() and gc.get_freeze_count() == 0  # nothing stays frozen afterwards
     (d,) = cv_dirs(tmp_path)
     assert f"cv directory   {d}" in r.output and "mean ± std" in r.output
     assert "cv fold 2/3 epoch 2/2" in r.output  # the live view (plain lines off a terminal)
