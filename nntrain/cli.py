@@ -7,14 +7,15 @@ imported inside commands so ``nntrain --help`` stays instant.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator, List, Optional
+from typing import Any, Callable, List, Optional
 
 import typer
+
+from nntrain.heap import FreezeHeap, before_exit, collector_paused, settle_heap
 
 app = typer.Typer(
     help="Train small image classifiers with PyTorch the disciplined way: "
@@ -60,27 +61,6 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Start-up (torch, scikit-learn, matplotlib, the data, the model) allocates ~10^6 objects
-    that live until exit, and Python's cyclic collector would walk them all several times
-    (~0.7 s on a 2-core VM). Paused until the command settles the heap (``settle_heap`` after
-    set-up, or ``FreezeHeap`` when training starts), which freezes them and turns it back on;
-    on the way out (also for callers that go on: tests, notebooks) the collector is on and
-    nothing stays frozen.
-    """
-    import gc
-
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-        if was_enabled:
-            gc.enable()
-
-
 def _load(config: Optional[Path], overrides: Optional[List[str]]):
     from nntrain.config import load_config
 
@@ -89,7 +69,7 @@ def _load(config: Optional[Path], overrides: Optional[List[str]]):
 
 @app.command()
 @guarded
-@_collector_paused()
+@collector_paused()
 def train(
     config: Optional[Path] = ConfigOpt,
     set_: Optional[List[str]] = SetOpt,
@@ -131,8 +111,6 @@ def _train(cfg: Any, resume: Optional[Path], json_out: bool, ddp: Any) -> None:
 
     s = None
     if ddp is not None and not ddp.is_main:  # torchrun rank > 0: trains in step with rank 0, silently
-        from nntrain.engine import settle_heap
-
         settle_heap()  # no callbacks here (no FreezeHeap): the collector is on for its training
         with GracefulStop() as stop:
             history = (resume_run(resume, should_stop=stop)[0] if resume is not None
@@ -160,8 +138,6 @@ def _train(cfg: Any, resume: Optional[Path], json_out: bool, ddp: Any) -> None:
     else:  # resuming: the run's own settings (resume_run reports a missing config.yaml)
         diag_cfg = _load(resume / "config.yaml", []).diagnostics if (resume / "config.yaml").is_file() else None
     diagnostics = Diagnostics(diag_cfg, report=functools.partial(advice, stderr=json_out))
-    from nntrain.engine import FreezeHeap
-
     callbacks = ([] if json_out else [reporter]) + [diagnostics, FreezeHeap()]
     with GracefulStop() as stop:
         try:
@@ -354,7 +330,7 @@ def eval_cmd(
 
 @app.command()
 @guarded
-@_collector_paused()
+@collector_paused()
 def sanity(
     config: Optional[Path] = ConfigOpt,
     set_: Optional[List[str]] = SetOpt,
@@ -365,7 +341,6 @@ def sanity(
     samples, gradients, batch independence, split hygiene, learning rate. Exit 1 if any fails."""
     cfg = _load(config, set_)
     from nntrain.console import SanityReporter, plain, sanity_report
-    from nntrain.engine import settle_heap
     from nntrain.pipeline import setup
     from nntrain.sanity import run_sanity
 
@@ -427,7 +402,7 @@ def data_cmd(
 
 @app.command()
 @guarded
-@_collector_paused()
+@collector_paused()
 def cv(
     config: Optional[Path] = ConfigOpt,
     set_: Optional[List[str]] = SetOpt,
@@ -490,8 +465,6 @@ def cv(
     else:
         cvdir = CvDir.create(plan, vals)
 
-    from nntrain.engine import settle_heap
-
     settle_heap()  # start-up done (imports, data, checks): the collector walks only what the folds create
     progress = None if json_out else CvProgress(len(plan.combos), plan.folds)
     try:
@@ -546,14 +519,7 @@ def main() -> None:
     try:
         app(prog_name="nntrain")
     finally:
-        # The command is done and its files are written. Exempt every live object from
-        # the collections Python runs while it shuts down: with torch loaded they are
-        # ~10^6 objects and the traversal alone delays the prompt by ~0.5 s. Objects are
-        # still released and atexit handlers still run.
-        import gc
-
-        gc.freeze()
-
+        before_exit()  # the command's files are written: a quick exit
 
 if __name__ == "__main__":
     main()

@@ -257,26 +257,6 @@ class StopTraining(Exception):
         self.diverged = diverged
 
 
-def settle_heap() -> None:
-    """Exempt every object alive now from Python's cyclic garbage collector (``gc.freeze``)
-    and turn the collector (back) on. For a process that starts up, works and exits (the
-    CLI pauses the collector while it starts up): with torch loaded a full collection walks
-    ~10^6 objects (~0.2 s on a 2-core VM); afterwards it walks only what the work creates.
-    Not for long-lived library use: cyclic garbage among frozen objects stays until exit.
-    """
-    import gc
-
-    gc.freeze()
-    gc.enable()
-
-
-class FreezeHeap:
-    """Callback: ``settle_heap()`` at fit start, after the optimizer's imports (torch._dynamo)."""
-
-    def on_fit_start(self, info: dict[str, Any]) -> None:
-        settle_heap()
-
-
 def _call(callbacks: Iterable[Any], hook: str, *args: Any) -> StopTraining | None:
     """Call ``hook`` on every callback; the first ``StopTraining`` raised is returned."""
     stop = None

@@ -39,3 +39,29 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 300):
     return subprocess.run(
         [sys.executable, "-m", "nntrain", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch intra-op thread for a module of tiny models, whatever OMP_NUM_THREADS says."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def collector_states(monkeypatch, module, name: str) -> list[tuple[bool, int]]:
+    """Wrap ``module.name`` to record (collector enabled?, frozen objects) at each call."""
+    import gc
+
+    seen: list[tuple[bool, int]] = []
+    real = getattr(module, name)
+
+    def wrapper(*args, **kwargs):
+        seen.append((gc.isenabled(), gc.get_freeze_count()))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, wrapper)
+    return seen

@@ -228,6 +228,7 @@ def test_torchrun_rank_above_0_trains_with_the_collector_on(monkeypatch, tiny_cf
     import gc
 
     import nntrain.cli as cli
+    from nntrain.heap import collector_paused
     import nntrain.pipeline as pipeline
     from nntrain.engine import History
 
@@ -241,7 +242,7 @@ def test_torchrun_rank_above_0_trains_with_the_collector_on(monkeypatch, tiny_cf
         is_main = False
 
     monkeypatch.setattr(pipeline, "train_run", train_run)
-    with cli._collector_paused():
+    with collector_paused():
         assert not gc.isenabled()
         cli._train(tiny_cfg(), None, False, Rank1())
     assert len(seen) == 1 and seen[0][0] and seen[0][1] > 10_000

@@ -23,6 +23,8 @@ from nntrain.errors import ConfigError
 from nntrain.executor import LocalExecutor
 from nntrain.search import Dist, combinations, edge_warnings, parse_grid, parse_sample
 
+from conftest import collector_states
+
 TINY = {
     "device": "cpu",
     "model": {"name": "mlp", "hidden": [16]},
@@ -119,14 +121,7 @@ def test_cv_outputs_and_aggregate_match_per_fold_files(tiny, tmp_path, monkeypat
 
     import nntrain.cv
 
-    seen = []
-    real_run_cv = nntrain.cv.run_cv
-
-    def run_cv(*args, **kwargs):  # folds run with the collector on and the start-up heap frozen
-        seen.append((gc.isenabled(), gc.get_freeze_count()))
-        return real_run_cv(*args, **kwargs)
-
-    monkeypatch.setattr(nntrain.cv, "run_cv", run_cv)
+    seen = collector_states(monkeypatch, nntrain.cv, "run_cv")  # the folds: collector on, heap frozen
     r = cli("cv", "--config", str(tiny), "--folds", "3")
     assert r.exit_code == 0, r.output
     assert seen[0][0] and seen[0][1] > 10_000

@@ -13,17 +13,14 @@ from nntrain import sanity
 from nntrain.cli import app
 from nntrain.config import Config, SanityConfig, read_yaml
 
+from conftest import collector_states
+
 NAMES = [c.name for c in sanity.CHECKS]
 FAST = ["--set", "device=cpu", "--set", "sanity.lr_probe_steps=20"]  # one epoch of the probe: enough to fail fast
 LECTURE_LINE = re.compile(r"^Finished epoch (\d+) / 200: cost \d+\.\d{6}, train: [01]\.\d{6}, lr \d\.\d{6}e[-+]\d\d$")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def invoke(*args: str):
@@ -35,14 +32,7 @@ def test_default_config_passes_every_check_and_prints_one_row_each(monkeypatch):
 
     import nntrain.sanity
 
-    seen = []
-    real = nntrain.sanity.run_sanity
-
-    def run_sanity(*args, **kwargs):  # the checks run with the collector on, start-up heap frozen
-        seen.append((gc.isenabled(), gc.get_freeze_count()))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(nntrain.sanity, "run_sanity", run_sanity)
+    seen = collector_states(monkeypatch, nntrain.sanity, "run_sanity")  # the checks: collector on, heap frozen
     res = invoke("--set", "device=cpu", "--verbose")
     assert res.exit_code == 0, res.output
     assert seen[0][0] and seen[0][1] > 10_000
