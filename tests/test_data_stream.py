@@ -57,8 +57,13 @@ def test_fit_streaming_reproduces_in_memory_training(npz):
     for extra in ([], STREAM):
         s = setup(load_config(None, npz + extra))
         h = fit(s.new_model(), s.data, s.cfg.train, seed=0, device=CPU)
-        runs.append([{k: v for k, v in r.items() if k != "seconds"} for r in h.records] + [h.test_acc])
-    assert runs[0] == pytest.approx(runs[1], rel=1e-5)
+        runs.append(([{k: v for k, v in r.items() if k != "seconds"} for r in h.records], h.test_acc))
+    (mem, mem_acc), (stream, stream_acc) = runs
+    assert [r.keys() for r in mem] == [r.keys() for r in stream] and len(mem) > 0
+    for a, b in zip(mem, stream):  # field by field: pytest.approx takes no nested structures (pytest >= 9)
+        for k in a:
+            assert b[k] == pytest.approx(a[k], rel=1e-5), (a["epoch"], k)
+    assert stream_acc == pytest.approx(mem_acc, rel=1e-5)
 
 
 def test_imagefolder_streams_files_decoded_by_workers(tmp_path):
