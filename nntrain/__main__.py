@@ -1,3 +1,3 @@
-from nntrain.cli import main
+from nntrain.cli.app import main
 
 main()

@@ -70,7 +70,7 @@ class DataConfig(_Section):
         return v
 
     @model_validator(mode="after")
-    def _leaves_train(self) -> "DataConfig":
+    def _leaves_train(self) -> DataConfig:
         if self.val_fraction + self.test_fraction >= 0.95:
             raise ValueError(
                 f"val_fraction + test_fraction = {self.val_fraction + self.test_fraction:g} "
@@ -112,7 +112,7 @@ class OptimizerConfig(_Section):
     """SGD only: Nesterov momentum (needs momentum > 0)."""
 
     @model_validator(mode="after")
-    def _nesterov_needs_momentum(self) -> "OptimizerConfig":
+    def _nesterov_needs_momentum(self) -> OptimizerConfig:
         if self.name == "sgd" and self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=true needs momentum > 0; set nesterov: false or a momentum like 0.9")
         return self
@@ -142,6 +142,7 @@ class TrainConfig(_Section):
     @classmethod
     def _yaml_off(cls, v: object) -> object:
         return "off" if v is False else v  # YAML 1.1 reads a bare `off` as false
+
     eval_batch_size: int = Field(1024, gt=0)
     """Samples per forward pass during evaluation (no gradients: can be large)."""
 
@@ -155,7 +156,8 @@ class OutputConfig(_Section):
     """Write last.pt/best.pt at most this often (s), plus at the end and on Ctrl-C/SIGTERM; 0: every epoch.
     A kill -9 loses at most this much training; resume recomputes it exactly."""
     tensorboard: bool = False
-    """Also log the epoch scalars and the first-layer filter grid to <run>/tensorboard/ (needs: pip install 'nntrain[tensorboard]')."""
+    """Also log the epoch scalars and the first-layer filter grid to <run>/tensorboard/
+    (needs: pip install 'nntrain[tensorboard]')."""
 
     @field_validator("run_name")
     @classmethod
@@ -202,13 +204,15 @@ class SanityConfig(_Section):
     """A step loss above this multiple of the first-step loss means the loss explodes (lr too high)."""
 
     @model_validator(mode="after")
-    def _window_fits(self) -> "SanityConfig":
+    def _window_fits(self) -> SanityConfig:
         if self.lr_probe_window > self.lr_probe_steps:
             raise ValueError(
                 f"lr_probe_window={self.lr_probe_window} is longer than lr_probe_steps={self.lr_probe_steps}; "
                 "use a window of at most lr_probe_steps"
             )
         return self
+
+
 class DiagnosticsConfig(_Section):
     """Live advice during ``train`` (cs231n's babysitting rules); each message is printed once."""
 
@@ -282,7 +286,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(raw, dict):
         raise ConfigError(
-            f"{p}: the top level must be a mapping of sections (seed, device, data, model, train, output, sanity, diagnostics), "
+            f"{p}: the top level must be a mapping of sections (seed, device, data, model, train, output, sanity, "
+            "diagnostics), "
             f"got {type(raw).__name__}"
         )
     return raw

@@ -67,7 +67,11 @@ def reg_weights(model: nn.Module) -> list[torch.Tensor]:
 def named_weights(model: nn.Module) -> dict[str, torch.Tensor]:
     """{layer name: weight} for conv/linear layers, e.g. {'conv1': ..., 'out': ...}."""
     # torch.compile and DistributedDataParallel wrappers add "_orig_mod." / "module." to the names
-    return {name.removeprefix("_orig_mod.").removeprefix("module."): m.weight for name, m in model.named_modules() if isinstance(m, WEIGHTED)}
+    return {
+        name.removeprefix("_orig_mod.").removeprefix("module."): m.weight
+        for name, m in model.named_modules()
+        if isinstance(m, WEIGHTED)
+    }
 
 
 def regularization(weights: list[torch.Tensor], reg: float) -> torch.Tensor:
@@ -90,7 +94,9 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], *, source: st
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    shapes = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in own.items() if k in state and state[k].shape != v.shape]
+    shapes = [
+        (k, tuple(state[k].shape), tuple(v.shape)) for k, v in own.items() if k in state and state[k].shape != v.shape
+    ]
     if missing or unexpected or shapes:
         parts = [f"{k}: checkpoint {a} vs model {b}" for k, a, b in shapes[:3]]
         if missing:

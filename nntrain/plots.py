@@ -24,8 +24,7 @@ def _margins(fig: Figure, *, left: float, right: float, bottom: float, top: floa
     """Fixed margins in inches: the figures drawn after every run skip matplotlib's layout
     engine, which draws the figure once more to measure it (about 40% of the drawing time)."""
     w, h = fig.get_size_inches()
-    fig.subplots_adjust(left=left / w, right=1 - right / w, bottom=bottom / h, top=1 - top / h,
-                        wspace=wspace)
+    fig.subplots_adjust(left=left / w, right=1 - right / w, bottom=bottom / h, top=1 - top / h, wspace=wspace)
 
 
 def _text_inches(labels: Sequence[str], fontsize: float = 10.0) -> float:
@@ -35,7 +34,7 @@ def _text_inches(labels: Sequence[str], fontsize: float = 10.0) -> float:
 
 def save(fig: Figure, path: str | Path) -> Path:
     """Write ``fig`` as PNG at its own dpi (pixel-exact for ``figimage``), atomically."""
-    from nntrain.runs import atomic_write_bytes
+    from nntrain.runs.files import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=fig.dpi, facecolor=fig.get_facecolor())
@@ -114,8 +113,14 @@ def filters_figure(panels: Sequence[tuple[str, np.ndarray]], *, scale: int | Non
     x = margin
     for (title, _), im in zip(panels, images):
         fig.figimage(im, xo=x, yo=height - margin - title_h - im.shape[0], origin="upper")
-        fig.text((x + im.shape[1] / 2) / width, (height - margin - title_h / 2) / height, title,
-                 ha="center", va="center", fontsize=10)
+        fig.text(
+            (x + im.shape[1] / 2) / width,
+            (height - margin - title_h / 2) / height,
+            title,
+            ha="center",
+            va="center",
+            fontsize=10,
+        )
         x += im.shape[1] + margin
     return fig
 
@@ -156,13 +161,34 @@ def curves_figure(runs: Sequence[Curves]) -> Figure:
         name = f"{run.label}: " if many else ""
         epochs = run.column("epoch")
         if run.step_losses:
-            ax_loss.plot(run.step_x(), [_finite(v) for v in run.step_losses], color=color, alpha=0.25,
-                         linewidth=0.8, gid="step-loss", label=f"{name}train (per step)")
-        ax_loss.plot(epochs, run.column("train_loss"), color=color, marker="o", markersize=3, gid="train-loss",
-                     label=f"{name}train" if many else "train (per epoch)")
+            ax_loss.plot(
+                run.step_x(),
+                [_finite(v) for v in run.step_losses],
+                color=color,
+                alpha=0.25,
+                linewidth=0.8,
+                gid="step-loss",
+                label=f"{name}train (per step)",
+            )
+        ax_loss.plot(
+            epochs,
+            run.column("train_loss"),
+            color=color,
+            marker="o",
+            markersize=3,
+            gid="train-loss",
+            label=f"{name}train" if many else "train (per epoch)",
+        )
         ax_loss.plot(epochs, run.column("val_loss"), color=color, linestyle="--", gid="val-loss", label=f"{name}val")
-        ax_acc.plot(epochs, run.column("train_acc"), color=color, marker="o", markersize=3, gid="train-acc",
-                    label=f"{name}train")
+        ax_acc.plot(
+            epochs,
+            run.column("train_acc"),
+            color=color,
+            marker="o",
+            markersize=3,
+            gid="train-acc",
+            label=f"{name}train",
+        )
         ax_acc.plot(epochs, run.column("val_acc"), color=color, linestyle="--", gid="val-acc", label=f"{name}val")
         ax_lr.plot(epochs, run.column("lr"), color=color, marker="o", markersize=3, gid="lr", label=run.label)
     ax_loss.set(title="loss", xlabel="epoch", ylabel="loss (data + reg)")
@@ -209,15 +235,31 @@ def lr_sweep_figure(runs: Sequence[tuple[float, Curves, bool]]) -> Figure:
         if diverged:  # an 'x' on the top edge where the curve was last finite
             ok = np.flatnonzero(np.isfinite(ys))
             marks.append((xs[ok[-1] if ok.size else 0], color))
-        ax_acc.plot(run.column("epoch"), run.column("val_acc"), color=color, marker="o", markersize=3,
-                    gid="lr-val-acc", label=label)
+        ax_acc.plot(
+            run.column("epoch"),
+            run.column("val_acc"),
+            color=color,
+            marker="o",
+            markersize=3,
+            gid="lr-val-acc",
+            label=label,
+        )
     ax_loss.set(title="loss per step, one curve per learning rate", xlabel="epoch", ylabel="train loss")
     if top > 0:
         ax_loss.set_ylim(0, 2 * top)
     y_mark = ax_loss.get_ylim()[1]
     for x, color in marks:
-        ax_loss.plot([x], [y_mark], color=color, marker="x", markersize=10, mew=2, gid="diverged-mark",
-                     clip_on=False, label="_nolegend_")
+        ax_loss.plot(
+            [x],
+            [y_mark],
+            color=color,
+            marker="x",
+            markersize=10,
+            mew=2,
+            gid="diverged-mark",
+            clip_on=False,
+            label="_nolegend_",
+        )
     ax_acc.set(title="val accuracy", xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02))
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
@@ -237,8 +279,7 @@ def confusion_figure(cm: np.ndarray, classes: Sequence[str], *, title: str = "co
     rotate = k > 10
     fig = Figure(figsize=(side + 1.2, side), dpi=DPI)
     label_w = _text_inches(names)
-    _margins(fig, left=0.45 + label_w, right=0.75, top=0.4,
-             bottom=0.5 + (label_w if rotate else 0.2))
+    _margins(fig, left=0.45 + label_w, right=0.75, top=0.4, bottom=0.5 + (label_w if rotate else 0.2))
     ax = fig.subplots()
     rows = cm.sum(axis=1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=float), where=rows > 0)
@@ -248,8 +289,15 @@ def confusion_figure(cm: np.ndarray, classes: Sequence[str], *, title: str = "co
         for i in range(k):
             for j in range(k):
                 if cm[i, j]:
-                    ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=8,
-                            color="white" if norm[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        str(int(cm[i, j])),
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white" if norm[i, j] > 0.5 else "black",
+                    )
     ticks = np.arange(k)
     ax.set_xticks(ticks, names, rotation=90 if rotate else 0)
     ax.set_yticks(ticks, names)

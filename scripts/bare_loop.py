@@ -9,7 +9,6 @@ No callbacks, no checkpoints, no metrics file. Used by the scripts in this folde
 
 from __future__ import annotations
 
-import math
 import time
 
 import torch
@@ -17,8 +16,24 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def bare_fit(model: nn.Module, xtr, ytr, xva, yva, xte, yte, *, epochs: int, batch_size: int, lr: float,
-             momentum: float, nesterov: bool, reg: float, seed: int, amp_dtype=None) -> dict:
+def bare_fit(
+    model: nn.Module,
+    xtr,
+    ytr,
+    xva,
+    yva,
+    xte,
+    yte,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    momentum: float,
+    nesterov: bool,
+    reg: float,
+    seed: int,
+    amp_dtype=None,
+) -> dict:
     device = xtr.device
     weights = [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=nesterov)

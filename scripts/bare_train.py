@@ -46,17 +46,40 @@ xs = [((x[i] - mean) / std).to(device) for i in (tr, va, te)]
 ys = [y[i].to(device) for i in (tr, va, te)]
 torch.manual_seed(0)
 model = nn.Sequential(
-    nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-    nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
-    nn.Flatten(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10),
+    nn.Conv2d(1, 32, 3, padding=1),
+    nn.BatchNorm2d(32),
+    nn.ReLU(),
+    nn.MaxPool2d(2),
+    nn.Conv2d(32, 64, 3, padding=1),
+    nn.BatchNorm2d(64),
+    nn.ReLU(),
+    nn.MaxPool2d(2),
+    nn.Flatten(),
+    nn.Linear(256, 128),
+    nn.ReLU(),
+    nn.Linear(128, 10),
 ).to(device)
 if GC_TUNED:
     import torch._dynamo  # noqa: F401,E402  (what SGD's constructor imports: inside the pause, as in nntrain)
 
     gc.freeze()
     gc.enable()
-r = bare_fit(model, xs[0], ys[0], xs[1], ys[1], xs[2], ys[2], epochs=20, batch_size=64, lr=0.05,
-             momentum=0.9, nesterov=True, reg=1e-4, seed=0)
+r = bare_fit(
+    model,
+    xs[0],
+    ys[0],
+    xs[1],
+    ys[1],
+    xs[2],
+    ys[2],
+    epochs=20,
+    batch_size=64,
+    lr=0.05,
+    momentum=0.9,
+    nesterov=True,
+    reg=1e-4,
+    seed=0,
+)
 torch.save(model.state_dict(), "bare-model.pt")
 print(f"test accuracy {r['test_acc']:.4f}  wall {time.perf_counter() - t_start:.2f}s")
 if GC_TUNED:

@@ -46,16 +46,20 @@ def median_ratio(name: str, a: list[float], b: list[float], unit: str = "ms/epoc
 
 def epoch_case(name: str, overrides: list[str], reps: int, amp: str = "off") -> None:
     import torch
-
     from bench_train import bare_epoch_seconds, nntrain_epoch_seconds
+
     from nntrain.config import load_config
-    from nntrain.pipeline import setup
+    from nntrain.pipeline.setup import setup
 
     cfg = load_config(None, overrides + [f"train.amp={amp}"])
     s = setup(cfg)
-    print(f"[{name}] device {s.device} ({torch.cuda.get_device_name() if s.device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
-          f"{len(s.data.train)} train samples {tuple(s.data.input_shape)}, channels {list(cfg.model.channels)}, "
-          f"{cfg.train.epochs} epochs, amp {amp}", flush=True)
+    print(
+        f"[{name}] device {s.device} "
+        f"({torch.cuda.get_device_name() if s.device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
+        f"{len(s.data.train)} train samples {tuple(s.data.input_shape)}, channels {list(cfg.model.channels)}, "
+        f"{cfg.train.epochs} epochs, amp {amp}",
+        flush=True,
+    )
     amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp] if s.device.type == "cuda" else None
     with tempfile.TemporaryDirectory() as runs:
         nntrain_epoch_seconds(s, cfg, runs), bare_epoch_seconds(s, cfg, amp_dtype=amp_dtype)  # warm-up
@@ -127,12 +131,15 @@ def help_case(reps: int) -> None:
 def cv_case(reps: int, device: str) -> None:
     import numpy as np
     import torch
-
     from bare_loop import bare_fit
+
     from nntrain.config import load_config
-    from nntrain.cv import CvDir, Plan, pool_folds, run_cv
-    from nntrain.data import load_dataset, prepare
-    from nntrain.executor import LocalExecutor
+    from nntrain.cv.folds import pool_folds, run_cv
+    from nntrain.cv.local import LocalExecutor
+    from nntrain.cv.plan import Plan
+    from nntrain.cv.store import CvDir
+    from nntrain.data.memory import prepare
+    from nntrain.data.registry import load_dataset
     from nntrain.models import build_model
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -157,9 +164,22 @@ def cv_case(reps: int, device: str) -> None:
                 data = prepare(ds, tr, va, np.empty(0, np.int64), dev)
                 torch.manual_seed(cfg.seed * 1000 + k)
                 model = build_model(cfg.model, data.input_shape, data.num_classes).to(dev)
-                bare_fit(model, data.train.x, data.train.y, data.val.x, data.val.y, data.val.x, data.val.y,
-                         epochs=t.epochs, batch_size=t.batch_size, lr=o.lr, momentum=o.momentum,
-                         nesterov=o.nesterov, reg=t.reg, seed=cfg.seed)
+                bare_fit(
+                    model,
+                    data.train.x,
+                    data.train.y,
+                    data.val.x,
+                    data.val.y,
+                    data.val.x,
+                    data.val.y,
+                    epochs=t.epochs,
+                    batch_size=t.batch_size,
+                    lr=o.lr,
+                    momentum=o.momentum,
+                    nesterov=o.nesterov,
+                    reg=t.reg,
+                    seed=cfg.seed,
+                )
             return time.perf_counter() - t0
 
         nntrain_cv(), bare_cv()  # warm-up
@@ -187,9 +207,17 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             npz = Path(tmp) / "cifar-synth.npz"
             synthetic_cifar(npz, args.cifar_n or (50000 if cuda else 3000))
-            base = [f"device={args.device}", "data.dataset=npz", f"data.root={npz}", "model.channels=[64,128,256]",
-                    "model.hidden=[256]", "train.batch_size=256" if cuda else "train.batch_size=64",
-                    "train.epochs=4" if cuda else "train.epochs=2", "data.val_fraction=0.1", "data.test_fraction=0.1"]
+            base = [
+                f"device={args.device}",
+                "data.dataset=npz",
+                f"data.root={npz}",
+                "model.channels=[64,128,256]",
+                "model.hidden=[256]",
+                "train.batch_size=256" if cuda else "train.batch_size=64",
+                "train.epochs=4" if cuda else "train.epochs=2",
+                "data.val_fraction=0.1",
+                "data.test_fraction=0.1",
+            ]
             epoch_case("cifar-synth", base, args.reps)
             if cuda:
                 epoch_case("cifar-synth bf16", base, args.reps, amp="bf16")

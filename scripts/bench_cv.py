@@ -34,16 +34,22 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], help="override, e.g. train.epochs=5")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats; medians are reported")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="torch threads per fold job (default: cores // jobs, as nntrain cv); "
-                    "1 is steadier on a busy machine, where threads wait on each other")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per fold job (default: cores // jobs, as nntrain cv); "
+        "1 is steadier on a busy machine, where threads wait on each other",
+    )
     args = ap.parse_args()
 
     import torch
 
     from nntrain.config import load_config, override
-    from nntrain.cv import CvDir, Plan, make_jobs, pool_folds, run_cv, run_fold
-    from nntrain.executor import LocalExecutor, usable_cores
+    from nntrain.cv.folds import make_jobs, pool_folds, run_cv, run_fold
+    from nntrain.cv.local import LocalExecutor, usable_cores
+    from nntrain.cv.plan import Plan
+    from nntrain.cv.store import CvDir
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = override(load_config(args.config, args.set), {"output.runs_dir": tmp})
@@ -71,17 +77,21 @@ def main() -> None:
         rows = []  # interleaved repeats: a busy machine slows some of them; report medians
         for _ in range(args.repeats):
             f = one_fold()
-            (s1, o1), (s2, o2) = cv_wall(1), cv_wall(2)
+            (s1, o1), (s2, _) = cv_wall(1), cv_wall(2)
             rows.append((f, s1, s2, s1 / f, s2 / f, o1 / s1, cold / f))
 
     med = [statistics.median(col) for col in zip(*rows)]
     dev = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    print(f"config: {cfg.model.name} on {cfg.data.dataset}, {cfg.train.epochs} epochs, {args.folds} folds, "
-          f"device {dev}, {usable_cores()} cores, threads/job {args.threads or 'cores // jobs'}, "
-          f"torch {torch.__version__}, median of {args.repeats}")
+    print(
+        f"config: {cfg.model.name} on {cfg.data.dataset}, {cfg.train.epochs} epochs, {args.folds} folds, "
+        f"device {dev}, {usable_cores()} cores, threads/job {args.threads or 'cores // jobs'}, "
+        f"torch {torch.__version__}, median of {args.repeats}"
+    )
     print(f"one fold (warm)          {med[0]:7.2f} s")
-    print(f"{args.folds}-fold cv --jobs 1        {med[1]:7.2f} s   ratio {med[3]:5.2f}"
-          f"   (outside training: {100 * med[5]:.1f}% of the wall)")
+    print(
+        f"{args.folds}-fold cv --jobs 1        {med[1]:7.2f} s   ratio {med[3]:5.2f}"
+        f"   (outside training: {100 * med[5]:.1f}% of the wall)"
+    )
     print(f"{args.folds}-fold cv --jobs 2        {med[2]:7.2f} s   ratio {med[4]:5.2f}")
     print(f"first --jobs 2 run, incl. worker start-up {cold:7.2f} s   ratio {med[6]:5.2f}")
     print(f"goal: ratio <= {1.1 * args.folds:.1f} (= 1.1 x {args.folds} folds)")

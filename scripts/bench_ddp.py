@@ -66,8 +66,16 @@ def main() -> None:
     train_args = ["train", *(["--config", str(Path(args.config).resolve())] if args.config else [])]
     train_args += sum((["--set", s] for s in sets), [])
     single = [sys.executable, "-m", "nntrain", *train_args]
-    ddp = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
-           "-m", "nntrain", *train_args]
+    ddp = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={args.nproc}",
+        "-m",
+        "nntrain",
+        *train_args,
+    ]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, cmd, threads in [
@@ -86,7 +94,9 @@ def main() -> None:
         print("| --- | --- | --- | --- | --- |")
         for name, sec, wall, acc, _ in results:
             print(f"| {name} | {sec:.3f} | {sec / base:.2f}x | {wall:.1f} | {acc:.4f} |")
-        print(f"DDP vs single-process (1 thread) last.pt: max |Δw| = {max_weight_diff(results[2][4], results[0][4]):.2e}")
+        print(
+            f"DDP vs single-process (1 thread) last.pt: max |Δw| = {max_weight_diff(results[2][4], results[0][4]):.2e}"
+        )
 
 
 if __name__ == "__main__":

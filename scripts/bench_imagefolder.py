@@ -45,7 +45,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from nntrain.config import load_config
-    from nntrain.data import load_dataset
+    from nntrain.data.registry import load_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -47,9 +47,11 @@ def main() -> None:
     import ray
 
     from nntrain.config import load_config, override
-    from nntrain.cv import CvDir, Plan, pool_folds, run_cv
-    from nntrain.executor import LocalExecutor, usable_cores
-    from nntrain.ray_executor import RayExecutor, runtime_env
+    from nntrain.cv.folds import pool_folds, run_cv
+    from nntrain.cv.local import LocalExecutor, usable_cores
+    from nntrain.cv.plan import Plan
+    from nntrain.cv.ray_cluster import RayExecutor, runtime_env
+    from nntrain.cv.store import CvDir
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = override(load_config(args.config, args.set), {"output.runs_dir": tmp, "device": "cpu"})
@@ -67,8 +69,14 @@ def main() -> None:
         local.warm_up()
         local_cold = time.perf_counter() - t + cv_wall(local)[0]  # fork server and workers start: shown apart
         t = time.perf_counter()
-        ray.init(address="local", num_cpus=2, include_dashboard=False, runtime_env=runtime_env(),
-                 logging_level=logging.WARNING, log_to_driver=False)
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            runtime_env=runtime_env(),
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+        )
         started = time.perf_counter() - t
         on_ray = RayExecutor(cpus_per_job=1, threads=args.threads)
         first, _ = cv_wall(on_ray)
@@ -78,21 +86,27 @@ def main() -> None:
             for _ in range(args.repeats):
                 (wl, sl), (wr, sr) = cv_wall(local), cv_wall(on_ray)
                 rows.append((wl, wr, wr / wl))
-                strip = lambda s: [[{k: v for k, v in f.items() if k != "seconds"} for f in c["folds"]]  # noqa: E731
-                                   for c in s["combos"]]
+                strip = lambda s: [
+                    [{k: v for k, v in f.items() if k != "seconds"} for f in c["folds"]]  # noqa: E731
+                    for c in s["combos"]
+                ]
                 same = same and strip(sl) == strip(sr)
         finally:
             ray.shutdown()
 
     wl, wr, ratio = (statistics.median(col) for col in zip(*rows))
-    print(f"config: {cfg.model.name} on {cfg.data.dataset}, {cfg.train.epochs} epochs, {args.folds} folds, cpu, "
-          f"{usable_cores()} cores, 2 processes (local --jobs 2 / Ray num_cpus=2, --cpus-per-job 1), "
-          f"threads/job {args.threads}, medians of {args.repeats}")
+    print(
+        f"config: {cfg.model.name} on {cfg.data.dataset}, {cfg.train.epochs} epochs, {args.folds} folds, cpu, "
+        f"{usable_cores()} cores, 2 processes (local --jobs 2 / Ray num_cpus=2, --cpus-per-job 1), "
+        f"threads/job {args.threads}, medians of {args.repeats}"
+    )
     print(f"local executor cv wall        {wl:8.2f} s")
     print(f"Ray executor cv wall          {wr:8.2f} s")
     print(f"ratio Ray / local             {ratio:8.2f}")
-    print(f"cold, first cv of the process: local (fork server start + first cv) {local_cold:.2f} s, "
-          f"Ray (ray.init {started:.1f} s + first cv) {cold:.2f} s, ratio {cold / local_cold:.2f}")
+    print(
+        f"cold, first cv of the process: local (fork server start + first cv) {local_cold:.2f} s, "
+        f"Ray (ray.init {started:.1f} s + first cv) {cold:.2f} s, ratio {cold / local_cold:.2f}"
+    )
     print(f"identical per-fold numbers    {'yes' if same else 'NO'}")
 
 

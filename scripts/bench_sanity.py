@@ -30,19 +30,25 @@ def main() -> None:
             t0 = time.perf_counter()
             out = subprocess.run(
                 [sys.executable, "-m", "nntrain", "sanity", "--json", *extra],
-                cwd=tmp, env=env, capture_output=True, text=True,
+                cwd=tmp,
+                env=env,
+                capture_output=True,
+                text=True,
             )
             walls.append(time.perf_counter() - t0)
             if out.returncode not in (0, 1):
                 sys.exit(f"nntrain sanity failed (exit {out.returncode}):\n{out.stderr}")
             docs.append(json.loads(out.stdout))
-    print(f"nntrain sanity wall time: median {statistics.median(walls):.2f} s over {repeats} runs "
-          f"(min {min(walls):.2f}, max {max(walls):.2f}); all passed: {all(d['passed'] for d in docs)}")
+    print(
+        f"nntrain sanity wall time: median {statistics.median(walls):.2f} s over {repeats} runs "
+        f"(min {min(walls):.2f}, max {max(walls):.2f}); all passed: {all(d['passed'] for d in docs)}"
+    )
     names = [c["name"] for c in docs[0]["checks"]]
     for i, name in enumerate(names):
         secs = statistics.median(d["checks"][i]["seconds"] for d in docs)
         print(f"  {name:<20} {secs:6.2f} s  {docs[-1]['checks'][i]['measured']}")
-    print(f"  {'(startup + setup)':<20} {statistics.median(walls) - sum(statistics.median(d['checks'][i]['seconds'] for d in docs) for i in range(len(names))):6.2f} s")
+    checks = sum(statistics.median(d["checks"][i]["seconds"] for d in docs) for i in range(len(names)))
+    print(f"  {'(startup + setup)':<20} {statistics.median(walls) - checks:6.2f} s")
 
 
 if __name__ == "__main__":

@@ -23,12 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
-
 from bare_loop import bare_fit  # noqa: E402
-from nntrain.config import load_config, to_yaml  # noqa: E402
-from nntrain.engine import fit  # noqa: E402
-from nntrain.pipeline import checkpoint_extra, setup  # noqa: E402
-from nntrain.runs import RunDir  # noqa: E402
+
+from nntrain.config import load_config, to_yaml
+from nntrain.pipeline.setup import checkpoint_extra, setup
+from nntrain.runs.rundir import RunDir
+from nntrain.training.engine import fit
 
 
 class _EpochClock:
@@ -54,8 +54,17 @@ def nntrain_epoch_seconds(s, cfg, runs_dir: str) -> dict:
     model = s.new_model()
     clock = _EpochClock()
     t0 = time.perf_counter()
-    h = fit(model, s.data, cfg.train, seed=cfg.seed, device=s.device, run=run, checkpoint_extra=checkpoint_extra(s),
-            checkpoint_seconds=cfg.output.checkpoint_seconds, callbacks=[clock])  # as `nntrain train` runs it
+    h = fit(
+        model,
+        s.data,
+        cfg.train,
+        seed=cfg.seed,
+        device=s.device,
+        run=run,
+        checkpoint_extra=checkpoint_extra(s),
+        checkpoint_seconds=cfg.output.checkpoint_seconds,
+        callbacks=[clock],
+    )  # as `nntrain train` runs it
     fit_s = time.perf_counter() - t0
     return {"epoch": statistics.median(clock.seconds), "fit": fit_s / len(h.records), "test_acc": h.test_acc}
 
@@ -74,8 +83,23 @@ def bare_epoch_seconds(s, cfg, amp_dtype=None) -> dict:
         model = model.to(memory_format=torch.channels_last)
         xs = [x.contiguous(memory_format=torch.channels_last) for x in xs]
     o = t.optimizer
-    r = bare_fit(model, xs[0], d.train.y, xs[1], d.val.y, xs[2], d.test.y, epochs=t.epochs, batch_size=t.batch_size,
-                 lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, reg=t.reg, seed=cfg.seed, amp_dtype=amp_dtype)
+    r = bare_fit(
+        model,
+        xs[0],
+        d.train.y,
+        xs[1],
+        d.val.y,
+        xs[2],
+        d.test.y,
+        epochs=t.epochs,
+        batch_size=t.batch_size,
+        lr=o.lr,
+        momentum=o.momentum,
+        nesterov=o.nesterov,
+        reg=t.reg,
+        seed=cfg.seed,
+        amp_dtype=amp_dtype,
+    )
     fit_s = time.perf_counter() - t0
     return {"epoch": statistics.median(r["epoch_seconds"]), "fit": fit_s / t.epochs, "test_acc": r["test_acc"]}
 
@@ -89,8 +113,10 @@ def main() -> None:
     args = ap.parse_args()
     cfg = load_config(args.config, [f"train.epochs={args.epochs}", *args.overrides])
     s = setup(cfg)
-    print(f"device {s.device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"{len(s.data.train)} train samples, model {cfg.model.name} {list(cfg.model.channels)} {list(cfg.model.hidden)}")
+    print(
+        f"device {s.device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+        f"{len(s.data.train)} train samples, model {cfg.model.name} {list(cfg.model.channels)} {list(cfg.model.hidden)}"
+    )
     with tempfile.TemporaryDirectory() as runs_dir:
         nntrain_epoch_seconds(s, cfg, runs_dir), bare_epoch_seconds(s, cfg)  # warm-up
         a, b = [], []

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pydantic import BaseModel  # noqa: E402
 
-from nntrain.config import Config  # noqa: E402
+from nntrain.config import Config
 
 START, END = "<!-- config-table:start -->", "<!-- config-table:end -->"
 

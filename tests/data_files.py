@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 
 
-def write_imagefolder(root: Path, per_class: dict[str, int], size=(10, 12), seed=0, ext=".png") -> dict[Path, np.ndarray]:
+def write_imagefolder(
+    root: Path, per_class: dict[str, int], size=(10, 12), seed=0, ext=".png"
+) -> dict[Path, np.ndarray]:
     """root/<class>/<i>.png with random RGB pixels; returns path → (H, W, 3) uint8 written."""
     from PIL import Image
 

@@ -9,10 +9,15 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from nntrain.checks import (
+from nntrain.cli.render import overfit_line
+from nntrain.config import ModelConfig, load_config
+from nntrain.data.types import Dataset, Split, SplitIndices
+from nntrain.errors import ConfigError
+from nntrain.models import build_model
+from nntrain.pipeline.setup import setup
+from nntrain.sanity.checks import (
     CheckResult,
     loss_at_init,
     lr_probe,
@@ -22,17 +27,9 @@ from nntrain.checks import (
     tiny_subset,
     weight_penalty,
 )
-from nntrain.config import ModelConfig, load_config
-from nntrain.console import overfit_line
-from nntrain.data import Dataset, Split
-from nntrain.engine import evaluate
-from nntrain.errors import ConfigError
-from nntrain.gradchecks import batch_independence, gradient_check, gradient_flow
-from nntrain.models import build_model
-from nntrain.pipeline import setup
-from nntrain.sanity import CHECKS, Check, run_sanity
-from nntrain.splits import Splits
-
+from nntrain.sanity.gradients import batch_independence, gradient_check, gradient_flow
+from nntrain.sanity.runner import CHECKS, Check, run_sanity
+from nntrain.training.engine import evaluate
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -65,7 +62,9 @@ class Lambda(nn.Module):
 
 def mlp(in_features: int = 64, hidden: int = 32, classes: int = 10, *extra_tail: nn.Module) -> nn.Sequential:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, classes), *extra_tail)
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, classes), *extra_tail
+    )
 
 
 class Detached(nn.Module):
@@ -177,14 +176,19 @@ def test_regularization_passes_and_difference_is_the_penalty(s, cnn):
 
 def test_regularization_fails_when_the_loss_ignores_lambda(s, cnn):
     """As if R(W) were hidden in the optimizer's weight_decay: the reported loss never changes."""
-    r = regularization_raises_loss(cnn, s.data.train, high_reg=1e3, rtol=1e-3, loss_fn=lambda m, sp, reg: evaluate(m, sp)[0])
+    r = regularization_raises_loss(
+        cnn, s.data.train, high_reg=1e3, rtol=1e-3, loss_fn=lambda m, sp, reg: evaluate(m, sp)[0]
+    )
     assert not r.passed and "did not rise" in r.hint
 
 
 def test_regularization_fails_when_the_penalty_formula_is_wrong(s, cnn):
     """λ·Σ‖W‖² (no 0.5): the loss rises, but by twice R(W)."""
+
     def loss_fn(m, sp, reg):
-        return evaluate(m, sp)[0] + reg * sum(float(w.detach().pow(2).sum()) for w in (m.conv1.weight, m.conv2.weight, m.fc1.weight, m.out.weight))
+        return evaluate(m, sp)[0] + reg * sum(
+            float(w.detach().pow(2).sum()) for w in (m.conv1.weight, m.conv2.weight, m.fc1.weight, m.out.weight)
+        )
 
     r = regularization_raises_loss(cnn, s.data.train, high_reg=1e3, rtol=1e-3, loss_fn=loss_fn)
     assert not r.passed and "ratio 2" in r.hint
@@ -210,7 +214,9 @@ def test_tiny_subset_balances_classes_and_takes_rows_of_the_split(s):
 
 def test_overfit_passes_on_default_cnn_and_reports_every_epoch(s, cnn):
     records = []
-    r = overfit_tiny(cnn, sample(s, 20), optimizer=s.cfg.train.optimizer, epochs=200, batch_size=64, seed=0, on_epoch=records.append)
+    r = overfit_tiny(
+        cnn, sample(s, 20), optimizer=s.cfg.train.optimizer, epochs=200, batch_size=64, seed=0, on_epoch=records.append
+    )
     assert r.passed, r
     assert len(records) == r.values["epochs"] <= 200
     assert records[-1]["train_acc"] == 1.0 and all(rec["train_acc"] < 1.0 for rec in records[:-1])
@@ -357,7 +363,7 @@ def test_split_hygiene_fails_on_an_image_duplicated_across_splits(s):
 def test_split_hygiene_fails_on_bad_labels_and_a_missing_class():
     y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 7])  # 3 classes; label 7 is out of range
     x = torch.arange(9, dtype=torch.float32).reshape(9, 1, 1, 1)  # all images distinct
-    sp = Splits(train=np.arange(0, 6), val=np.array([6, 7]), test=np.array([8]))
+    sp = SplitIndices(train=np.arange(0, 6), val=np.array([6, 7]), test=np.array([8]))
     r = split_hygiene(Dataset(x, y, ("a", "b", "c"), "toy"), sp)
     assert not r.passed
     assert r.values["bad_labels"] == 1
@@ -370,8 +376,16 @@ def test_split_hygiene_fails_on_bad_labels_and_a_missing_class():
 def probe(net, s, steps=100, **update) -> CheckResult:
     tc = s.cfg.train
     return lr_probe(
-        net, s.data.train, optimizer=tc.optimizer.model_copy(update=update), steps=steps, batch_size=tc.batch_size,
-        reg=tc.reg, window=10, min_drop=0.1, explode_factor=3.0, seed=0,
+        net,
+        s.data.train,
+        optimizer=tc.optimizer.model_copy(update=update),
+        steps=steps,
+        batch_size=tc.batch_size,
+        reg=tc.reg,
+        window=10,
+        min_drop=0.1,
+        explode_factor=3.0,
+        seed=0,
     )
 
 
@@ -413,9 +427,12 @@ def test_an_exception_in_one_check_is_its_fail_and_the_others_still_run(s):
     assert [r.passed for r in results] == [True, False, True]
     assert results[1].name == "explodes" and "RuntimeError: shape mismatch in layer 3" in results[1].hint
     assert events == [
-        ("start", "split_hygiene", 1, 3), ("end", "split_hygiene", True),
-        ("start", "explodes", 2, 3), ("end", "explodes", False),
-        ("start", "split_hygiene", 3, 3), ("end", "split_hygiene", True),
+        ("start", "split_hygiene", 1, 3),
+        ("end", "split_hygiene", True),
+        ("start", "explodes", 2, 3),
+        ("end", "explodes", False),
+        ("start", "split_hygiene", 3, 3),
+        ("end", "split_hygiene", True),
     ]
 
 
@@ -430,6 +447,8 @@ def test_sizes_the_train_split_cannot_supply_are_bad_input(s):
 def test_check_results_are_json_safe():
     import json
 
-    r = CheckResult("x", False, "m", "e", "h", {"loss": float("nan"), "n": 3, "per": {"a": float("inf"), "b": [1.5, float("-inf")]}})
+    r = CheckResult(
+        "x", False, "m", "e", "h", {"loss": float("nan"), "n": 3, "per": {"a": float("inf"), "b": [1.5, float("-inf")]}}
+    )
     text = json.dumps(r.to_dict(), allow_nan=False)  # raises on any NaN/inf left
     assert json.loads(text)["values"] == {"loss": "nan", "n": 3, "per": {"a": "inf", "b": [1.5, "-inf"]}}

@@ -8,12 +8,11 @@ import os
 
 import pytest
 import yaml
+from conftest import run_cli
 from typer.testing import CliRunner
 
-from nntrain.cli import app
+from nntrain.cli.app import app
 from nntrain.config import Config, load_config
-
-from conftest import run_cli
 
 runner = CliRunner()
 TINY = ["--set", "model.channels=[8]", "--set", "model.hidden=[16]", "--set", "train.epochs=3", "--set", "device=cpu"]
@@ -24,7 +23,7 @@ def test_default_train_reaches_98_percent_and_writes_the_run(tmp_path, monkeypat
     res = runner.invoke(app, ["train", "--set", "device=cpu"])
     assert res.exit_code == 0, res.output
     assert "\x1b[" not in res.output  # not a TTY: plain lines, no escape codes
-    epoch_lines = [l for l in res.output.splitlines() if l.startswith("epoch ")]
+    epoch_lines = [line for line in res.output.splitlines() if line.startswith("epoch ")]
     assert len(epoch_lines) == 20 and epoch_lines[0].startswith("epoch  1/20  loss ")
     (run,) = (tmp_path / "runs").iterdir()
     assert run.name.startswith("run-")
@@ -115,18 +114,22 @@ def test_config_show_and_validate(tmp_path):
     bad.write_text("train: {epoch: 2}\n")
     res = runner.invoke(app, ["config", "validate", str(good), str(bad)])
     assert res.exit_code == 2
-    assert f"ok       {good}" in res.stdout and f"invalid  {bad}" in res.stdout and "did you mean 'epochs'" in res.stdout
+    assert (
+        f"ok       {good}" in res.stdout and f"invalid  {bad}" in res.stdout and "did you mean 'epochs'" in res.stdout
+    )
     assert runner.invoke(app, ["config", "validate", str(good)]).exit_code == 0
 
 
 def test_help_does_not_import_torch(tmp_path):
     code = (
-        "import sys; from typer.testing import CliRunner; from nntrain.cli import app;"
+        "import sys; from typer.testing import CliRunner; from nntrain.cli.app import app;"
         "r = CliRunner().invoke(app, ['train', '--help']); assert r.exit_code == 0, r.output;"
         "assert '--config' in r.output; r = CliRunner().invoke(app, ['--help']); assert 'train' in r.output;"
         "print('torch' in sys.modules)"
     )
-    import subprocess, sys
+    import subprocess
+    import sys
+
     from conftest import REPO
 
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
@@ -136,13 +139,15 @@ def test_help_does_not_import_torch(tmp_path):
 def test_training_on_digits_imports_only_what_it_uses(tmp_path):
     """No torchvision (only the MNIST/CIFAR loaders need it), no pyplot, TensorBoard or Ray."""
     code = (
-        "import sys; from typer.testing import CliRunner; from nntrain.cli import app;"
+        "import sys; from typer.testing import CliRunner; from nntrain.cli.app import app;"
         f"r = CliRunner().invoke(app, ['train', *{TINY!r}, '--set', 'train.epochs=1']);"
         "assert r.exit_code == 0, r.output;"
         "print(sorted(m for m in ('torchvision', 'matplotlib.pyplot', 'tensorboard', 'torch.utils.tensorboard', 'ray')"
         " if m in sys.modules))"
     )
-    import subprocess, sys
+    import subprocess
+    import sys
+
     from conftest import REPO
 
     env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -165,7 +170,7 @@ def test_live_table_on_a_terminal_highlights_the_best_values():
 
     from rich.console import Console
 
-    import nntrain.console as con
+    import nntrain.cli.render as con
 
     buf = io.StringIO()
     term = Console(file=buf, force_terminal=True, width=120, color_system="truecolor")
@@ -175,8 +180,24 @@ def test_live_table_on_a_terminal_highlights_the_best_values():
     try:
         rep.on_fit_start({"epochs": 2, "device": "cpu", "n_train": 10})
         rows = [
-            {"epoch": 1, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 0.9, "val_acc": 0.8125, "lr": 0.1, "seconds": 0.1},
-            {"epoch": 2, "train_loss": 0.5, "train_acc": 0.75, "val_loss": 1.1, "val_acc": 0.6875, "lr": 0.1, "seconds": 0.1},
+            {
+                "epoch": 1,
+                "train_loss": 1.0,
+                "train_acc": 0.5,
+                "val_loss": 0.9,
+                "val_acc": 0.8125,
+                "lr": 0.1,
+                "seconds": 0.1,
+            },
+            {
+                "epoch": 2,
+                "train_loss": 0.5,
+                "train_acc": 0.75,
+                "val_loss": 1.1,
+                "val_acc": 0.6875,
+                "lr": 0.1,
+                "seconds": 0.1,
+            },
         ]
         for r in rows:
             rep.on_epoch_end(r)
@@ -197,7 +218,7 @@ def test_collector_paused_during_start_up_and_on_while_training(tmp_path, monkey
     it is on and nothing stays frozen (the process may go on, as this test's does)."""
     import gc
 
-    import nntrain.pipeline as pipeline
+    import nntrain.pipeline.train as pipeline
 
     seen: dict[str, object] = {}
     real_fit = pipeline.fit
@@ -227,10 +248,10 @@ def test_torchrun_rank_above_0_trains_with_the_collector_on(monkeypatch, tiny_cf
     """Ranks > 0 run no callbacks (no FreezeHeap): the collector must still be back on."""
     import gc
 
-    import nntrain.cli as cli
-    from nntrain.heap import collector_paused
-    import nntrain.pipeline as pipeline
-    from nntrain.engine import History
+    import nntrain.cli.train as cli
+    import nntrain.pipeline.train as pipeline
+    from nntrain.cli.startup import collector_paused
+    from nntrain.training.engine import History
 
     seen = []
 

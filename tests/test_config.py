@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from nntrain.config import Config, load_config, override, to_yaml
 from nntrain.errors import ConfigError
@@ -104,7 +105,7 @@ def test_set_overrides_are_validated_like_the_file(tmp_path):
 
 def test_config_is_frozen():
     cfg = Config()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         cfg.seed = 3  # type: ignore[misc]
 
 

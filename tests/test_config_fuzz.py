@@ -13,18 +13,57 @@ from nntrain.config import Config, load_config
 from nntrain.errors import ConfigError
 
 KEYS = [
-    "seed", "device", "data", "model", "train", "output", "sanity", "diagnostics", "dataset", "root", "val_fraction",
-    "test_fraction", "stratify", "name", "channels", "hidden", "batchnorm", "dropout", "init_std", "epochs",
-    "batch_size", "optimizer", "lr", "momentum", "nesterov", "reg", "lr_schedule", "lr_decay", "patience", "amp",
-    "runs_dir", "run_name", "augment", "tiny_epochs", "x", "dropot", "",
+    "seed",
+    "device",
+    "data",
+    "model",
+    "train",
+    "output",
+    "sanity",
+    "diagnostics",
+    "dataset",
+    "root",
+    "val_fraction",
+    "test_fraction",
+    "stratify",
+    "name",
+    "channels",
+    "hidden",
+    "batchnorm",
+    "dropout",
+    "init_std",
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "lr",
+    "momentum",
+    "nesterov",
+    "reg",
+    "lr_schedule",
+    "lr_decay",
+    "patience",
+    "amp",
+    "runs_dir",
+    "run_name",
+    "augment",
+    "tiny_epochs",
+    "x",
+    "dropot",
+    "",
 ]
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=12), st.sampled_from(["cnn", "mlp", "sgd", "adam", "cpu", "auto", "cuda:0", "digits", "3e-4", "nan"]),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(["cnn", "mlp", "sgd", "adam", "cpu", "auto", "cuda:0", "digits", "3e-4", "nan"]),
 )
 keys = st.one_of(st.sampled_from(KEYS), st.text(max_size=8), st.integers(-3, 3))
 documents = st.recursive(
-    scalars, lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(keys, inner, max_size=5)), max_leaves=25
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(keys, inner, max_size=5)),
+    max_leaves=25,
 )
 dotted = st.lists(st.sampled_from(KEYS), min_size=1, max_size=4).map(".".join)
 override = st.one_of(

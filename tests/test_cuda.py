@@ -12,9 +12,11 @@ import pytest
 import torch
 
 from nntrain.config import load_config
-from nntrain.engine import Precision, fit, make_optimizer, resolve_device, train_one_epoch
 from nntrain.errors import ConfigError
-from nntrain.pipeline import setup
+from nntrain.pipeline.setup import setup
+from nntrain.training.device import Precision, resolve_device
+from nntrain.training.engine import fit, train_one_epoch
+from nntrain.training.optim import make_optimizer
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run scripts/gpu_check.sh there)")
 
@@ -26,7 +28,9 @@ def test_auto_picks_cuda_only_when_available():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
 def test_cuda_request_without_cuda_is_bad_input():
-    with pytest.raises(ConfigError, match="device: 'cuda' requested but CUDA is not available here; use device: auto or cpu"):
+    with pytest.raises(
+        ConfigError, match="device: 'cuda' requested but CUDA is not available here; use device: auto or cpu"
+    ):
         resolve_device("cuda")
 
 
@@ -83,8 +87,14 @@ def test_no_host_sync_per_step():
         try:
             with warnings.catch_warnings(record=True) as w:
                 warnings.simplefilter("always")
-                train_one_epoch(model, s.data.train, optimizer=opt, batch_size=batch_size, reg=1e-4,
-                                generator=torch.Generator().manual_seed(0))
+                train_one_epoch(
+                    model,
+                    s.data.train,
+                    optimizer=opt,
+                    batch_size=batch_size,
+                    reg=1e-4,
+                    generator=torch.Generator().manual_seed(0),
+                )
         finally:
             torch.cuda.set_sync_debug_mode("default")
         return sum("synchroniz" in str(x.message) for x in w)
@@ -96,7 +106,7 @@ def test_no_host_sync_per_step():
 
 @cuda
 def test_augmentation_runs_on_the_gpu():
-    from nntrain.augment import make_augment
+    from nntrain.data.augment import make_augment
 
     cfg = load_config(None, ["device=cuda", "data.augment.hflip=true", "data.augment.crop_padding=2"])
     aug = make_augment(cfg.data.augment)

@@ -14,16 +14,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import collector_states
 from typer.testing import CliRunner
 
-from nntrain.cli import app
+from nntrain.cli.app import app
 from nntrain.config import load_config
-from nntrain.cv import CvDir, Plan, fold_seed, make_jobs, pool_folds, run_cv, run_fold
+from nntrain.cv.folds import fold_seed, make_jobs, pool_folds, run_cv, run_fold
+from nntrain.cv.local import LocalExecutor
+from nntrain.cv.plan import Plan
+from nntrain.cv.space import Dist, combinations, edge_warnings, parse_grid, parse_sample
+from nntrain.cv.store import CvDir
 from nntrain.errors import ConfigError
-from nntrain.executor import LocalExecutor
-from nntrain.search import Dist, combinations, edge_warnings, parse_grid, parse_sample
-
-from conftest import collector_states
 
 TINY = {
     "device": "cpu",
@@ -78,7 +79,7 @@ def test_folds_partition_pool_exactly_once_and_never_touch_test(tiny):
 
 
 def test_class_ratios_preserved_in_every_fold(tiny):
-    from nntrain.cv import dataset_for
+    from nntrain.cv.folds import dataset_for
 
     cfg = load_config(tiny)
     y = dataset_for(cfg).y.numpy()
@@ -119,9 +120,9 @@ def test_fold_seeds_differ_per_fold_and_a_fold_is_reproducible_alone(tiny):
 def test_cv_outputs_and_aggregate_match_per_fold_files(tiny, tmp_path, monkeypatch):
     import gc
 
-    import nntrain.cv
+    import nntrain.cv.folds
 
-    seen = collector_states(monkeypatch, nntrain.cv, "run_cv")  # the folds: collector on, heap frozen
+    seen = collector_states(monkeypatch, nntrain.cv.folds, "run_cv")  # the folds: collector on, heap frozen
     r = cli("cv", "--config", str(tiny), "--folds", "3")
     assert r.exit_code == 0, r.output
     assert seen[0][0] and seen[0][1] > 10_000
@@ -209,7 +210,9 @@ def test_resume_skips_finished_folds_and_matches_a_full_run(tiny, tmp_path):
     part = CvDir.create(plan, [va for _, va in folds])
     with pytest.raises(KeyboardInterrupt):
         run_cv(plan, part, folds, executor=StopAfter(4))
-    done = {p.parent.relative_to(part.path).as_posix(): p.read_bytes() for p in part.path.glob("combo-*/fold-*/result.json")}
+    done = {
+        p.parent.relative_to(part.path).as_posix(): p.read_bytes() for p in part.path.glob("combo-*/fold-*/result.json")
+    }
     assert sorted(done) == ["combo-000/fold-0", "combo-000/fold-1", "combo-000/fold-2", "combo-001/fold-0"]
     assert not (part.path / "summary.json").exists()
 
@@ -222,12 +225,25 @@ def test_resume_skips_finished_folds_and_matches_a_full_run(tiny, tmp_path):
         assert (part.path / rel / "result.json").read_bytes() == content
     s_full, s_res = (json.loads((d / "summary.json").read_text()) for d in (full_dir, part.path))
     assert comparable(s_full) == comparable(s_res)
-    assert s_full["ranking"] == s_res["ranking"] and s_full["combos"][0]["mean_val_acc"] == s_res["combos"][0]["mean_val_acc"]
+    assert (
+        s_full["ranking"] == s_res["ranking"]
+        and s_full["combos"][0]["mean_val_acc"] == s_res["combos"][0]["mean_val_acc"]
+    )
 
 
 def test_grid_runs_cross_product_ranks_by_mean_and_warns_at_the_edge(tiny, tmp_path):
-    r = cli("cv", "--config", str(tiny), "--folds", "2",
-            "--grid", "train.optimizer.lr=0.001,0.01,0.3", "--grid", "model.hidden=[8],[16]", "--json")
+    r = cli(
+        "cv",
+        "--config",
+        str(tiny),
+        "--folds",
+        "2",
+        "--grid",
+        "train.optimizer.lr=0.001,0.01,0.3",
+        "--grid",
+        "model.hidden=[8],[16]",
+        "--json",
+    )
     assert r.exit_code == 0, r.output
     s = json.loads(r.output)
     params = [c["params"] for c in s["combos"]]
@@ -238,13 +254,17 @@ def test_grid_runs_cross_product_ranks_by_mean_and_warns_at_the_edge(tiny, tmp_p
     assert any("train.optimizer.lr=0.3 is the largest value tried" in w for w in s["warnings"])
     for c in s["combos"]:  # each combination really trained with its values
         saved = json.loads((Path(s["cv_dir"]) / f"combo-{c['index']:03d}" / "fold-0" / "result.json").read_text())
-        assert [k for k in saved["records"][0] if k.startswith("update_ratio.")] == ["update_ratio.fc1", "update_ratio.out"]
+        assert [k for k in saved["records"][0] if k.startswith("update_ratio.")] == [
+            "update_ratio.fc1",
+            "update_ratio.out",
+        ]
 
 
 def test_edge_warnings_oracle():
     grid = {"train.optimizer.lr": [0.01, 0.1, 1.0], "train.reg": [0.0, 1e-3], "model.name": ["cnn", "mlp"]}
     assert edge_warnings({"train.optimizer.lr": 0.1, "train.reg": 1e-3, "model.name": "mlp"}, grid, {}) == [
-        "best train.reg=0.001 is the largest value tried; widen the grid above it"]
+        "best train.reg=0.001 is the largest value tried; widen the grid above it"
+    ]
     w = edge_warnings({"train.optimizer.lr": 0.01, "train.reg": 0.0, "model.name": "cnn"}, grid, {})
     assert w == ["best train.optimizer.lr=0.01 is the smallest value tried; widen the grid below it"]
     space = {"train.optimizer.lr": Dist("log", 1e-4, 1e-1, False)}
@@ -267,7 +287,18 @@ def test_random_search_is_seeded_and_stays_in_range(tiny):
 
 
 def test_sample_trials_through_the_cli(tiny, tmp_path):
-    r = cli("cv", "--config", str(tiny), "--folds", "2", "--sample", "train.optimizer.lr=log:1e-3:0.5", "--trials", "3", "--json")
+    r = cli(
+        "cv",
+        "--config",
+        str(tiny),
+        "--folds",
+        "2",
+        "--sample",
+        "train.optimizer.lr=log:1e-3:0.5",
+        "--trials",
+        "3",
+        "--json",
+    )
     assert r.exit_code == 0, r.output
     s = json.loads(r.output)
     cfg = load_config(tiny)
@@ -279,7 +310,7 @@ def test_refit_trains_on_the_pool_and_tests_once(tiny, tmp_path):
     import torch
 
     from nntrain.models import build_model
-    from nntrain.runs import load_checkpoint
+    from nntrain.runs.files import load_checkpoint
 
     r = cli("cv", "--config", str(tiny), "--folds", "2", "--grid", "train.optimizer.lr=0.02,0.2", "--refit", "--json")
     assert r.exit_code == 0, r.output
@@ -290,13 +321,15 @@ def test_refit_trains_on_the_pool_and_tests_once(tiny, tmp_path):
     ckpt = load_checkpoint(Path(s["cv_dir"]) / "refit" / "last.pt")
     cfg = load_config(tiny, [f"train.optimizer.lr={s['best_params']['train.optimizer.lr']}"])
     _, test, _ = pool_folds(cfg, 2)
-    from nntrain.cv import dataset_for
+    from nntrain.cv.folds import dataset_for
 
     ds = dataset_for(cfg)
     model = build_model(cfg.model, ds.input_shape, ds.num_classes)
     model.load_state_dict(ckpt["model"])
     model.eval()
-    x = (ds.x[test].float() - torch.tensor(ckpt["norm_mean"])[:, None, None]) / torch.tensor(ckpt["norm_std"])[:, None, None]
+    x = (ds.x[test].float() - torch.tensor(ckpt["norm_mean"])[:, None, None]) / torch.tensor(ckpt["norm_std"])[
+        :, None, None
+    ]
     with torch.inference_mode():
         acc = (model(x).argmax(1) == ds.y[test]).float().mean().item()
     assert ref["test_acc"] == pytest.approx(acc, abs=1e-6)
@@ -354,6 +387,8 @@ def test_resume_refuses_a_cv_whose_folds_no_longer_match(tiny, tmp_path):
 def test_parse_grid_values_are_validated_and_typed(tiny):
     cfg = load_config(tiny)
     assert parse_grid(["train.reg=0,1e-4", "model.batchnorm=true,false"], cfg) == {
-        "train.reg": [0.0, 1e-4], "model.batchnorm": [True, False]}
+        "train.reg": [0.0, 1e-4],
+        "model.batchnorm": [True, False],
+    }
     with pytest.raises(ConfigError, match="swept twice"):
         parse_grid(["train.reg=0", "train.reg=1"], cfg)

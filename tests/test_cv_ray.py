@@ -63,16 +63,19 @@ def test_executor_ray_without_ray_says_how_to_install(tiny, tmp_path, monkeypatc
     assert "Traceback" not in r.output and cv_dirs(tmp_path) == []
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--executor", "dask"], "--executor 'dask': use local"),
-    (["--address", "auto"], "--address: only with --executor ray"),
-    (["--cpus-per-job", "2", "--gpus-per-job", "1"], "--cpus-per-job, --gpus-per-job: only with --executor ray"),
-    (["--executor", "ray", "--cpus-per-job", "0"], "--cpus-per-job 0: use a number > 0"),
-    (["--executor", "ray", "--gpus-per-job", "-0.5"], "--gpus-per-job -0.5: use 0 or more"),
-    (["--executor", "ray", "--gpus-per-job", "1.5"], "fractions only up to 1"),
-    (["--executor", "ray", "--cpus-per-job", "nan"], "--cpus-per-job nan"),
-    (["--executor", "ray", "--jobs", "2"], "--jobs 2: only with --executor local"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--executor", "dask"], "--executor 'dask': use local"),
+        (["--address", "auto"], "--address: only with --executor ray"),
+        (["--cpus-per-job", "2", "--gpus-per-job", "1"], "--cpus-per-job, --gpus-per-job: only with --executor ray"),
+        (["--executor", "ray", "--cpus-per-job", "0"], "--cpus-per-job 0: use a number > 0"),
+        (["--executor", "ray", "--gpus-per-job", "-0.5"], "--gpus-per-job -0.5: use 0 or more"),
+        (["--executor", "ray", "--gpus-per-job", "1.5"], "fractions only up to 1"),
+        (["--executor", "ray", "--cpus-per-job", "nan"], "--cpus-per-job nan"),
+        (["--executor", "ray", "--jobs", "2"], "--jobs 2: only with --executor local"),
+    ],
+)
 def test_bad_executor_flags_exit_2_before_anything_runs(tiny, tmp_path, args, message):
     r = cli("cv", "--config", str(tiny), *args)
     assert r.exit_code == 2, r.output
@@ -81,7 +84,7 @@ def test_bad_executor_flags_exit_2_before_anything_runs(tiny, tmp_path, args, me
 
 
 def test_relative_data_root_is_made_absolute_for_workers(tmp_path, monkeypatch):
-    from nntrain.ray_executor import absolute_data_root
+    from nntrain.cv.ray_cluster import absolute_data_root
 
     monkeypatch.chdir(tmp_path)
     job = {"config": {"data": {"dataset": "npz", "root": "sets/x.npz"}, "seed": 0}, "fold": 1}
@@ -117,12 +120,18 @@ def ray_cluster():
         pytest.skip('the ray extra is not installed: pip install ".[dev,ray]"')
     import ray
 
-    from nntrain.ray_executor import runtime_env
+    from nntrain.cv.ray_cluster import runtime_env
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report over the network
     # address="local": a new instance even if a cluster runs on this machine
-    ray.init(address="local", num_cpus=2, include_dashboard=False, runtime_env=runtime_env(), logging_level=logging.WARNING,
-             log_to_driver=False)
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        runtime_env=runtime_env(),
+        logging_level=logging.WARNING,
+        log_to_driver=False,
+    )
     try:
         yield ray
     finally:
@@ -131,7 +140,7 @@ def ray_cluster():
 
 def record_executors(mp: pytest.MonkeyPatch) -> list:
     """Every RayExecutor the cv command makes from now on, to see where its jobs ran."""
-    import nntrain.ray_executor as rx
+    import nntrain.cv.ray_cluster as rx
 
     made = []
 
@@ -202,7 +211,10 @@ def test_resume_on_ray_runs_only_the_missing_fold(two_runs, tmp_path, monkeypatc
 def test_job_larger_than_any_node_exits_2_before_the_cv_directory(ray_cluster, tiny, tmp_path):
     r = cli("cv", "--config", str(tiny), "--executor", "ray", "--cpus-per-job", "4")
     assert r.exit_code == 2, r.output
-    assert "--cpus-per-job 4 --gpus-per-job 0: no node of the Ray cluster has that much (largest: 2 CPUs, 0 GPUs)" in r.output
+    assert (
+        "--cpus-per-job 4 --gpus-per-job 0: no node of the Ray cluster has that much (largest: 2 CPUs, 0 GPUs)"
+        in r.output
+    )
     assert "Traceback" not in r.output and cv_dirs(tmp_path) == []
     assert ray_cluster.is_initialized()  # a connection the caller made is left alone
 
@@ -217,21 +229,21 @@ def test_gpus_for_a_cpu_config_exit_2(tiny, tmp_path):
 
 @needs_ray
 def test_worker_that_cannot_read_the_data_names_node_and_path(ray_cluster, tmp_path, monkeypatch):
-    import nntrain.cv
+    import nntrain.cv.folds
 
     rng = np.random.default_rng(0)
     npz = tmp_path / "shared" / "set.npz"
     npz.parent.mkdir()
     np.savez(npz, x=rng.integers(0, 256, (60, 8, 8), dtype=np.uint8), y=np.arange(60) % 3)
     cfg = write_tiny(tmp_path, dataset="npz", root=str(npz))
-    check = nntrain.cv.check
+    check = nntrain.cv.folds.check
 
     def driver_reads_then_data_vanishes(plan, **kw):  # the driver could read it; the workers cannot
         folds = check(plan, **kw)
         npz.unlink()
         return folds
 
-    monkeypatch.setattr(nntrain.cv, "check", driver_reads_then_data_vanishes)
+    monkeypatch.setattr(nntrain.cv.folds, "check", driver_reads_then_data_vanishes)
     r = cli("cv", "--config", str(cfg), *CV, "--executor", "ray")
     assert r.exit_code == 2, r.output
     out = " ".join(r.output.split())  # the error console wraps long lines
@@ -243,8 +255,8 @@ def test_worker_that_cannot_read_the_data_names_node_and_path(ray_cluster, tmp_p
 
 @needs_ray
 def test_a_worker_that_dies_gives_one_message_and_stops_the_cv(ray_cluster):
+    from nntrain.cv.ray_cluster import RayExecutor
     from nntrain.errors import NntrainError
-    from nntrain.ray_executor import RayExecutor
 
     def die(job, report):  # a local function: Ray ships it by value; its worker process exits at once
         os._exit(3)

@@ -8,17 +8,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import nntrain.augment as augment
+import nntrain.data.augment as augment
 from nntrain.config import AugmentConfig, load_config
-from nntrain.engine import fit
-
+from nntrain.training.engine import fit
 
 TINY = ["device=cpu", "model.channels=[4]", "model.hidden=[8]", "train.epochs=2", "train.batch_size=128"]
 
 
 @pytest.fixture
 def tiny_data():
-    from nntrain.pipeline import setup
+    from nntrain.pipeline.setup import setup
 
     cfg = load_config(None, TINY)
     return setup(cfg), cfg
@@ -32,8 +31,12 @@ def test_random_crop_is_a_window_of_the_padded_image_and_covers_every_offset():
     padded = F.pad(x, (p, p, p, p))
     seen = set()
     for i in range(len(x)):
-        hits = [(dy, dx) for dy in range(2 * p + 1) for dx in range(2 * p + 1)
-                if torch.equal(out[i], padded[i, :, dy : dy + 6, dx : dx + 5])]
+        hits = [
+            (dy, dx)
+            for dy in range(2 * p + 1)
+            for dx in range(2 * p + 1)
+            if torch.equal(out[i], padded[i, :, dy : dy + 6, dx : dx + 5])
+        ]
         assert len(hits) == 1, i  # random data: exactly one window matches
         seen.add(hits[0])
     assert len(seen) == (2 * p + 1) ** 2  # 300 draws over 25 offsets: all appear
@@ -75,7 +78,8 @@ def test_fit_augments_each_train_batch_and_never_evaluation(tiny_data):
 
 
 def test_train_run_wires_data_augment_from_config(tiny_data, monkeypatch, tmp_path):
-    from nntrain.pipeline import setup, train_run
+    from nntrain.pipeline.setup import setup
+    from nntrain.pipeline.train import train_run
 
     flips = []
     real = augment.random_hflip

@@ -8,9 +8,10 @@ import numpy as np
 import torch
 from typer.testing import CliRunner
 
-from nntrain.cli import app
+from nntrain.cli.app import app
 from nntrain.config import DATASETS, load_config
-from nntrain.data import LOADERS, load_dataset, make_splits
+from nntrain.data.registry import LOADERS, load_dataset
+from nntrain.data.splits import make_splits
 
 runner = CliRunner()
 
@@ -60,8 +61,20 @@ def test_report_counts_range_and_duplicates_against_an_independent_oracle(tmp_pa
 
 def test_plain_report_warns_about_duplicates_and_train_test_only(tmp_path):
     p, _, _ = dup_npz(tmp_path)
-    res = runner.invoke(app, ["data", "--set", "data.dataset=npz", "--set", f"data.root={p}",
-                              "--set", "data.val_fraction=0", "--grid", str(tmp_path / "g.png")])
+    res = runner.invoke(
+        app,
+        [
+            "data",
+            "--set",
+            "data.dataset=npz",
+            "--set",
+            f"data.root={p}",
+            "--set",
+            "data.val_fraction=0",
+            "--grid",
+            str(tmp_path / "g.png"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "class counts per split:" in res.stdout and "image shape  1x6x6" in res.stdout
     assert "train 187  val 0  test 33" in res.stdout  # test_fraction 0.15 of 220
@@ -70,9 +83,9 @@ def test_plain_report_warns_about_duplicates_and_train_test_only(tmp_path):
 
 
 def test_grid_shows_exactly_the_normalized_augmented_batch(tmp_path):
-    from nntrain.augment import make_augment
-    from nntrain.datareport import network_view
-    from nntrain.pipeline import setup
+    from nntrain.data.augment import make_augment
+    from nntrain.data.report import network_view
+    from nntrain.pipeline.setup import setup
 
     cfg = load_config(None, ["device=cpu", "data.augment.crop_padding=2", "data.augment.hflip=true", "seed=3"])
     s = setup(cfg)
@@ -114,8 +127,19 @@ def test_imagefolder_duplicates_are_reported_by_file_name(tmp_path):
     written = sorted(write_imagefolder(tmp_path / "d", {"a": 15, "b": 15}, size=(6, 6)))
     for k in range(8):  # 8 byte-identical copies of a/000.png in class b
         shutil.copy(written[0], tmp_path / "d" / "b" / f"copy{k}.png")
-    res = runner.invoke(app, ["data", "--set", "data.dataset=imagefolder", "--set", f"data.root={tmp_path / 'd'}",
-                              "--grid", str(tmp_path / "g.png"), "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "data",
+            "--set",
+            "data.dataset=imagefolder",
+            "--set",
+            f"data.root={tmp_path / 'd'}",
+            "--grid",
+            str(tmp_path / "g.png"),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     dups = json.loads(res.stdout)["duplicates"]
     assert sum(d["count"] for d in dups.values()) >= 1  # 9 identical files over 3 splits must cross one

@@ -7,9 +7,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from nntrain.cli import app
+from nntrain.cli.app import app
 from nntrain.config import load_config
-from nntrain.data import load_dataset
+from nntrain.data.registry import load_dataset
 
 runner = CliRunner()
 rng = np.random.default_rng(0)
@@ -50,8 +50,10 @@ BAD = {
     "wrong rank": (dict(x=NCHW.reshape(20, -1), y=Y), "x has 2 dimensions (20, 90)"),
     "no channel axis": (dict(x=rng.integers(0, 9, (20, 5, 6, 7), dtype=np.uint8), y=Y), "no axis of size 1 or 3"),
     "N mismatch": (dict(x=NCHW, y=Y[:19]), "x has 20 images but y has 19 labels"),
-    "label out of range": (dict(x=NCHW, y=np.where(Y == 3, 7, Y), classes=np.array(list("abcd"))),
-                           "label 7 in y is out of range; allowed: 0..3"),
+    "label out of range": (
+        dict(x=NCHW, y=np.where(Y == 3, 7, Y), classes=np.array(list("abcd"))),
+        "label 7 in y is out of range; allowed: 0..3",
+    ),
     "negative label": (dict(x=NCHW, y=Y - 1), "label -1 in y is out of range"),
     "float labels": (dict(x=NCHW, y=Y.astype(float)), "y must be a 1-D array of integer labels"),
     "int32 pixels": (dict(x=NCHW.astype(np.int32), y=Y), "x has dtype int32; expected uint8"),
@@ -65,8 +67,9 @@ BAD = {
 def test_bad_npz_exits_2_with_one_clear_message(tmp_path, case):
     arrays, message = BAD[case]
     path = save(tmp_path, **arrays)
-    res = runner.invoke(app, ["data", "--set", "data.dataset=npz", "--set", f"data.root={path}",
-                              "--grid", str(tmp_path / "g.png")])
+    res = runner.invoke(
+        app, ["data", "--set", "data.dataset=npz", "--set", f"data.root={path}", "--grid", str(tmp_path / "g.png")]
+    )
     assert res.exit_code == 2 and isinstance(res.exception, SystemExit), res.output
     assert res.output.startswith("error: ") and res.output.count("\n") == 1, res.output
     assert message in res.output and str(path) in res.output

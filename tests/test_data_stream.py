@@ -8,16 +8,16 @@ import json
 import numpy as np
 import pytest
 import torch
+from data_files import write_imagefolder
 from typer.testing import CliRunner
 
-from data_files import write_imagefolder
-from nntrain.cli import app
+from nntrain.cli.app import app
 from nntrain.config import load_config
-from nntrain.datasets.imagefolder import ImageFiles
+from nntrain.data.formats.imagefolder import ImageFiles
+from nntrain.data.streaming import StreamSplit
 from nntrain.errors import DataError
-from nntrain.pipeline import setup
-from nntrain.engine import fit
-from nntrain.streaming import StreamSplit
+from nntrain.pipeline.setup import setup
+from nntrain.training.engine import fit
 
 CPU = torch.device("cpu")
 SMALL = ["device=cpu", "model.channels=[4]", "model.hidden=[8]", "train.epochs=2", "train.batch_size=32"]
@@ -34,7 +34,11 @@ def npz(tmp_path):
 
 def batches(split, seed=0, bs=32):
     perm = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
-    return list(split.train_batches(perm, bs)) + list(split.train_batches(perm, bs, start=2)) + list(split.eval_batches(bs))
+    return (
+        list(split.train_batches(perm, bs))
+        + list(split.train_batches(perm, bs, start=2))
+        + list(split.eval_batches(bs))
+    )
 
 
 def test_streamed_batches_equal_in_memory_batches(npz):
@@ -44,7 +48,7 @@ def test_streamed_batches_equal_in_memory_batches(npz):
     assert any("streaming batches through a DataLoader with 1 worker" in n for n in stream.dataset.notes)
     assert torch.equal(stream.data.mean, mem.data.mean)  # train < 1024 images: the stats sample is all of train
     with pytest.raises(DataError, match="raise data.memory_limit_mb"):
-        stream.data.train.x  # code written for resident tensors gets a clear message, not an AttributeError
+        _ = stream.data.train.x  # code written for resident tensors gets a clear message, not an AttributeError
     for name in ("train", "val", "test"):
         a, b = batches(getattr(mem.data, name)), batches(getattr(stream.data, name))
         assert len(a) == len(b) > 0
@@ -82,9 +86,23 @@ def test_imagefolder_streams_files_decoded_by_workers(tmp_path):
 
 def test_data_command_says_it_streams(tmp_path):
     write_imagefolder(tmp_path / "d", {"a": 6, "b": 6}, size=(8, 8))
-    res = CliRunner().invoke(app, ["data", "--set", "data.dataset=imagefolder", "--set", f"data.root={tmp_path / 'd'}",
-                                   "--set", "data.memory_limit_mb=0.001", "--set", "data.workers=0",
-                                   "--grid", str(tmp_path / "g.png"), "--json"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "data",
+            "--set",
+            "data.dataset=imagefolder",
+            "--set",
+            f"data.root={tmp_path / 'd'}",
+            "--set",
+            "data.memory_limit_mb=0.001",
+            "--set",
+            "data.workers=0",
+            "--grid",
+            str(tmp_path / "g.png"),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
     assert report["storage"] == "streaming" and "note: 12 images 3x8x8" in res.stderr

@@ -9,12 +9,13 @@ import os
 import numpy as np
 import pytest
 import torch
+from data_files import write_cifar10, write_cifar100, write_mnist
 from typer.testing import CliRunner
 
-from data_files import write_cifar10, write_cifar100, write_mnist
-from nntrain.cli import app
+from nntrain.cli.app import app
 from nntrain.config import load_config
-from nntrain.data import load_dataset, make_splits
+from nntrain.data.registry import load_dataset
+from nntrain.data.splits import make_splits
 
 runner = CliRunner()
 
@@ -60,15 +61,20 @@ def test_cifar100_fine_labels(tmp_path, no_md5):
     assert np.abs(ds.x[:, 0].double().numpy() - luma).max() <= 0.5 + 1e-9
 
 
-@pytest.mark.parametrize("name,where,url", [
-    ("mnist", "MNIST/raw", "ossci-datasets"),
-    ("fashion_mnist", "FashionMNIST/raw", "fashion-mnist"),
-    ("cifar10", "cifar-10-batches-py", "cifar-10-python.tar.gz"),
-    ("cifar100", "cifar-100-python", "cifar-100-python.tar.gz"),
-])
+@pytest.mark.parametrize(
+    "name,where,url",
+    [
+        ("mnist", "MNIST/raw", "ossci-datasets"),
+        ("fashion_mnist", "FashionMNIST/raw", "fashion-mnist"),
+        ("cifar10", "cifar-10-batches-py", "cifar-10-python.tar.gz"),
+        ("cifar100", "cifar-100-python", "cifar-100-python.tar.gz"),
+    ],
+)
 def test_missing_files_say_where_and_how_to_get_them(tmp_path, name, where, url):
-    res = runner.invoke(app, ["data", "--set", f"data.dataset={name}", "--set", f"data.root={tmp_path}",
-                              "--grid", str(tmp_path / "g.png")])
+    res = runner.invoke(
+        app,
+        ["data", "--set", f"data.dataset={name}", "--set", f"data.root={tmp_path}", "--grid", str(tmp_path / "g.png")],
+    )
     assert res.exit_code == 2 and isinstance(res.exception, SystemExit), res.output
     assert res.output.startswith("error: ") and res.output.count("\n") == 1
     assert f"'{tmp_path / where}'" in res.output and "data.download: true" in res.output and url in res.output

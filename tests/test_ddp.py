@@ -19,27 +19,44 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import REPO
 from typer.testing import CliRunner
 
-from conftest import REPO
-from nntrain.cli import app
-from nntrain.data import Split
-from nntrain.distributed import Context, init_from_env
+from nntrain.cli.app import app
+from nntrain.data.types import Split
 from nntrain.errors import ConfigError
 from nntrain.models import reg_weights, regularization
-from nntrain.runs import load_checkpoint
+from nntrain.runs.files import load_checkpoint
+from nntrain.training.distributed import Context, init_from_env
 
 # no batchnorm: on CPU each rank would normalize by its own chunk (SyncBatchNorm needs CUDA).
 # 1257 train samples / 32 → the last global batch has 9 samples: chunks of 5 and 4.
-SETS = ("device=cpu", "model.channels=[8]", "model.hidden=[16]", "model.batchnorm=false",
-        "train.epochs=10", "train.batch_size=32", "train.reg=0.001")
+SETS = (
+    "device=cpu",
+    "model.channels=[8]",
+    "model.hidden=[16]",
+    "model.batchnorm=false",
+    "train.epochs=10",
+    "train.batch_size=32",
+    "train.reg=0.001",
+)
 EPOCHS = 10
 
 
 def torchrun(args: list[str], cwd: Path, **kw) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", COLUMNS="200")
     env.pop("WORLD_SIZE", None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "nntrain", "train", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "nntrain",
+        "train",
+        *args,
+    ]
     return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
@@ -108,8 +125,13 @@ def ddp_run(tmp_path_factory) -> dict:
     os.kill(workers(proc.pid)[1], signal.SIGTERM)
     _, stopped_err = finish(proc, timeout=90)
     run = the_run(cwd / "runs")
-    stopped = {"rc": proc.returncode, "err": stopped_err, "last_epoch": load_checkpoint(run / "last.pt")["epoch"],
-               "rows": len(metric_rows(run)[1]), "partial": load_checkpoint(run / "last.pt")["partial"] is not None}
+    stopped = {
+        "rc": proc.returncode,
+        "err": stopped_err,
+        "last_epoch": load_checkpoint(run / "last.pt")["epoch"],
+        "rows": len(metric_rows(run)[1]),
+        "partial": load_checkpoint(run / "last.pt")["partial"] is not None,
+    }
     proc = torchrun(["--resume", str(run)], cwd)
     out, err = finish(proc, timeout=240)
     return {"run": run, "stopped": stopped, "rc": proc.returncode, "out": out, "err": err}
@@ -157,7 +179,10 @@ def test_each_global_batch_is_split_into_contiguous_chunks_covering_it_once():
     split = Split(torch.arange(n, dtype=torch.float32)[:, None, None, None], torch.arange(n))
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(0))
     world = 3
-    per_rank = [list(Context(r, world, r, torch.device("cpu"), "gloo").batches(split, perm, batch, start=1)) for r in range(world)]
+    per_rank = [
+        list(Context(r, world, r, torch.device("cpu"), "gloo").batches(split, perm, batch, start=1))
+        for r in range(world)
+    ]
     for step in range(1, math.ceil(n / batch)):
         chunks = [per_rank[r][step - 1][1] for r in range(world)]
         assert torch.equal(torch.cat(chunks), perm[step * batch : (step + 1) * batch])

@@ -11,12 +11,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from nntrain.cli import app
+from nntrain.cli.app import app
 from nntrain.config import DiagnosticsConfig, load_config
-from nntrain.diagnostics import Diagnostics
-from nntrain.engine import StopTraining, evaluate, fit
-from nntrain.pipeline import setup
-from nntrain.runs import RunDir, load_checkpoint
+from nntrain.pipeline.setup import setup
+from nntrain.runs.files import load_checkpoint
+from nntrain.runs.rundir import RunDir
+from nntrain.training.advice import Diagnostics
+from nntrain.training.callbacks import StopTraining
+from nntrain.training.engine import evaluate, fit
 
 torch.set_num_threads(1)  # tiny models: threads only oversubscribe a shared 2-core machine
 
@@ -24,8 +26,15 @@ TINY = ["--set", "model.channels=[4]", "--set", "model.hidden=[16]"]
 
 
 def record(epoch, loss, *, train_acc=0.5, val_acc=0.5, lr=0.1, **ratios):
-    r = {"epoch": epoch, "train_loss": loss, "train_acc": train_acc, "val_acc": val_acc, "val_loss": loss,
-         "lr": lr, "seconds": 0.0}
+    r = {
+        "epoch": epoch,
+        "train_loss": loss,
+        "train_acc": train_acc,
+        "val_acc": val_acc,
+        "val_loss": loss,
+        "lr": lr,
+        "seconds": 0.0,
+    }
     r.update({f"update_ratio.{k}": v for k, v in ratios.items()})
     return r
 
@@ -90,11 +99,15 @@ def test_overfitting_gap_reported_once_and_only_above_the_threshold():
     run_records(at_threshold, [record(e, 1.0 / e, train_acc=1.0, val_acc=0.75) for e in range(1, 4)])
     assert "overfit" not in rules(at_threshold)  # a gap of exactly 0.25 is not "above"
     diag = Diagnostics(DiagnosticsConfig(overfit_gap=0.1, overfit_epochs=2))
-    run_records(diag, [
-        record(1, 1.0, train_acc=0.8, val_acc=0.78),
-        record(2, 0.9, train_acc=0.31, val_acc=0.20),  # one noisy epoch: not yet
-        record(3, 0.8, train_acc=0.50, val_acc=0.48),
-    ] + [record(e, 1.0 / e, train_acc=0.99, val_acc=0.80) for e in range(4, 8)])
+    run_records(
+        diag,
+        [
+            record(1, 1.0, train_acc=0.8, val_acc=0.78),
+            record(2, 0.9, train_acc=0.31, val_acc=0.20),  # one noisy epoch: not yet
+            record(3, 0.8, train_acc=0.50, val_acc=0.48),
+        ]
+        + [record(e, 1.0 / e, train_acc=0.99, val_acc=0.80) for e in range(4, 8)],
+    )
     assert rules(diag).count("overfit") == 1
     a = next(a for a in diag.advice if a.rule == "overfit")
     assert a.epoch == 5 and "overfitting: raise reg or get more data" in a.message
@@ -102,15 +115,24 @@ def test_overfitting_gap_reported_once_and_only_above_the_threshold():
 
 def test_update_ratio_names_the_layer_and_the_direction_early_only():
     diag = Diagnostics(DiagnosticsConfig(update_ratio=1e-3, update_ratio_factor=100, early_epochs=2))
-    run_records(diag, [
-        record(1, 2.0, conv1=0.5, fc1=1e-3, out=2e-3),  # conv1 500x too big
-        record(2, 1.5, conv1=0.4, fc1=1e-6, out=1e-3),  # fc1 1000x too small; conv1 already said
-        record(3, 1.0, conv1=0.5, fc1=1e-3, out=1.0),   # past early_epochs: not checked
-    ])
+    run_records(
+        diag,
+        [
+            record(1, 2.0, conv1=0.5, fc1=1e-3, out=2e-3),  # conv1 500x too big
+            record(2, 1.5, conv1=0.4, fc1=1e-6, out=1e-3),  # fc1 1000x too small; conv1 already said
+            record(3, 1.0, conv1=0.5, fc1=1e-3, out=1.0),  # past early_epochs: not checked
+        ],
+    )
     assert rules(diag) == ["update_ratio.conv1.high", "update_ratio.fc1.low"]
     high, low = diag.advice
-    assert high.message.startswith("layer conv1:") and "far above" in high.message and "lower the learning rate" in high.message
-    assert low.message.startswith("layer fc1:") and "far below" in low.message and "raise the learning rate" in low.message
+    assert (
+        high.message.startswith("layer conv1:")
+        and "far above" in high.message
+        and "lower the learning rate" in high.message
+    )
+    assert (
+        low.message.startswith("layer fc1:") and "far below" in low.message and "raise the learning rate" in low.message
+    )
 
 
 def test_disabled_diagnostics_say_nothing_and_never_stop():

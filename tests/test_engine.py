@@ -8,11 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nntrain.data import Split
-from nntrain.engine import evaluate, fit, train_one_epoch, make_optimizer
+from nntrain.data.types import Split
 from nntrain.models import reg_weights, regularization
-from nntrain.pipeline import setup, train_run
-from nntrain.runs import load_checkpoint
+from nntrain.pipeline.setup import setup
+from nntrain.pipeline.train import train_run
+from nntrain.runs.files import load_checkpoint
+from nntrain.training.engine import evaluate, fit, train_one_epoch
+from nntrain.training.optim import make_optimizer
 
 
 def test_epoch_loss_is_data_loss_plus_reg_before_the_step(tiny_cfg):
@@ -44,7 +46,9 @@ def test_every_sample_is_used_once_per_epoch(tiny_cfg):
         full = F.cross_entropy(model(x), y).item()
     opt = make_optimizer(model, cfg.train.optimizer)
     bs = math.ceil(len(y) / 3)
-    stats = train_one_epoch(model, s.data.train, optimizer=opt, batch_size=bs, reg=0.0, generator=torch.Generator().manual_seed(1))
+    stats = train_one_epoch(
+        model, s.data.train, optimizer=opt, batch_size=bs, reg=0.0, generator=torch.Generator().manual_seed(1)
+    )
     assert len(stats.step_losses) == 3
     assert stats.loss == pytest.approx(full, rel=1e-5)
 
@@ -124,8 +128,12 @@ def test_divergence_stops_with_a_reason(tiny_cfg):
 @pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "rmsprop"])
 def test_every_optimizer_trains(tiny_cfg, name):
     lr = 0.05 if name == "sgd" else 3e-3
-    cfg = tiny_cfg(f"train.optimizer.name={name}", f"train.optimizer.lr={lr}", "train.epochs=3",
-                   f"train.optimizer.nesterov={'true' if name == 'sgd' else 'false'}")
+    cfg = tiny_cfg(
+        f"train.optimizer.name={name}",
+        f"train.optimizer.lr={lr}",
+        "train.epochs=3",
+        f"train.optimizer.nesterov={'true' if name == 'sgd' else 'false'}",
+    )
     s = setup(cfg)
     model = s.new_model()
     opt = make_optimizer(model, cfg.train.optimizer)

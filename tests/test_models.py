@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from nntrain.config import ModelConfig
 from nntrain.errors import ConfigError
@@ -15,12 +14,24 @@ from nntrain.models import build_model, first_layer_weights, reg_weights, regula
 
 
 def test_cnn_layout_follows_the_spec():
-    m = build_model(ModelConfig(name="cnn", channels=(8, 16), hidden=(32,), batchnorm=True, dropout=0.25), (3, 32, 32), 7)
+    m = build_model(
+        ModelConfig(name="cnn", channels=(8, 16), hidden=(32,), batchnorm=True, dropout=0.25), (3, 32, 32), 7
+    )
     kinds = [type(x).__name__ for x in m]
     assert kinds == [
-        "Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d",
-        "Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d",
-        "Flatten", "Linear", "ReLU", "Dropout", "Linear",
+        "Conv2d",
+        "BatchNorm2d",
+        "ReLU",
+        "MaxPool2d",
+        "Conv2d",
+        "BatchNorm2d",
+        "ReLU",
+        "MaxPool2d",
+        "Flatten",
+        "Linear",
+        "ReLU",
+        "Dropout",
+        "Linear",
     ]
     assert m.conv1.kernel_size == (3, 3) and m.conv1.padding == (1, 1)
     assert m.fc1.in_features == 16 * 8 * 8 and m.out.out_features == 7

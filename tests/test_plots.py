@@ -17,13 +17,10 @@ from matplotlib.image import imread
 from scipy import ndimage
 from typer.testing import CliRunner
 
-from nntrain.cli import app
+from nntrain.cli.app import app
+from nntrain.plots import BACKGROUND, curves_figure, filter_tiles, lr_sweep_figure, tile_mosaic, tile_scale
 
 torch.set_num_threads(1)  # tiny models: threads only oversubscribe a shared 2-core machine
-
-from nntrain.plots import (  # noqa: E402
-    BACKGROUND, curves_figure, filter_tiles, lr_sweep_figure, tile_mosaic, tile_scale,
-)
 
 TINY = ["--set", "model.channels=[4]", "--set", "model.hidden=[16]", "--set", "train.epochs=2"]
 
@@ -148,10 +145,13 @@ def test_plot_filters_of_an_mlp_draws_each_hidden_unit_as_an_input_image(runs, t
     assert len(png_tiles(out, 8 * k, 8 * k)) == 16  # model.hidden=[16], each unit an 8x8 digit image
 
 
-@pytest.mark.parametrize("make_target,needle", [
-    (lambda tmp, runs: tmp / "nope", "does not exist"),
-    (lambda tmp, runs: tmp, "holds no best.pt or last.pt"),
-])
+@pytest.mark.parametrize(
+    "make_target,needle",
+    [
+        (lambda tmp, runs: tmp / "nope", "does not exist"),
+        (lambda tmp, runs: tmp, "holds no best.pt or last.pt"),
+    ],
+)
 def test_plot_filters_bad_source_exits_2(tmp_path, runs, make_target, needle):
     res = invoke("plot-filters", make_target(tmp_path, runs))
     assert res.exit_code == 2 and needle in res.output and "Traceback" not in res.output
@@ -184,7 +184,7 @@ def test_every_train_run_writes_curves_with_its_own_numbers(runs):
 
 
 def test_plot_curves_draws_one_line_per_run_on_shared_axes(runs, tmp_path):
-    from nntrain.monitor import read_curves
+    from nntrain.pipeline.artifacts import read_curves
 
     curves = [read_curves(runs["cnn"]), read_curves(runs["mlp"])]
     fig = curves_figure(curves)
@@ -194,8 +194,12 @@ def test_plot_curves_draws_one_line_per_run_on_shared_axes(runs, tmp_path):
     def lines(ax, gid):
         return [line for line in ax.get_lines() if line.get_gid() == gid]
 
-    for ax, gid, column in [(ax_loss, "train-loss", "train_loss"), (ax_acc, "val-acc", "val_acc"),
-                            (ax_acc, "train-acc", "train_acc"), (ax_lr, "lr", "lr")]:
+    for ax, gid, column in [
+        (ax_loss, "train-loss", "train_loss"),
+        (ax_acc, "val-acc", "val_acc"),
+        (ax_acc, "train-acc", "train_acc"),
+        (ax_lr, "lr", "lr"),
+    ]:
         drawn = lines(ax, gid)
         assert len(drawn) == 2  # one per run
         for line, run in zip(drawn, (runs["cnn"], runs["mlp"])):
@@ -221,8 +225,8 @@ def test_plot_curves_rejects_a_directory_that_is_not_a_run(tmp_path):
 
 def test_lr_sweep_shows_a_diverged_lr_as_a_curve_and_a_row(tmp_path):
     from nntrain.config import load_config
-    from nntrain.lrsweep import lr_sweep, recommendation
-    from nntrain.pipeline import setup
+    from nntrain.pipeline.lrsweep import lr_sweep, recommendation
+    from nntrain.pipeline.setup import setup
 
     s = setup(load_config(None, ["model.channels=[4]", "model.hidden=[16]", "device=cpu"]))
     result = lr_sweep(s, [0.05, 1e6], epochs=2)
@@ -238,8 +242,18 @@ def test_lr_sweep_shows_a_diverged_lr_as_a_curve_and_a_row(tmp_path):
 
 
 def test_lr_sweep_cli_prints_table_and_recommendation(tmp_path):
-    res = invoke("lr-sweep", *TINY, "--set", f"output.runs_dir={tmp_path}", "--lrs", "0.05,1e6",
-                 "--epochs", "1", "--out", tmp_path / "sweep.png")
+    res = invoke(
+        "lr-sweep",
+        *TINY,
+        "--set",
+        f"output.runs_dir={tmp_path}",
+        "--lrs",
+        "0.05,1e6",
+        "--epochs",
+        "1",
+        "--out",
+        tmp_path / "sweep.png",
+    )
     assert res.exit_code == 0, res.output
     rows = {line.split()[0]: line for line in res.output.splitlines() if line.strip()}
     assert "diverged" in rows["1e+06"] and "best" in rows["0.05"]
@@ -303,7 +317,11 @@ def test_tensorboard_logs_the_metrics_and_the_filter_grid(tmp_path):
     acc = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0})
     acc.Reload()
     metrics = read_csv(run / "metrics.csv")
-    for tag, column in [("loss/train", "train_loss"), ("accuracy/val", "val_acc"), ("update_ratio/conv1", "update_ratio.conv1")]:
+    for tag, column in [
+        ("loss/train", "train_loss"),
+        ("accuracy/val", "val_acc"),
+        ("update_ratio/conv1", "update_ratio.conv1"),
+    ]:
         events = acc.Scalars(tag)
         assert [e.step for e in events] == [1, 2]
         np.testing.assert_allclose([e.value for e in events], [float(r[column]) for r in metrics], rtol=1e-6)

@@ -30,7 +30,7 @@ def test_quickstart_has_two_commands_and_ci_runs_the_test_one():
 def test_every_command_is_documented():
     from typer.main import get_command
 
-    from nntrain.cli import app
+    from nntrain.cli.app import app
 
     names = set(get_command(app).commands)
     for name in names:

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO
 from typer.testing import CliRunner
 
-from conftest import REPO
-from nntrain.cli import app
+from nntrain.cli.app import app
 from nntrain.errors import CheckpointError
-from nntrain.pipeline import resume_run, train_run
-from nntrain.runs import load_checkpoint
+from nntrain.pipeline.train import resume_run, train_run
+from nntrain.runs.files import load_checkpoint
 
 runner = CliRunner()
 
@@ -73,8 +73,18 @@ def test_resume_rejects_config_and_set(tmp_path):
 
 
 def _spawn_train(tmp_path: Path, *sets: str) -> subprocess.Popen:
-    args = [sys.executable, "-m", "nntrain", "train", "--set", "device=cpu", "--set", f"output.runs_dir={tmp_path / 'runs'}",
-            "--set", "output.checkpoint_seconds=0"]  # a checkpoint every epoch
+    args = [
+        sys.executable,
+        "-m",
+        "nntrain",
+        "train",
+        "--set",
+        "device=cpu",
+        "--set",
+        f"output.runs_dir={tmp_path / 'runs'}",
+        "--set",
+        "output.checkpoint_seconds=0",
+    ]  # a checkpoint every epoch
     for s in sets:
         args += ["--set", s]
     env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -99,15 +109,27 @@ def test_sigterm_checkpoints_prints_resume_and_exits_130(tmp_path):
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert f"Resume with: nntrain train --resume {Path('runs') / run.name}" in err or "Resume with: nntrain train --resume" in err
+    assert (
+        f"Resume with: nntrain train --resume {Path('runs') / run.name}" in err
+        or "Resume with: nntrain train --resume" in err
+    )
     assert "SIGTERM" in err and "Traceback" not in err
     last = load_checkpoint(run / "last.pt")
     assert last["epoch"] == len(rows(run)) and last["epoch"] < 60
     # resuming finishes the run with the metrics of an uninterrupted one
     res = runner.invoke(app, ["train", "--resume", str(run)])
     assert res.exit_code == 0, res.output
-    ref = runner.invoke(app, ["train", *sum((["--set", s] for s in sets), []), "--set", "device=cpu",
-                              "--set", f"output.runs_dir={tmp_path / 'ref'}"])
+    ref = runner.invoke(
+        app,
+        [
+            "train",
+            *sum((["--set", s] for s in sets), []),
+            "--set",
+            "device=cpu",
+            "--set",
+            f"output.runs_dir={tmp_path / 'ref'}",
+        ],
+    )
     assert ref.exit_code == 0
     (ref_run,) = (tmp_path / "ref").iterdir()
     assert rows(run) == rows(ref_run) and len(rows(run)) == 60
@@ -158,8 +180,21 @@ def test_untrusted_checkpoint_is_refused_and_its_code_never_runs(tmp_path, monke
 
 def train_run_tiny(tmp_path, monkeypatch, *extra):
     monkeypatch.chdir(tmp_path)
-    res = runner.invoke(app, ["train", "--set", "device=cpu", "--set", "model.channels=[8]", "--set", "model.hidden=[16]",
-                              "--set", "train.epochs=2", *extra])
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "--set",
+            "device=cpu",
+            "--set",
+            "model.channels=[8]",
+            "--set",
+            "model.hidden=[16]",
+            "--set",
+            "train.epochs=2",
+            *extra,
+        ],
+    )
     assert res.exit_code == 0, res.output
     (run,) = (tmp_path / "runs").iterdir()
     return res, run
@@ -193,7 +228,7 @@ def test_unwritable_output_directory(tmp_path, monkeypatch):
 
 
 def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    import nntrain.runs as runs
+    import nntrain.runs.files as runs
 
     real_fsync, real_write = os.fsync, runs._write_checkpoints
     state = {"calls": 0, "full": False}
@@ -211,8 +246,20 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypa
     monkeypatch.setattr(runs.os, "fsync", fsync)
     monkeypatch.setattr(runs, "_write_checkpoints", write_checkpoints)
     monkeypatch.chdir(tmp_path)
-    res = runner.invoke(app, ["train", "--set", "device=cpu", "--set", "model.channels=[8]", "--set", "train.epochs=3",
-                              "--set", "output.checkpoint_seconds=0"])
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "--set",
+            "device=cpu",
+            "--set",
+            "model.channels=[8]",
+            "--set",
+            "train.epochs=3",
+            "--set",
+            "output.checkpoint_seconds=0",
+        ],
+    )
     assert res.exit_code == 2, res.output
     assert "No space left on device" in res.stderr and "Traceback" not in res.output
     (run,) = (tmp_path / "runs").iterdir()
@@ -225,10 +272,12 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypa
 @pytest.mark.parametrize("seconds, last_writes", [(0, 3), (3600, 1)])
 def test_checkpoint_interval(tiny_cfg, monkeypatch, seconds, last_writes):
     """0: last.pt every epoch; a long interval: only the final state (and best.pt once)."""
-    import nntrain.runs as runs
+    import nntrain.runs.files as runs
 
     written, real = [], runs._write_checkpoints
-    monkeypatch.setattr(runs, "_write_checkpoints", lambda paths, obj: (written.extend(p.name for p in paths), real(paths, obj)))
+    monkeypatch.setattr(
+        runs, "_write_checkpoints", lambda paths, obj: (written.extend(p.name for p in paths), real(paths, obj))
+    )
     h, run = train_run(tiny_cfg("train.epochs=3", f"output.checkpoint_seconds={seconds}", "train.optimizer.lr=0.1"))
     assert written.count("last.pt") == last_writes and written.count("init.pt") == 1
     assert 1 <= written.count("best.pt") <= last_writes

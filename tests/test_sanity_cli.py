@@ -6,14 +6,12 @@ import json
 import re
 
 import pytest
-import torch
+from conftest import collector_states
 from typer.testing import CliRunner
 
-from nntrain import sanity
-from nntrain.cli import app
+from nntrain.cli.app import app
 from nntrain.config import Config, SanityConfig, read_yaml
-
-from conftest import collector_states
+from nntrain.sanity import runner as sanity
 
 NAMES = [c.name for c in sanity.CHECKS]
 FAST = ["--set", "device=cpu", "--set", "sanity.lr_probe_steps=20"]  # one epoch of the probe: enough to fail fast
@@ -30,9 +28,9 @@ def invoke(*args: str):
 def test_default_config_passes_every_check_and_prints_one_row_each(monkeypatch):
     import gc
 
-    import nntrain.sanity
+    import nntrain.sanity.runner
 
-    seen = collector_states(monkeypatch, nntrain.sanity, "run_sanity")  # the checks: collector on, heap frozen
+    seen = collector_states(monkeypatch, nntrain.sanity.runner, "run_sanity")  # the checks: collector on, heap frozen
     res = invoke("--set", "device=cpu", "--verbose")
     assert res.exit_code == 0, res.output
     assert seen[0][0] and seen[0][1] > 10_000
@@ -41,7 +39,7 @@ def test_default_config_passes_every_check_and_prints_one_row_each(monkeypatch):
     assert [line.split()[1] for line in rows] == NAMES
     assert all(line.startswith("PASS") for line in rows)
     assert res.output.rstrip().endswith("8/8 checks passed")
-    for i, name in enumerate(NAMES, start=1):  # progress: which check is running
+    for i, _name in enumerate(NAMES, start=1):  # progress: which check is running
         assert f"[{i}/8] {sanity.CHECKS[i - 1].title} ..." in res.output
     # --verbose: the overfit epochs in the lecture's format, 1..N, ending at 100% train accuracy
     epochs = [LECTURE_LINE.match(line) for line in res.output.splitlines() if line.startswith("Finished epoch")]
@@ -134,8 +132,8 @@ def test_terminal_rendering_shows_progress_table_and_hints(monkeypatch):
 
     from rich.console import Console
 
-    import nntrain.console as con
-    from nntrain.checks import CheckResult
+    import nntrain.cli.render as con
+    from nntrain.sanity.checks import CheckResult
 
     buf = io.StringIO()
     monkeypatch.setattr(con, "console", Console(file=buf, force_terminal=True, width=120, highlight=False))

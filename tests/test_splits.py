@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from nntrain.config import Config
-from nntrain.data import load_dataset, make_splits, prepare
+from nntrain.data.memory import prepare
+from nntrain.data.registry import load_dataset
+from nntrain.data.splits import holdout, make_splits
 from nntrain.errors import DataError
-from nntrain.splits import holdout
 
 
 def digits_y():

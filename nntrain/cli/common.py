@@ -1,0 +1,63 @@
+"""What every command shares: the --config/--set options, loading them, and the guard that
+turns an ``NntrainError`` into one message and an exit code (0 ok · 1 negative verdict ·
+2 bad input · 130 interrupted) — the only place that does."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Any, Callable, List, Optional
+
+import typer
+
+ConfigOpt = typer.Option(
+    None, "--config", "-c", help="YAML config file (default: the built-in defaults = configs/default.yaml)."
+)
+
+
+SetOpt = typer.Option(
+    None, "--set", "-s", help="Override a key, validated like the file: --set train.optimizer.lr=0.01 (repeatable)."
+)
+
+
+def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Bad input → one line on stderr + exit 2; negative verdict → 1; Ctrl-C → 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from nntrain.errors import NntrainError
+
+        try:
+            return fn(*args, **kwargs)
+        except NntrainError as e:
+            from nntrain.cli.render import error
+
+            if e.exit_code == 130:
+                print(str(e), file=sys.stderr, flush=True)
+            else:
+                error(str(e))
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            from nntrain.cli.render import error
+
+            error("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def load_cfg(config: Optional[Path], overrides: Optional[List[str]]):
+    from nntrain.config import load_config
+
+    return load_config(config, overrides or [])
+
+
+def out_path(out: Path) -> Path:
+    from nntrain.errors import NntrainError
+
+    if not out.parent.is_dir():
+        raise NntrainError(
+            f"--out {out}: the directory '{out.parent}' does not exist; create it or choose another path"
+        )
+    return out

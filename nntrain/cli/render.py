@@ -1,0 +1,390 @@
+"""The one place that writes to the terminal.
+
+On a TTY: rich live tables and panels. Not a TTY (CI, ``| tee log``, tests): plain
+one-line-per-epoch text with no escape codes. Library code never prints; it reports
+through callbacks such as ``EpochReporter``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def is_tty() -> bool:
+    return console.is_terminal
+
+
+def plain(line: str) -> None:
+    """A plain line on stdout: no markup, no wrapping, no escape codes."""
+    print(line, flush=True)
+
+
+def error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def note(message: str) -> None:
+    """Information about the input (on stderr, so --json output stays clean)."""
+    print(f"note: {message}", file=sys.stderr, flush=True)
+
+
+def fmt_acc(v: float) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
+
+
+def epoch_line(r: dict[str, Any], epochs: int) -> str:
+    return (
+        f"epoch {r['epoch']:>{len(str(epochs))}}/{epochs}  loss {r['train_loss']:.4f}  "
+        f"train {fmt_acc(r['train_acc'])}  val {fmt_acc(r['val_acc'])}  "
+        f"val_loss {r['val_loss']:.4f}  lr {r['lr']:.2e}  {r['seconds']:.2f}s" + ("  *" if r.get("best") else "")
+    )
+
+
+class EpochReporter:
+    """Training callback: a live table on a terminal, one plain line per epoch otherwise."""
+
+    def __init__(self, title: str = "training", *, live: bool | None = None):
+        self.title = title
+        self.live = is_tty() if live is None else live
+        self.records: list[dict[str, Any]] = []
+        self.epochs = 0
+        self._live: Live | None = None
+
+    def on_fit_start(self, info: dict[str, Any]) -> None:
+        self.epochs = info["epochs"]
+        if self.live:
+            self._live = Live(self._table(), console=console, refresh_per_second=8, vertical_overflow="visible")
+            self._live.start()
+        else:
+            plain(f"{self.title}: {info['epochs']} epochs on {info['device']}, {info['n_train']} train samples")
+
+    def on_epoch_end(self, record: dict[str, Any]) -> None:
+        self.records.append(dict(record))
+        if self._live is not None:
+            self._live.update(self._table())
+        else:
+            plain(epoch_line(record, self.epochs))
+
+    def on_fit_end(self, history: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def _table(self) -> Table:
+        t = Table(title=self.title, title_justify="left")
+        for col in ("epoch", "loss", "train acc", "val acc", "val loss", "lr", "time"):
+            t.add_column(col, justify="right")
+        if not self.records:
+            return t
+        best_val = max((r["val_acc"] for r in self.records if not math.isnan(r["val_acc"])), default=math.nan)
+        best_loss = min((r["train_loss"] for r in self.records if math.isfinite(r["train_loss"])), default=math.nan)
+        best_train = max(r["train_acc"] for r in self.records)
+        for r in self.records:
+
+            def mark(text: str, hit: bool) -> str:
+                return f"[bold green]{text}[/]" if hit else text
+
+            t.add_row(
+                f"{r['epoch']}/{self.epochs}",
+                mark(f"{r['train_loss']:.4f}", r["train_loss"] == best_loss),
+                mark(fmt_acc(r["train_acc"]), r["train_acc"] == best_train),
+                mark(fmt_acc(r["val_acc"]), r["val_acc"] == best_val),
+                f"{r['val_loss']:.4f}",
+                f"{r['lr']:.2e}",
+                f"{r['seconds']:.2f}s",
+            )
+        return t
+
+
+def train_summary(summary: dict[str, Any], run_dir: str) -> None:
+    lines = [
+        f"test accuracy  {fmt_acc(summary['test_acc'])}  (best model: epoch {summary['best_epoch']}, "
+        f"val accuracy {fmt_acc(summary['best_val_acc'])})",
+        f"epochs run     {summary['epochs_run']}  in {summary['train_seconds']:.1f}s on {summary['device']}",
+        f"run directory  {run_dir}",
+    ]
+    if summary.get("stopped"):
+        lines.append(f"stopped        {summary['stopped']}")
+    if is_tty():
+        console.print(Panel("\n".join(lines), title="result", expand=False))
+    else:
+        for line in lines:
+            plain(line)
+
+
+# --------------------------------------------------------------------------- sanity
+
+
+def overfit_line(r: dict[str, Any]) -> str:
+    """The lecture's log line: ``Finished epoch 3 / 200: cost 2.301849, train: 0.600000, lr 1.000000e-03``."""
+    return (
+        f"Finished epoch {r['epoch']} / {r['epochs']}: cost {r['cost']:.6f}, "
+        f"train: {r['train_acc']:.6f}, lr {r['lr']:.6e}"
+    )
+
+
+class SanityReporter:
+    """Sanity callback: a live status line on a terminal (the running check, the overfit
+    epoch); plain lines otherwise. ``verbose`` prints every overfit epoch in the lecture's format."""
+
+    def __init__(self, *, verbose: bool = False, live: bool | None = None):
+        self.verbose = verbose
+        self.live = is_tty() if live is None else live
+        self._status: Any = None
+        self._label = ""
+
+    def on_check_start(self, info: dict[str, Any]) -> None:
+        self._label = f"[{info['index']}/{info['total']}] {info['title']}"
+        if not self.live:
+            plain(f"{self._label} ...")
+        elif self._status is None:
+            self._status = console.status(escape(self._label))
+            self._status.start()
+        else:
+            self._status.update(escape(self._label))
+
+    def on_overfit_epoch(self, record: dict[str, Any]) -> None:
+        if self.verbose:
+            if self._status is not None:
+                console.print(overfit_line(record), highlight=False, markup=False)
+            else:
+                plain(overfit_line(record))
+        if self._status is not None:
+            self._status.update(
+                f"{escape(self._label)}: epoch {record['epoch']}/{record['epochs']}, train {record['train_acc']:.0%}"
+            )
+
+    def on_check_end(self, result: Any) -> None:
+        if self._status is not None:
+            console.print(f"{'[green]PASS[/]' if result.passed else '[bold red]FAIL[/]'} {escape(self._label)}")
+
+    def close(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+
+def sanity_report(results: list[Any]) -> None:
+    """One row per check (name, measured, expected, verdict) and, for a failure, the hint."""
+    passed = sum(r.passed for r in results)
+    verdict = f"{passed}/{len(results)} checks passed"
+    if is_tty():
+        t = Table(title="sanity checks", title_justify="left")
+        for col in ("result", "check", "measured", "expected"):
+            t.add_column(col, overflow="fold")
+        for r in results:
+            t.add_row(
+                "[green]PASS[/]" if r.passed else "[bold red]FAIL[/]",
+                escape(r.name),
+                escape(r.measured),
+                escape(r.expected),
+            )
+        console.print(t)
+        for r in results:
+            if not r.passed and r.hint:
+                console.print(f"[bold red]{escape(r.name)}[/]: {escape(r.hint)}")
+        console.print(f"[bold]{verdict}[/]")
+        return
+    width = max(len(r.name) for r in results) if results else 0
+    for r in results:
+        plain(f"{'PASS' if r.passed else 'FAIL'}  {r.name:<{width}}  {r.measured}  (expected {r.expected})")
+        if not r.passed and r.hint:
+            plain(f"      {'':<{width}}  hint: {r.hint}")
+    plain(verdict)
+
+
+# --------------------------------------------------------------------------- monitoring
+
+
+def advice(a: Any, *, stderr: bool = False) -> None:
+    """A diagnostics message (``nntrain.diagnostics.Advice``), printed once when its rule first holds."""
+    line = f"advice (epoch {a.epoch}): {a.message}"
+    if stderr:
+        print(line, file=sys.stderr, flush=True)
+    elif is_tty():
+        console.print(f"[bold yellow]advice[/] (epoch {a.epoch}): {a.message}", soft_wrap=True, markup=True)
+    else:
+        plain(line)
+
+
+def rows_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    """A rich table on a terminal; aligned plain text otherwise."""
+    if is_tty():
+        t = Table(title=title, title_justify="left")
+        for col in columns:
+            t.add_column(col, justify="right")
+        for row in rows:
+            t.add_row(*row)
+        console.print(t)
+        return
+    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
+    plain(title)
+    plain("  ".join(c.rjust(w) for c, w in zip(columns, widths)))
+    for row in rows:
+        plain("  ".join(v.rjust(w) for v, w in zip(row, widths)))
+
+
+def per_class_table(rows: list[dict[str, Any]], title: str) -> None:
+    rows_table(
+        title,
+        ["class", "n", "correct", "accuracy"],
+        [[str(r["class"]), str(r["n"]), str(r["correct"]), fmt_acc(r["acc"])] for r in rows],
+    )
+
+
+def sweep_table(rows: list[dict[str, Any]]) -> None:
+    def num(v: Any) -> str:
+        return "-" if v is None else f"{v:.4f}"
+
+    rows_table(
+        "learning-rate sweep",
+        ["lr", "epochs", "final loss", "val acc", "verdict"],
+        [
+            [
+                f"{r['lr']:g}",
+                str(r["epochs_run"]),
+                num(r["final_loss"]) if not r["diverged"] else "diverged",
+                fmt_acc(r["val_acc"]),
+                r["verdict"],
+            ]
+            for r in rows
+        ],
+    )
+
+
+# --------------------------------------------------------------------------- cv
+
+
+def _params(p: dict[str, Any]) -> str:
+    return (
+        "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in p.items()) or "(config as given)"
+    )
+
+
+class CvProgress:
+    """cv progress callable: a live table of running folds on a terminal, plain lines otherwise."""
+
+    def __init__(self, n_combos: int, n_folds: int, *, live: bool | None = None):
+        self.n_combos, self.n_folds = n_combos, n_folds
+        self.live = is_tty() if live is None else live
+        self.running: dict[tuple[int, int], dict[str, Any]] = {}
+        self.finished = 0
+        self._live: Live | None = None
+        if self.live:
+            self._live = Live(self._table(), console=console, refresh_per_second=8)
+            self._live.start()
+
+    def _name(self, m: dict[str, Any]) -> str:
+        fold = f"fold {m['fold'] + 1}/{self.n_folds}"
+        return f"combo {m['combo'] + 1}/{self.n_combos} {fold}" if self.n_combos > 1 else fold
+
+    def __call__(self, m: dict[str, Any]) -> None:
+        key = (m["combo"], m["fold"])
+        if m["event"] == "done":
+            self.running.pop(key, None)
+            self.finished += 1
+            if not self.live:
+                plain(
+                    f"cv {self._name(m)}: best val {fmt_acc(m['best_val_acc'])} at epoch {m['best_epoch']}  "
+                    f"{m['seconds']:.1f}s"
+                )
+        else:
+            self.running[key] = m
+            if not self.live and m["event"] == "epoch":
+                plain(
+                    f"cv {self._name(m)} epoch {m['epoch']}/{m['epochs']}  loss {m['train_loss']:.4f}  val "
+                    f"{fmt_acc(m['val_acc'])}"
+                )
+        if self._live is not None:
+            self._live.update(self._table())
+
+    def _table(self) -> Table:
+        t = Table(title=f"cv: {self.finished} folds finished", title_justify="left")
+        for col in ("running", "epoch", "loss", "val acc"):
+            t.add_column(col, justify="right")
+        for m in self.running.values():
+            if m["event"] == "epoch":
+                t.add_row(self._name(m), f"{m['epoch']}/{m['epochs']}", f"{m['train_loss']:.4f}", fmt_acc(m["val_acc"]))
+            else:
+                t.add_row(self._name(m), f"0/{m['epochs']}", "-", "-")
+        return t
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+
+def _pm(mean: float, std: float) -> str:
+    return "-" if mean is None or math.isnan(mean) else f"{mean:.4f} ± {std:.4f}"
+
+
+def cv_report(summary: dict[str, Any], cv_dir: str) -> None:
+    """Fold table of the best combination (mean ± std last), then the ranking when several were tried."""
+    best = summary["combos"][summary["best"]]
+    folds = Table(title=f"folds of {_params(best['params'])}", title_justify="left")
+    for col in ("fold", "train", "val", "best val acc", "epoch", "val loss", "time"):
+        folds.add_column(col, justify="right")
+    for r in best["folds"]:
+        folds.add_row(
+            str(r["fold"] + 1),
+            str(r["n_train"]),
+            str(r["n_val"]),
+            fmt_acc(r["best_val_acc"]),
+            str(r["best_epoch"]),
+            f"{r['val_loss']:.4f}",
+            f"{r['seconds']:.2f}s",
+        )
+    folds.add_row(
+        "mean ± std",
+        "",
+        "",
+        _pm(best["mean_val_acc"], best["std_val_acc"]),
+        f"{best['mean_best_epoch']:.1f}",
+        _pm(best["mean_val_loss"], best["std_val_loss"]),
+        f"{best['mean_seconds']:.2f}s",
+        style="bold",
+    )
+    tables = [folds]
+    if len(summary["combos"]) > 1:
+        rank = Table(title="ranking by mean val accuracy", title_justify="left")
+        for col in ("rank", "hyperparameters", "mean ± std val acc", "out-of-fold acc"):
+            rank.add_column(col, justify="right" if col != "hyperparameters" else "left")
+        for i, c in enumerate(summary["ranking"], start=1):
+            s = summary["combos"][c]
+            rank.add_row(str(i), _params(s["params"]), _pm(s["mean_val_acc"], s["std_val_acc"]), fmt_acc(s["oof_acc"]))
+        tables.append(rank)
+    for t in tables:
+        if is_tty():
+            console.print(t)
+        else:
+            cols = [[str(c.header)] + [str(x) for x in c.cells] for c in t.columns]
+            widths = [max(len(x) for x in col) for col in cols]
+            plain(str(t.title))
+            for row in zip(*cols):
+                plain(
+                    "  ".join(
+                        x.rjust(w) if c.justify == "right" else x.ljust(w) for x, w, c in zip(row, widths, t.columns)
+                    ).rstrip()
+                )
+    for w in summary["warnings"]:
+        warn(w)
+    plain(f"cv directory   {cv_dir}")

@@ -1,0 +1,45 @@
+"""``nntrain sanity``: the lecture's checks before training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from nntrain.cli.common import ConfigOpt, SetOpt, guarded, load_cfg
+from nntrain.cli.startup import collector_paused, settle_heap
+
+
+@guarded
+@collector_paused()
+def sanity(
+    config: Optional[Path] = ConfigOpt,
+    set_: Optional[List[str]] = SetOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print the results as JSON (machine-readable)."),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Print every epoch of the overfit check (the lecture's log)."
+    ),
+) -> None:
+    """Check the model and data before training: loss at init, regularization, overfitting 20
+    samples, gradients, batch independence, split hygiene, learning rate. Exit 1 if any fails."""
+    cfg = load_cfg(config, set_)
+    from nntrain.cli.render import SanityReporter, plain, sanity_report
+    from nntrain.pipeline.setup import setup
+    from nntrain.sanity.runner import run_sanity
+
+    s = setup(cfg)
+    settle_heap()
+    reporter = SanityReporter(verbose=verbose, live=False if json_out else None)
+    try:
+        results = run_sanity(s, callbacks=[] if json_out else [reporter])
+    finally:
+        reporter.close()
+    ok = all(r.passed for r in results)
+    if json_out:
+        plain(json.dumps({"passed": ok, "checks": [r.to_dict() for r in results]}, indent=2))
+    else:
+        sanity_report(results)
+    if not ok:
+        raise typer.Exit(1)

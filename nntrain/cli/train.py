@@ -1,0 +1,113 @@
+"""``nntrain train``: one run, watched epoch by epoch (also under torchrun, and ``--resume``)."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from nntrain.cli.common import ConfigOpt, SetOpt, guarded, load_cfg
+from nntrain.cli.startup import FreezeHeap, collector_paused, settle_heap
+
+
+@guarded
+@collector_paused()
+def train(
+    config: Optional[Path] = ConfigOpt,
+    set_: Optional[List[str]] = SetOpt,
+    resume: Optional[Path] = typer.Option(
+        None, "--resume", help="Continue an interrupted run directory from its last.pt, with its own config.yaml."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print the run summary as JSON (machine-readable)."),
+) -> None:
+    """Train with SGD, watch every epoch, keep the best model by val accuracy and test it once."""
+    from nntrain.errors import ConfigError
+
+    if resume is not None and (config is not None or set_):
+        raise ConfigError("--resume continues a run with its own config.yaml; drop --config/--set (or start a new run)")
+    cfg = None if resume is not None else load_cfg(config, set_)
+    from nntrain.errors import Interrupted
+    from nntrain.training import distributed
+
+    # under torchrun: join the process group (rank > 0 then prints nothing)
+    ddp = distributed.init_from_env(cfg.device if cfg is not None else _resume_device(resume))
+    try:
+        _train(cfg, resume, json_out, ddp)
+    except (Interrupted, typer.Exit):  # every rank stopped at the same point: leave the group cleanly
+        distributed.shutdown()
+        raise
+    distributed.shutdown()  # (after an error a rank just exits: torchrun ends the others)
+
+
+def _resume_device(resume: Path) -> str:
+    """The device setting of the run to resume (resume_run reports a missing config.yaml)."""
+    return load_cfg(resume / "config.yaml", []).device if (resume / "config.yaml").is_file() else "auto"
+
+
+def _train(cfg: Any, resume: Optional[Path], json_out: bool, ddp: Any) -> None:
+    from nntrain.cli.render import EpochReporter, error, plain, train_summary, warn
+    from nntrain.errors import Interrupted
+    from nntrain.pipeline.setup import setup
+    from nntrain.pipeline.train import resume_run, train_run
+    from nntrain.training.signals import GracefulStop
+
+    s = None
+    if ddp is not None and not ddp.is_main:  # torchrun rank > 0: trains in step with rank 0, silently
+        settle_heap()  # no callbacks here (no FreezeHeap): the collector is on for its training
+        with GracefulStop() as stop:
+            history = (
+                resume_run(resume, should_stop=stop)[0]
+                if resume is not None
+                else train_run(cfg, s=setup(cfg), should_stop=stop)[0]
+            )
+        if history.interrupted:
+            raise typer.Exit(130)
+        return
+    if cfg is not None:
+        s = setup(cfg)  # all bad input is rejected here, before a run directory exists
+        from nntrain.cli.render import note
+
+        for line in s.dataset.notes:  # skipped files, resizes, in-memory or streaming
+            note(line)
+        if len(s.data.val) == 0:
+            warn("data.val_fraction is 0: train/test only (the lecture's last resort); the last epoch's model is kept")
+    title = f"resume {resume}" if resume is not None else f"train {cfg.model.name} on {cfg.data.dataset}"
+    if ddp is not None:
+        title += f" (DistributedDataParallel: {ddp.world} processes, {ddp.backend})"
+    reporter = EpochReporter(title, live=False if json_out else None)
+    from nntrain.cli.render import advice, per_class_table
+    from nntrain.training.advice import Diagnostics
+
+    if cfg is not None:
+        diag_cfg = cfg.diagnostics
+    else:  # resuming: the run's own settings (resume_run reports a missing config.yaml)
+        diag_cfg = load_cfg(resume / "config.yaml", []).diagnostics if (resume / "config.yaml").is_file() else None
+    diagnostics = Diagnostics(diag_cfg, report=functools.partial(advice, stderr=json_out))
+    callbacks = ([] if json_out else [reporter]) + [diagnostics, FreezeHeap()]
+    with GracefulStop() as stop:
+        try:
+            if resume is not None:
+                history, run, cfg = resume_run(resume, callbacks=callbacks, should_stop=stop)
+            else:
+                history, run = train_run(cfg, callbacks=callbacks, s=s, should_stop=stop)
+        finally:
+            reporter.close()
+    if history.interrupted:
+        raise Interrupted(
+            f"{stop.requested or ('stop requested on another rank' if ddp else 'stop')}: {history.interrupted}; "
+            "last.pt saved. "
+            f"Resume with: nntrain train --resume {run.path}"
+        )
+    summary = json.loads((run.path / "summary.json").read_text())
+    if json_out:
+        plain(json.dumps({**summary, "run_dir": str(run.path)}, indent=2))
+    else:
+        if summary.get("per_class_test"):
+            per_class_table(summary["per_class_test"], "per-class test accuracy (confusion.png)")
+        train_summary(summary, str(run.path))
+    if history.diverged:
+        error(history.stopped or "training diverged")
+        raise typer.Exit(1)

@@ -1,0 +1,280 @@
+"""k-fold cross-validation: folds × hyperparameter combinations, aggregated as mean ± std
+and ranked by mean val accuracy (the lecture: pick hyperparameters by *mean* accuracy).
+
+The pool is train+val of the holdout split; test is never touched (only ``refit``
+evaluates on it, once). One (combination, fold) job is a plain dict — config, fold
+index, dataset indices — and ``run_fold`` turns it into a plain-dict result, so any
+executor can map jobs (``executor.py``). Results land in a cv directory as they finish,
+which is what ``--resume`` reads back.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import shutil
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from nntrain.config import Config, DataConfig, override, to_yaml
+from nntrain.cv.plan import Plan
+from nntrain.cv.store import CvDir, json_text
+from nntrain.data.splits import stratified_kfold
+from nntrain.runs.files import atomic_write_text
+from nntrain.runs.rundir import RunDir
+from nntrain.training.metrics import predict
+
+FOLD_FIELDS = (
+    "fold",
+    "n_train",
+    "n_val",
+    "best_val_acc",
+    "best_epoch",
+    "val_loss",
+    "seconds",
+    "epochs_run",
+    "stopped",
+    "diverged",
+)
+
+
+# --------------------------------------------------------------------------- folds
+
+
+def fold_seed(seed: int, fold: int) -> int:
+    """Initialization and batch-order seed of one fold: from (seed, fold), same for every combination."""
+    return int(np.random.SeedSequence([seed, fold]).generate_state(1)[0])
+
+
+@functools.lru_cache(maxsize=2)
+def _load(data_json: str):
+    from nntrain.data.registry import load_dataset
+
+    return load_dataset(DataConfig.model_validate_json(data_json))
+
+
+def dataset_for(cfg: Config):
+    """The dataset, loaded once per process (every fold of every combination shares it)."""
+    return _load(cfg.data.model_dump_json())
+
+
+def pool_folds(cfg: Config, k: int) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """(pool, test, [(train, val)] × k): dataset indices; pool = holdout train+val, stratified folds of it."""
+    from nntrain.data.splits import make_splits
+
+    ds = dataset_for(cfg)
+    splits = make_splits(ds, cfg)
+    pool = np.sort(np.concatenate([splits.train, splits.val]))
+    pairs = stratified_kfold(ds.y.numpy()[pool], k, seed=cfg.seed)
+    return pool, splits.test, [(pool[tr], pool[va]) for tr, va in pairs]
+
+
+def check(plan: Plan, *, device_here: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Everything that can reject bad input, before any training: device (``device_here``: the folds
+    train on this machine, not on a Ray cluster), folds, every model."""
+    from nntrain.models import build_model
+    from nntrain.training.device import resolve_device
+
+    if device_here:
+        resolve_device(plan.base.device)
+    _, _, folds = pool_folds(plan.base, plan.folds)  # K < 2 or K > smallest class: DataError
+    ds = dataset_for(plan.base)
+    for combo in plan.combos:  # e.g. too many conv stages for the image size
+        build_model(override(plan.base, combo).model, ds.input_shape, ds.num_classes)
+    return folds
+
+
+def make_jobs(plan: Plan, folds: list[tuple[np.ndarray, np.ndarray]], skip: Callable[[int, int], bool]) -> list[dict]:
+    return [
+        {
+            "config": override(plan.base, combo).model_dump(mode="json"),
+            "combo": c,
+            "fold": f,
+            "train_idx": tr.tolist(),
+            "val_idx": va.tolist(),
+        }
+        for c, combo in enumerate(plan.combos)
+        for f, (tr, va) in enumerate(folds)
+        if not skip(c, f)
+    ]
+
+
+class _Progress:
+    """fit callback inside a job: forwards which combination/fold/epoch is running."""
+
+    def __init__(self, report: Callable[[dict], None], combo: int, fold: int):
+        self.report, self.ids, self.epochs = report, {"combo": combo, "fold": fold}, 0
+
+    def on_fit_start(self, info: dict[str, Any]) -> None:
+        self.epochs = info["epochs"]
+        self.report({**self.ids, "event": "start", "epochs": self.epochs, "n_train": info["n_train"]})
+
+    def on_epoch_end(self, r: dict[str, Any]) -> None:
+        self.report(
+            {
+                **self.ids,
+                "event": "epoch",
+                "epoch": r["epoch"],
+                "epochs": self.epochs,
+                "train_loss": r["train_loss"],
+                "val_acc": r["val_acc"],
+            }
+        )
+
+
+def run_fold(job: dict[str, Any], report: Callable[[dict], None] | None = None) -> dict[str, Any]:
+    """Train a fresh model on one fold; return its metrics and out-of-fold predictions (plain data)."""
+    import torch
+
+    from nntrain.data.memory import prepare
+    from nntrain.models import build_model
+    from nntrain.training.device import Precision, resolve_device
+    from nntrain.training.engine import fit
+
+    cfg = Config.model_validate(job["config"])
+    device = resolve_device(cfg.device)
+    ds = dataset_for(cfg)
+    val_idx = np.asarray(job["val_idx"], dtype=np.int64)
+    data = prepare(ds, np.asarray(job["train_idx"], dtype=np.int64), val_idx, np.empty(0, np.int64), device)
+    seed = fold_seed(cfg.seed, job["fold"])
+    torch.manual_seed(seed)  # fresh weights per fold: nothing leaks from another fold
+    model = build_model(cfg.model, data.input_shape, data.num_classes)
+    callbacks = [_Progress(report, job["combo"], job["fold"])] if report else []
+    h = fit(model, data, cfg.train, seed=seed, device=device, callbacks=callbacks)
+    model.eval()  # fit left the best epoch's weights in ``model``
+    pred = predict(
+        model, data.val, batch_size=cfg.train.eval_batch_size, precision=Precision.create(cfg.train.amp, device)
+    )
+    best = h.records[h.best_epoch - 1] if h.best_epoch else {"val_loss": math.nan}
+    return {
+        "combo": job["combo"],
+        "fold": job["fold"],
+        "n_train": len(data.train),
+        "n_val": len(data.val),
+        "best_val_acc": h.best_val_acc,
+        "best_epoch": h.best_epoch,
+        "val_loss": best["val_loss"],
+        "seconds": h.seconds,
+        "epochs_run": len(h.records),
+        "stopped": h.stopped,
+        "diverged": h.diverged,
+        "records": [{k: v for k, v in r.items() if k != "best"} for r in h.records],
+        "oof": {"index": val_idx.tolist(), "y_true": ds.y[val_idx].tolist(), "y_pred": pred.tolist()},
+    }
+
+
+# --------------------------------------------------------------------------- run, aggregate
+
+
+def run_cv(
+    plan: Plan,
+    cvdir: CvDir,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    *,
+    executor: Any,
+    report: Callable[[dict], None] | None = None,
+) -> dict[str, Any]:
+    """Run every (combination, fold) not yet in ``cvdir``; write and return the summary."""
+    jobs = make_jobs(plan, folds, cvdir.done)
+    for result in executor.map(run_fold, jobs, report):
+        cvdir.save(result)  # saved as each fold finishes: an interrupted cv resumes from here
+        if report:
+            report({"event": "done", **{k: result[k] for k in FOLD_FIELDS}, "combo": result["combo"]})
+    results = [[cvdir.load(c, f) for f in range(plan.folds)] for c in range(len(plan.combos))]
+    for c, per_fold in enumerate(results):
+        rows = [(i, t, p, r["fold"]) for r in per_fold for i, t, p in zip(*r["oof"].values())]
+        text = "index,y_true,y_pred,fold\n" + "".join(f"{i},{t},{p},{f}\n" for i, t, p, f in sorted(rows))
+        atomic_write_text(cvdir.path / f"combo-{c:03d}" / "oof.csv", text)
+    summary = aggregate(plan, results)
+    summary["skipped_done"] = len(plan.combos) * plan.folds - len(jobs)
+    atomic_write_text(cvdir.path / "summary.json", json_text(summary))
+    return summary
+
+
+def aggregate(plan: Plan, results: list[list[dict[str, Any]]]) -> dict[str, Any]:
+    """Per combination: per-fold rows, mean ± std (population std, as scikit-learn) and out-of-fold accuracy."""
+    from nntrain.cv.space import edge_warnings
+
+    combos = []
+    for c, per_fold in enumerate(results):
+        acc = np.array([r["best_val_acc"] for r in per_fold], dtype=float)
+        loss = np.array([r["val_loss"] for r in per_fold], dtype=float)
+        hits = sum(sum(t == p for t, p in zip(r["oof"]["y_true"], r["oof"]["y_pred"])) for r in per_fold)
+        combos.append(
+            {
+                "index": c,
+                "params": plan.combos[c],
+                "folds": [{k: r[k] for k in FOLD_FIELDS} for r in per_fold],
+                "mean_val_acc": float(acc.mean()),
+                "std_val_acc": float(acc.std()),
+                "mean_val_loss": float(loss.mean()),
+                "std_val_loss": float(loss.std()),
+                "mean_best_epoch": float(np.mean([r["best_epoch"] for r in per_fold])),
+                "mean_seconds": float(np.mean([r["seconds"] for r in per_fold])),
+                "oof_acc": hits / sum(r["n_val"] for r in per_fold),
+            }
+        )
+    # highest mean first; ties: smaller std; a diverged combination (NaN) last
+    ranking = sorted(
+        range(len(combos)),
+        key=lambda c: (
+            math.isnan(combos[c]["mean_val_acc"]),
+            -np.nan_to_num(combos[c]["mean_val_acc"]),
+            combos[c]["std_val_acc"],
+            c,
+        ),
+    )
+    best = ranking[0]
+    return {
+        "folds": plan.folds,
+        "seed": plan.base.seed,
+        "combos": combos,
+        "ranking": ranking,
+        "best": best,
+        "best_params": plan.combos[best],
+        "warnings": edge_warnings(plan.combos[best], plan.grid, plan.space),
+    }
+
+
+def refit(plan: Plan, combo: int, cvdir: CvDir, *, callbacks: Iterable[Any] = ()) -> dict[str, Any]:
+    """Train ``combo`` on the whole pool (no val: the last epoch is kept) and test it once."""
+    import torch
+
+    from nntrain.data.memory import prepare
+    from nntrain.models import build_model
+    from nntrain.pipeline.setup import Setup, checkpoint_extra
+    from nntrain.training.device import resolve_device
+    from nntrain.training.engine import fit
+
+    cfg = override(plan.base, plan.combos[combo])
+    pool, test, _ = pool_folds(cfg, plan.folds)
+    device = resolve_device(cfg.device)
+    ds = dataset_for(cfg)
+    data = prepare(ds, pool, np.empty(0, np.int64), test, device)
+    out = cvdir.path / "refit"
+    if out.exists():  # an interrupted refit from an earlier attempt: start it again
+        shutil.rmtree(out)
+    out.mkdir()
+    atomic_write_text(out / "config.yaml", to_yaml(cfg))
+    run = RunDir(out)
+    extra = checkpoint_extra(Setup(cfg, device, ds, data))
+    # torch.__version__ is a TorchVersion object, which weights_only loading refuses: keep plain str
+    extra["versions"] = {k: str(v) for k, v in extra["versions"].items()}
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, data.input_shape, data.num_classes)
+    h = fit(model, data, cfg.train, seed=cfg.seed, device=device, callbacks=callbacks, run=run, checkpoint_extra=extra)
+    summary = {
+        "params": plan.combos[combo],
+        "combo": combo,
+        "test_acc": h.test_acc,
+        "test_loss": h.test_loss,
+        "n_train": len(data.train),
+        "n_test": len(data.test),
+        "epochs_run": len(h.records),
+        "train_seconds": h.seconds,
+        "diverged": h.diverged,
+        "run_dir": str(out),
+    }
+    atomic_write_text(out / "summary.json", json_text(summary))
+    return summary

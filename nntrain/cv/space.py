@@ -1,0 +1,159 @@
+"""Hyperparameter search spaces for ``nntrain cv``: ``--grid`` (cross product) and
+``--sample`` (random search, seeded), checked against the config before any training,
+and the lecture's "best value on the edge of the range → widen the search" warning.
+
+A combination is a plain ``{dotted key: value}`` dict, applied with ``config.override``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import yaml
+
+from nntrain.config import Config, override, parse_assignment
+from nntrain.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Dist:
+    """A ``--sample`` distribution: ``log`` (log-uniform) or ``uniform`` on [low, high]."""
+
+    kind: str
+    low: float
+    high: float
+    integer: bool  # the config field holds an int: draws are rounded
+
+    def draw(self, rng: np.random.Generator) -> float | int:
+        if self.kind == "log":
+            v = math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+        else:
+            v = rng.uniform(self.low, self.high)
+        return int(round(v)) if self.integer else float(v)
+
+
+def get_dotted(cfg: Config, key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def _checked(cfg: Config, flag: str, item: str, key: str, value: Any) -> Any:
+    """The value as the validated config holds it (e.g. '1e-4' → 0.0001); ConfigError otherwise."""
+    try:
+        v = get_dotted(override(cfg, {key: value}), key)
+    except ConfigError as e:
+        raise ConfigError(f"{flag} {item}: {e}") from None
+    return list(v) if isinstance(v, tuple) else v  # JSON-shaped, so a resumed plan compares equal
+
+
+def parse_grid(items: list[str], cfg: Config) -> dict[str, list[Any]]:
+    """``['train.optimizer.lr=0.01,0.05', ...]`` → ``{'train.optimizer.lr': [0.01, 0.05]}``, each value validated."""
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        key, _ = parse_assignment(item, flag="--grid")
+        text = item.partition("=")[2]
+        try:
+            values = yaml.safe_load(f"[{text}]")  # "0.01,0.1" → [0.01, 0.1]; "[16],[32]" → [[16], [32]]
+        except yaml.YAMLError:
+            values = None
+        if not isinstance(values, list) or not values or any(v is None for v in values):
+            raise ConfigError(f"--grid {item!r}: expected key=v1,v2,... e.g. --grid train.optimizer.lr=0.01,0.05,0.1")
+        if key in grid:
+            raise ConfigError(f"--grid {item!r}: '{key}' is swept twice; give all its values in one --grid")
+        checked = [_checked(cfg, "--grid", item, key, v) for v in values]
+        if len({repr(v) for v in checked}) != len(checked):
+            raise ConfigError(f"--grid {item!r}: a value is repeated; list each value once")
+        grid[key] = checked
+    return grid
+
+
+def parse_sample(items: list[str], cfg: Config) -> dict[str, Dist]:
+    """``['train.optimizer.lr=log:1e-4:1e-1']`` → ``{'train.optimizer.lr': Dist('log', 1e-4, 0.1)}``."""
+    space: dict[str, Dist] = {}
+    example = "e.g. --sample train.optimizer.lr=log:1e-4:1e-1 or --sample model.dropout=uniform:0:0.5"
+    for item in items:
+        key, _ = parse_assignment(item, flag="--sample")
+        parts = item.partition("=")[2].split(":")
+        try:
+            kind, low, high = parts[0].strip(), float(parts[1]), float(parts[2])
+        except (IndexError, ValueError):
+            kind, low, high = "", math.nan, math.nan
+        if len(parts) != 3 or kind not in ("log", "uniform") or not (math.isfinite(low) and math.isfinite(high)):
+            raise ConfigError(f"--sample {item!r}: expected key=log:LOW:HIGH or key=uniform:LOW:HIGH; {example}")
+        if not low < high:
+            raise ConfigError(f"--sample {item!r}: LOW must be below HIGH (got {low:g} and {high:g})")
+        if kind == "log" and low <= 0:
+            raise ConfigError(
+                f"--sample {item!r}: log-uniform needs LOW > 0 (got {low:g}); use uniform: for ranges from 0"
+            )
+        if key in space:
+            raise ConfigError(f"--sample {item!r}: '{key}' is sampled twice; give one range")
+        try:
+            current = get_dotted(cfg, key)
+        except AttributeError:
+            current = None  # unknown key: _checked below names it
+        integer = isinstance(current, int) and not isinstance(current, bool)
+        dist = Dist(kind, low, high, integer)
+        for bound in (low, high):  # both ends must be valid values (type and range)
+            _checked(cfg, "--sample", item, key, int(round(bound)) if integer else bound)
+        space[key] = dist
+    return space
+
+
+def combinations(
+    cfg: Config, grid: dict[str, list[Any]], space: dict[str, Dist], trials: int | None
+) -> list[dict[str, Any]]:
+    """The grid's cross product, or ``trials`` seeded random draws; each one validated."""
+    if grid and space:
+        raise ConfigError("--grid and --sample cannot be combined; sweep with one of them (random search: --sample)")
+    if trials is not None and not space:
+        raise ConfigError("--trials needs --sample (random search draws); a --grid runs every combination")
+    if trials is not None and trials < 1:
+        raise ConfigError(f"--trials {trials}: draw at least 1 combination")
+    if space:
+        rng = np.random.default_rng(cfg.seed)
+        combos = [{k: d.draw(rng) for k, d in space.items()} for _ in range(trials or 10)]
+    else:
+        keys = list(grid)
+        combos = [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
+    for c in combos:  # keys valid one by one can still clash together (e.g. nesterov + momentum 0)
+        try:
+            override(cfg, c)
+        except ConfigError as e:
+            raise ConfigError(f"combination {c}: {e}") from None
+    return combos or [{}]
+
+
+def edge_warnings(best: dict[str, Any], grid: dict[str, list[Any]], space: dict[str, Dist]) -> list[str]:
+    """Swept numeric keys whose best value sits at the edge of what was tried: widen the search there."""
+    out = []
+    for key, values in grid.items():
+        nums = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if len(nums) < 2 or len(nums) != len(values) or key not in best:
+            continue
+        if best[key] == max(nums):
+            out.append(f"best {key}={best[key]:g} is the largest value tried; widen the grid above it")
+        elif best[key] == min(nums) and best[key] != 0:  # 0 (off) cannot be widened below
+            out.append(f"best {key}={best[key]:g} is the smallest value tried; widen the grid below it")
+    for key, d in space.items():
+        if key not in best:
+            continue
+        f = (lambda v: math.log(v)) if d.kind == "log" else (lambda v: v)
+        pos = (f(best[key]) - f(d.low)) / (f(d.high) - f(d.low))  # 0..1 within the range
+        if pos >= 0.9:
+            out.append(
+                f"best {key}={best[key]:.3g} lies in the top 10% of {d.kind}:{d.low:g}:{d.high:g}; widen the range "
+                "above it"
+            )
+        elif pos <= 0.1 and not (d.kind == "uniform" and d.low == 0 and best[key] == 0):
+            out.append(
+                f"best {key}={best[key]:.3g} lies in the bottom 10% of {d.kind}:{d.low:g}:{d.high:g}; widen the "
+                "range below it"
+            )
+    return out

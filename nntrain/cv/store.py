@@ -1,0 +1,88 @@
+"""The cv directory and the plan it holds, written so an interrupted cv can resume.
+
+``<runs_dir>/cv-<timestamp>/`` (never overwritten): ``config.yaml`` (resolved base config),
+``plan.json`` (folds, combinations, search space, each fold's val indices),
+``combo-NNN/fold-F/{metrics.csv, result.json}`` (result.json written last: a fold is done
+when it exists), ``combo-NNN/oof.csv`` (out-of-fold predictions), ``summary.json``,
+``refit/`` (``--refit``: a run directory of its own).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nntrain.config import to_yaml
+from nntrain.cv.plan import Plan
+from nntrain.errors import ConfigError, DataError
+from nntrain.runs.files import atomic_write_text
+from nntrain.runs.rundir import RunDir, metrics_csv
+
+
+def json_text(obj: Any) -> str:
+    def clean(v: Any) -> Any:  # NaN (a diverged fold) → null: strict JSON
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(obj), indent=2) + "\n"
+
+
+class CvDir:
+    """One cv directory (layout in the module docstring)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, plan: Plan, fold_val: list[np.ndarray]) -> CvDir:
+        run = RunDir.create(plan.base.output.runs_dir, "cv", config_yaml=to_yaml(plan.base))
+        d = cls(run.path)
+        atomic_write_text(
+            d.path / "plan.json", json_text({**plan.to_json(), "fold_val_indices": [v.tolist() for v in fold_val]})
+        )
+        return d
+
+    @classmethod
+    def open(cls, path: str | Path) -> tuple[CvDir, Plan]:
+        d = cls(Path(path))
+        try:
+            raw = json.loads((d.path / "plan.json").read_text())
+            return d, Plan.from_json(raw)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ConfigError(
+                f"--resume '{path}': not a readable nntrain cv directory (plan.json: {e}); "
+                "pass a directory written by 'nntrain cv'"
+            ) from None
+
+    def check_folds(self, fold_val: list[np.ndarray]) -> None:
+        saved = json.loads((self.path / "plan.json").read_text())["fold_val_indices"]
+        if saved != [v.tolist() for v in fold_val]:
+            raise DataError(
+                f"--resume '{self.path}': the dataset or its splits changed since this cv started; "
+                "start a new cv instead of resuming"
+            )
+
+    def fold_dir(self, combo: int, fold: int) -> Path:
+        return self.path / f"combo-{combo:03d}" / f"fold-{fold}"
+
+    def done(self, combo: int, fold: int) -> bool:
+        return (self.fold_dir(combo, fold) / "result.json").is_file()
+
+    def save(self, result: dict[str, Any]) -> None:
+        d = self.fold_dir(result["combo"], result["fold"])
+        d.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(d / "metrics.csv", metrics_csv(result["records"]))
+        atomic_write_text(d / "result.json", json_text(result))  # last: its presence marks the fold as done
+
+    def load(self, combo: int, fold: int) -> dict[str, Any]:
+        r = json.loads((self.fold_dir(combo, fold) / "result.json").read_text())
+        return {k: (math.nan if v is None and k in ("best_val_acc", "val_loss") else v) for k, v in r.items()}

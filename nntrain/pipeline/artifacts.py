@@ -1,0 +1,66 @@
+"""What a ``train`` run leaves for monitoring, and reading it back.
+
+Written at the end of every run: ``steps.csv`` (every SGD step's loss), ``curves.png``
+(loss per step and per epoch, train vs val accuracy, lr), ``confusion.png`` (test split)
+and the per-class test accuracy (returned for ``summary.json``). ``read_curves`` loads a
+finished run for ``nntrain plot-curves``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from nntrain.errors import NntrainError
+from nntrain.plots import Curves, confusion_figure, curves_figure, save
+from nntrain.runs.files import atomic_write_text
+from nntrain.runs.rundir import RunDir
+from nntrain.training.engine import History
+from nntrain.training.metrics import EvalResult, evaluate_classes
+
+
+def write_run_pictures(
+    run: RunDir, history: History, model: nn.Module, data: Any, *, batch_size: int
+) -> EvalResult | None:
+    """steps.csv, curves.png and (when the test split is not empty) confusion.png for ``model``."""
+    steps_per_epoch = len(history.step_losses) // max(len(history.records), 1)
+    lines = ["step,epoch,loss"] + [
+        f"{i + 1},{i // steps_per_epoch + 1},{float(v)!r}" for i, v in enumerate(history.step_losses)
+    ]
+    atomic_write_text(run.path / "steps.csv", "\n".join(lines) + "\n")
+    save(curves_figure([Curves(run.path.name, history.records, history.step_losses)]), run.path / "curves.png")
+    if len(data.test) == 0:
+        return None
+    result = evaluate_classes(model, data.test, data.classes, name="test", batch_size=batch_size)
+    save(confusion_figure(result.confusion, result.classes, title="test confusion"), run.path / "confusion.png")
+    return result
+
+
+def read_curves(run_dir: str | Path) -> Curves:
+    """A finished run's epoch records (metrics.csv) and step losses (steps.csv, if present)."""
+    run = Path(run_dir)
+    metrics = run / "metrics.csv"
+    if not metrics.is_file():
+        raise NntrainError(f"'{run}' has no metrics.csv; pass a run directory written by nntrain train")
+    try:
+        with open(metrics, newline="") as f:
+            records = [{k: _num(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        steps: list[float] = []
+        if (run / "steps.csv").is_file():
+            with open(run / "steps.csv", newline="") as f:
+                steps = [_num(row["loss"]) for row in csv.DictReader(f)]
+    except (OSError, KeyError, ValueError, csv.Error) as e:
+        raise NntrainError(f"cannot read the metrics of '{run}': {e}; the run directory is damaged") from None
+    if not records:
+        raise NntrainError(f"'{run}/metrics.csv' has no epochs yet; wait for the run's first epoch")
+    return Curves(run.name, records, steps)
+
+
+def _num(v: str | None) -> float:
+    if v is None or v == "":
+        return math.nan
+    return float(v)

@@ -1,0 +1,68 @@
+"""The pipeline every command shares: config → dataset → splits → device tensors → model.
+
+Commands differ only in their ending (ARCHITECTURE.md, "One pipeline, several verbs"):
+``train`` calls ``train.train_run``; ``sanity``, ``cv`` and the plots reuse ``setup``."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from nntrain.config import Config
+from nntrain.data.memory import prepare
+from nntrain.data.registry import load_dataset
+from nntrain.data.splits import make_splits
+from nntrain.data.types import Dataset, Prepared
+from nntrain.models import build_model
+from nntrain.training import distributed
+from nntrain.training.device import resolve_device
+
+
+@dataclass
+class Setup:
+    cfg: Config
+    device: torch.device
+    dataset: Dataset
+    data: Prepared
+
+    def new_model(self, seed: int | None = None) -> nn.Module:
+        """A freshly initialized model; same seed → same weights."""
+        torch.manual_seed(self.cfg.seed if seed is None else seed)
+        return build_model(self.cfg.model, self.data.input_shape, self.data.num_classes)
+
+
+def setup(cfg: Config) -> Setup:
+    """Everything that can reject bad input, done before any run directory exists."""
+    device = resolve_device(cfg.device)
+    ddp = distributed.current()
+    if ddp is not None:  # under torchrun: this rank's device; the global batch must reach every rank
+        device = ddp.device
+        ddp.check(cfg.train.batch_size)
+    ds = load_dataset(cfg.data)
+    splits = make_splits(ds, cfg)
+    data = prepare(ds, splits.train, splits.val, splits.test, device, splits=splits)
+    s = Setup(cfg, device, ds, data)
+    build_model(cfg.model, data.input_shape, data.num_classes)  # shape errors surface now
+    return s
+
+
+def checkpoint_extra(s: Setup) -> dict[str, Any]:
+    """What a checkpoint needs besides weights to be used on its own (eval, plots, resume)."""
+    return {
+        "config": s.cfg.model_dump(mode="json"),
+        "classes": list(s.data.classes),
+        "input_shape": list(s.data.input_shape),
+        "norm_mean": s.data.mean.tolist(),
+        "norm_std": s.data.std.tolist(),
+        "versions": versions(),
+    }
+
+
+def versions() -> dict[str, str]:
+    import nntrain
+
+    return {"nntrain": nntrain.__version__, "torch": str(torch.__version__), "python": platform.python_version()}

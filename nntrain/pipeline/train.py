@@ -1,0 +1,141 @@
+"""``nntrain train``'s ending of the pipeline: a run directory, ``fit``, the summary; and
+resuming an interrupted run from its ``last.pt``."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+
+from nntrain.config import Config, load_config, to_yaml
+from nntrain.errors import NntrainError
+from nntrain.pipeline.setup import Setup, checkpoint_extra, setup, versions
+from nntrain.pipeline.tensorboard import require_tensorboard
+from nntrain.runs.files import load_checkpoint
+from nntrain.runs.rundir import RunDir
+from nntrain.training import distributed
+from nntrain.training.engine import History, fit
+
+
+def train_run(
+    cfg: Config,
+    *,
+    callbacks: Iterable[Any] = (),
+    s: Setup | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[History, RunDir]:
+    s = s or setup(cfg)
+    if cfg.output.tensorboard:
+        require_tensorboard()  # bad input: reject before a run directory exists
+    model = s.new_model()
+    ddp = distributed.current()
+    if ddp is not None and not ddp.is_main:  # torchrun rank > 0: trains in step with rank 0, writes nothing
+        return _fit_and_summarize(cfg, s, model, None, (), should_stop, resume=None), None
+    run = RunDir.create(cfg.output.runs_dir, cfg.output.run_name, config_yaml=to_yaml(cfg))
+    run.save_checkpoint("init.pt", {"model": model.state_dict(), "epoch": 0, **checkpoint_extra(s)})  # --compare-init
+    return _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, resume=None), run
+
+
+def resume_run(
+    run_dir: str | Path,
+    *,
+    callbacks: Iterable[Any] = (),
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[History, RunDir, Config]:
+    """Continue ``run_dir`` from its last.pt with its own config.yaml."""
+    run = RunDir(Path(run_dir))
+    if not (run.path / "config.yaml").is_file():
+        raise NntrainError(f"--resume {run_dir}: not a run directory (no config.yaml); pass a directory under runs/")
+    cfg = load_config(run.path / "config.yaml")
+    last = load_checkpoint(run.path / "last.pt")
+    if last["epoch"] >= cfg.train.epochs or (run.path / "summary.json").is_file():
+        raise NntrainError(f"--resume {run_dir}: this run already finished ({last['epoch']} epochs); start a new one")
+    best = run.path / "best.pt"
+    last["best_model"] = load_checkpoint(best)["model"] if best.is_file() and last["best_epoch"] > 0 else None
+    s = setup(cfg)
+    if cfg.output.tensorboard:
+        require_tensorboard()
+    model = s.new_model()
+    ddp = distributed.current()
+    if ddp is not None and not ddp.is_main:  # torchrun rank > 0: same last.pt, writes nothing
+        return _fit_and_summarize(cfg, s, model, None, (), should_stop, resume=last), None, cfg
+    run.rewrite_metrics(last["history"]["records"])  # drop any row written after last.pt
+    return _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, resume=last), run, cfg
+
+
+def _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, *, resume) -> History:
+    from nntrain.pipeline.artifacts import write_run_pictures
+    from nntrain.pipeline.tensorboard import TensorBoardLogger
+
+    tb = None
+    if cfg.output.tensorboard and run is not None:
+        tb = TensorBoardLogger(run.path / "tensorboard", model, s.data.input_shape)
+    t0 = time.time()
+    from nntrain.data.augment import make_augment
+
+    try:
+        history = fit(
+            model,
+            s.data,
+            cfg.train,
+            seed=cfg.seed,
+            device=s.device,
+            callbacks=list(callbacks) + ([tb] if tb else []),
+            run=run,
+            checkpoint_extra=checkpoint_extra(s),
+            resume=resume,
+            should_stop=should_stop,
+            checkpoint_seconds=cfg.output.checkpoint_seconds,
+            augment=make_augment(cfg.data.augment),
+            ddp=distributed.current(),
+        )
+    finally:
+        if tb is not None:
+            tb.close()
+    if history.interrupted or run is None:  # run is None: a torchrun rank > 0
+        return history
+    # fit left the best model in ``model``: its test confusion matrix and per-class accuracy
+    result = write_run_pictures(run, history, model, s.data, batch_size=cfg.train.eval_batch_size)
+    per_class = {"per_class_test": result.per_class() if result is not None else None}
+    run.write_json("summary.json", {**summary(cfg, s, history, started=t0), **per_class})
+    return history
+
+
+def summary(cfg: Config, s: Setup, h: History, *, started: float) -> dict[str, Any]:
+    def num(v: float) -> float | None:
+        return None if math.isnan(v) else v
+
+    return {
+        "best_val_acc": num(h.best_val_acc),
+        "best_epoch": h.best_epoch,
+        "test_acc": num(h.test_acc),
+        "test_loss": num(h.test_loss),
+        "epochs_run": len(h.records),
+        "stopped": h.stopped,
+        "diverged": h.diverged,
+        "train_seconds": h.seconds,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+        "seed": cfg.seed,
+        "device": str(s.device),
+        "world_size": distributed.current().world if distributed.current() is not None else 1,  # torchrun processes
+        "dataset": cfg.data.dataset,
+        "split_sizes": {"train": len(s.data.train), "val": len(s.data.val), "test": len(s.data.test)},
+        "classes": list(s.data.classes),
+        "class_counts": class_counts(s),
+        "data_notes": list(s.dataset.notes),
+        "command": sys.argv,
+        **versions(),
+    }
+
+
+def class_counts(s: Setup) -> dict[str, dict[str, int]]:
+    """Per split: class name → number of samples (recorded in summary.json)."""
+    out = {}
+    for name in ("train", "val", "test"):
+        counts = torch.bincount(getattr(s.data, name).y.cpu(), minlength=s.data.num_classes).tolist()
+        out[name] = dict(zip(s.data.classes, counts))
+    return out

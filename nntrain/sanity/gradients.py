@@ -1,0 +1,183 @@
+"""Sanity checks on gradients: numeric gradient check, gradient flow, batch independence.
+
+Like ``checks.py``, each takes the model and the samples it judges and returns a
+``CheckResult``; ``sanity.py`` runs them.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nntrain.config import OptimizerConfig
+from nntrain.sanity.checks import CheckResult, disable_dropout
+from nntrain.training.optim import make_optimizer
+
+EPS64 = torch.finfo(torch.float64).eps
+
+
+def gradient_check(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    entries: int,
+    step: float,
+    tol: float,
+    floor: float,
+    seed: int,
+) -> CheckResult:
+    """Autograd versus centered finite differences, in float64 on CPU, on ``entries`` random
+    entries of every trainable parameter tensor.
+
+    The loss is the mean cross-entropy (λ = 0) of the whole batch ``x`` (2-3 samples) in
+    train mode, so BatchNorm's batch statistics are part of the checked function; dropout
+    is off (a random mask per forward would make the function itself random).
+    Relative error = |a − n| / max(|a|, |n|, ``floor``) (cs231n's, floored for exact zeros).
+    """
+    net = disable_dropout(copy.deepcopy(model)).to(device="cpu", dtype=torch.float64).train()
+    x64, y = x.detach().to("cpu", torch.float64), y.detach().cpu()
+
+    def loss() -> torch.Tensor:
+        return F.cross_entropy(net(x64), y)
+
+    net.zero_grad(set_to_none=True)
+    loss().backward()
+    gen = torch.Generator().manual_seed(seed)
+    worst, worst_name, checked, skipped = 0.0, "", 0, []
+    per_tensor: dict[str, float] = {}
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if not p.requires_grad:
+                skipped.append(name)
+                continue
+            analytic = p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel(), dtype=p.dtype)
+            flat = p.data.view(-1)  # parameters are contiguous: writes go to the tensor itself
+            tensor_worst = 0.0
+            for i in torch.randperm(flat.numel(), generator=gen)[:entries].tolist():
+                old = flat[i].item()
+                flat[i] = old + step
+                plus = loss().item()
+                flat[i] = old - step
+                minus = loss().item()
+                flat[i] = old
+                numeric = (plus - minus) / (2 * step)
+                a = analytic[i].item()
+                # finite differences cannot resolve below a few ulps of the loss over 2h: a gradient
+                # that is exactly 0 (a bias before BatchNorm) reads as ±1 ulp/2h of pure round-off
+                resolution = 4 * EPS64 * max(abs(plus), abs(minus), 1.0) / (2 * step)
+                err = 0.0 if abs(a - numeric) <= resolution else abs(a - numeric) / max(abs(a), abs(numeric), floor)
+                tensor_worst = max(tensor_worst, err)
+                checked += 1
+            per_tensor[name] = tensor_worst
+            if tensor_worst >= worst:
+                worst, worst_name = tensor_worst, name
+    values = {
+        "worst_rel_error": worst,
+        "worst_tensor": worst_name,
+        "entries": checked,
+        "per_tensor": per_tensor,
+        "skipped_frozen": skipped,
+    }
+    measured = f"worst relative error {worst:.2e} ({worst_name}), {checked} entries, {len(x64)} samples"
+    expected = f"< {tol:.0e} in float64"
+    passed = worst < tol
+    hint = ""
+    if not passed:
+        verdict = (
+            "the gradient is wrong" if worst > 1e-2 else "possibly a ReLU/max-pool kink, or a subtle gradient error"
+        )
+        hint = (
+            f"analytic and numeric gradients disagree for {worst_name} ({verdict}): look for a custom backward, "
+            ".detach()/.data inside forward, or non-differentiable ops; rerun with another seed to rule out kinks"
+        )
+    return CheckResult("gradient_check", passed, measured, expected, hint, values)
+
+
+def gradient_flow(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, optimizer: OptimizerConfig) -> CheckResult:
+    """After one backward pass every parameter has a finite, non-zero gradient; after one
+    optimizer step every trainable parameter changed.
+
+    Eval mode (BatchNorm on running statistics, dropout off): in train mode BatchNorm makes the
+    gradient of the bias just before it exactly zero in exact arithmetic (it subtracts the batch
+    mean), a redundant parameter rather than a broken one, which would be flagged here.
+    """
+    was_training = model.training
+    model.eval()
+    model.zero_grad(set_to_none=True)
+    F.cross_entropy(model(x), y).backward()
+    problems: dict[str, str] = {}
+    trainable = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            problems[name] = "frozen (requires_grad=False)"
+        elif p.grad is None:
+            problems[name] = "no gradient (not connected to the loss: detached, or unused in forward)"
+        elif not torch.isfinite(p.grad).all():
+            problems[name] = "non-finite gradient"
+        elif not p.grad.any():
+            problems[name] = "gradient exactly zero"
+        if p.requires_grad:
+            trainable[name] = p.detach().clone()
+    n_params = len(list(model.parameters()))
+    if trainable:
+        opt = make_optimizer(model, optimizer)
+        opt.step()
+        for name, p in model.named_parameters():
+            if name in trainable and name not in problems and torch.equal(p.detach(), trainable[name]):
+                problems[name] = (
+                    f"unchanged by one {optimizer.name} step at lr {optimizer.lr:g} (not in the optimizer?)"
+                )
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    values = {"tensors": n_params, "problems": problems}
+    measured = f"{n_params - len(problems)}/{n_params} tensors get a gradient and move"
+    if problems:
+        first = list(problems.items())[:4]
+        measured += ": " + "; ".join(f"{k} {v}" for k, v in first) + (" ..." if len(problems) > 4 else "")
+    hint = ""
+    if problems:
+        hint = (
+            "some layers do not learn: remove .detach()/.data/torch.no_grad() from forward, set requires_grad=True, "
+            "and build the optimizer from model.parameters() after the model is complete"
+        )
+    return CheckResult(
+        "gradient_flow",
+        not problems,
+        measured,
+        "every tensor: finite non-zero gradient, changed by a step",
+        hint,
+        values,
+    )
+
+
+def batch_independence(model: nn.Module, x: torch.Tensor) -> CheckResult:
+    """In eval mode, ∂ output_i / ∂ input_j = 0 for every j ≠ i (no op mixes samples)."""
+    was_training = model.training
+    model.eval()
+    try:
+        xg = x.detach().clone().requires_grad_(True)
+        out = model(xg)  # (B, C)
+        worst, self_grad = 0.0, 0.0
+        for i in range(len(xg)):
+            (g,) = torch.autograd.grad(out[i].sum(), xg, retain_graph=True, allow_unused=True)
+            if g is None:
+                continue
+            g = g.abs().flatten(1).amax(1)  # (B,) largest |∂ out_i / ∂ x_j| per sample j
+            self_grad = max(self_grad, float(g[i]))
+            g[i] = 0
+            worst = max(worst, float(g.max()))
+    finally:
+        model.train(was_training)
+    values = {"max_cross_gradient": worst, "max_self_gradient": self_grad, "samples": len(xg)}
+    measured = f"max |∂out_i/∂x_j| for j≠i: {worst:.3g} (self: {self_grad:.3g}), batch of {len(xg)}"
+    hint = ""
+    if worst != 0:
+        hint = (
+            "one sample's output depends on other samples of the batch: look for a view/reshape/permute "
+            "across dim 0 (e.g. flattening channel-first), or a norm layer using batch statistics in eval mode"
+        )
+    return CheckResult("batch_independence", worst == 0, measured, "exactly 0", hint, values)

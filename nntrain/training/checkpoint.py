@@ -1,0 +1,70 @@
+"""What ``last.pt`` holds (full training state) and how ``fit`` is put back from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from nntrain.models import load_weights
+
+
+@dataclass
+class EpochProgress:
+    """Where an interrupted epoch stopped: enough to finish it exactly as if never stopped."""
+
+    step: int  # SGD steps already taken this epoch
+    step_losses: list[float]
+    correct: int
+    gen_start: torch.Tensor  # batch-order generator state before this epoch's permutation
+    gen_now: torch.Tensor  # its state after step `step` (augmentation draws from it too)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "step_losses": torch.tensor(self.step_losses),
+            "correct": self.correct,
+            "gen_start": self.gen_start,
+            "gen_now": self.gen_now,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EpochProgress:
+        return cls(int(d["step"]), d["step_losses"].tolist(), int(d["correct"]), d["gen_start"], d["gen_now"])
+
+
+def checkpoint_state(model, optimizer, scheduler, generator, epoch, history, extra, partial=None) -> dict[str, Any]:
+    rng = {"torch": torch.get_rng_state(), "batches": generator.get_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epoch": epoch,  # completed epochs
+        "partial": partial.to_dict() if partial is not None else None,  # an epoch in progress
+        "best_epoch": history.best_epoch,
+        "best_val_acc": history.best_val_acc,
+        "history": {"records": history.records, "step_losses": torch.tensor(history.step_losses)},
+        "rng": rng,
+        **(extra or {}),
+    }
+
+
+def restore_state(ckpt, model, optimizer, scheduler, generator, history, device):
+    """Put model, optimizer, scheduler, RNGs and history back where ``ckpt`` left them."""
+    load_weights(model, ckpt["model"], source="last.pt")
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    generator.set_state(ckpt["rng"]["batches"])
+    if device.type == "cuda" and "cuda" in ckpt["rng"]:
+        torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+    history.records = [dict(r) for r in ckpt["history"]["records"]]
+    history.step_losses = ckpt["history"]["step_losses"].tolist()
+    history.best_epoch, history.best_val_acc = ckpt["best_epoch"], ckpt["best_val_acc"]
+    best = ckpt.get("best_model")
+    best_state = {k: v.to(device) for k, v in best.items()} if best is not None else None
+    partial = EpochProgress.from_dict(ckpt["partial"]) if ckpt.get("partial") else None
+    return best_state, partial
