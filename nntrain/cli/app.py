@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from nntrain.cli import config_cmd, cv, data, evaluate, lrsweep, plots, sanity, train
+from nntrain.cli import config_cmd, cv, data, evaluate, lrsweep, plots, report, runs, sanity, train
 from nntrain.cli.startup import before_exit
 
 app = typer.Typer(
@@ -29,6 +29,8 @@ app.command()(train.train)
 app.command("eval")(evaluate.eval_cmd)
 app.command("plot-curves")(plots.plot_curves)
 app.command("plot-filters")(plots.plot_filters)
+app.command("report")(report.report_cmd)
+app.command("runs")(runs.runs_cmd)
 app.command()(cv.cv)
 config_app.command("show")(config_cmd.config_show)
 config_app.command("validate")(config_cmd.config_validate)

@@ -25,7 +25,7 @@ def sanity(
     """Check the model and data before training: loss at init, regularization, overfitting 20
     samples, gradients, batch independence, split hygiene, learning rate. Exit 1 if any fails."""
     cfg = load_cfg(config, set_)
-    from nntrain.cli.render import SanityReporter, plain, sanity_report
+    from nntrain.cli.render import SanityReporter, plain, sanity_report, warn
     from nntrain.pipeline.setup import setup
     from nntrain.sanity.runner import run_sanity
 
@@ -37,9 +37,19 @@ def sanity(
     finally:
         reporter.close()
     ok = all(r.passed for r in results)
+    from nntrain.errors import NntrainError
+    from nntrain.report.sanity_store import save_sanity
+
+    try:  # the run reports of this config show them; the verdict stands without them
+        saved = save_sanity(cfg, [r.to_dict() for r in results])
+    except NntrainError as e:
+        saved = None
+        warn(f"{e}; the run reports will not show these checks")
     if json_out:
         plain(json.dumps({"passed": ok, "checks": [r.to_dict() for r in results]}, indent=2))
     else:
         sanity_report(results)
+        if saved is not None:
+            plain(f"saved {saved} (shown in the report of every run with this config)")
     if not ok:
         raise typer.Exit(1)

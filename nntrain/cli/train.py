@@ -102,12 +102,16 @@ def _train(cfg: Any, resume: Optional[Path], json_out: bool, ddp: Any) -> None:
             f"Resume with: nntrain train --resume {run.path}"
         )
     summary = json.loads((run.path / "summary.json").read_text())
+    from nntrain.report import build_report
+
+    report = build_report(run.path, setup=s)  # report.html: the run's whole story on one page
     if json_out:
-        plain(json.dumps({**summary, "run_dir": str(run.path)}, indent=2))
+        plain(json.dumps({**summary, "run_dir": str(run.path), "report": str(report)}, indent=2))
     else:
         if summary.get("per_class_test"):
             per_class_table(summary["per_class_test"], "per-class test accuracy (confusion.png)")
         train_summary(summary, str(run.path))
+        plain(f"report         {report}")
     if history.diverged:
         error(history.stopped or "training diverged")
         raise typer.Exit(1)

@@ -83,4 +83,6 @@ def filters(run_dir: Path, model: Any, input_shape: Any) -> list[dict[str, Any]]
         ckpt = load_checkpoint(init)
         panels.insert(0, ("at initialization", filter_tiles(first_layer_weights(load_model(ckpt, init)), input_shape)))
     scale = tile_scale(panels[0][1], 32)
-    return [{"title": t, "n": len(tiles), "img": array_uri(mosaic_rgb(tile_mosaic(tiles), scale))} for t, tiles in panels]
+    return [
+        {"title": t, "n": len(tiles), "img": array_uri(mosaic_rgb(tile_mosaic(tiles), scale))} for t, tiles in panels
+    ]

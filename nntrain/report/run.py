@@ -10,7 +10,6 @@ from typing import Any
 from nntrain.errors import NntrainError
 from nntrain.report.html import figure_uri, file_uri, images_uris
 
-
 SUMMARY_KEYS = (
     "best_val_acc", "best_epoch", "test_acc", "test_loss", "epochs_run", "stopped", "diverged", "train_seconds",
     "started", "seed", "device", "world_size", "split_sizes", "data_notes", "command", "nntrain", "torch", "python",

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nntrain.config import Config
+from nntrain.errors import NntrainError
 from nntrain.runs.files import atomic_write_text
 
 
@@ -30,7 +31,10 @@ def sanity_path(runs_dir: str | Path, cfg: Config) -> Path:
 def save_sanity(cfg: Config, checks: list[dict[str, Any]]) -> Path:
     """Write the checks (``CheckResult.to_dict()``) of ``cfg`` under its runs_dir; returns the file."""
     path = sanity_path(cfg.output.runs_dir, cfg)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise NntrainError(f"cannot save the sanity results under '{path.parent}': {e.strerror or e}") from None
     doc = {
         "config_hash": config_hash(cfg),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S"),

@@ -1,0 +1,30 @@
+"""``nntrain report``: (re)build the one-page HTML report of a run or cv directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from nntrain.cli.common import guarded
+
+
+@guarded
+def report_cmd(
+    directory: Path = typer.Argument(
+        ..., help="A run directory (runs/<name>-<time>) or a cv directory (runs/cv-<time>)."
+    ),
+    out: Optional[Path] = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="HTML file to write (default: report.html in the directory; needed if it is read-only).",
+    ),
+) -> None:
+    """Write one self-contained HTML page of a run or a cv (pictures inline, no script, nothing fetched)."""
+    from nntrain.cli.render import plain
+    from nntrain.report import build_report
+
+    target = build_report(directory, out=out)
+    plain(f"wrote {target} ({target.stat().st_size / 1024:.0f} KiB)")
