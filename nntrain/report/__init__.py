@@ -15,6 +15,10 @@ from typing import Any
 from nntrain.errors import NntrainError
 
 
+def writable(d: Path) -> bool:
+    return os.access(d, os.W_OK)
+
+
 def build_report(path: str | Path, *, out: str | Path | None = None, setup: Any = None) -> Path:
     """Write the report of a run or cv directory to ``out`` (default ``<dir>/report.html``); returns the path.
 
@@ -26,7 +30,7 @@ def build_report(path: str | Path, *, out: str | Path | None = None, setup: Any 
     if not d.is_dir():
         raise NntrainError(f"'{d}' is not a directory; pass a run or cv directory (runs/<name>-<time>, runs/cv-<time>)")
     if out is None:
-        if not os.access(d, os.W_OK):
+        if not writable(d):
             raise NntrainError(
                 f"'{d}' is read-only: its report cannot be written beside it; pass --out FILE (e.g. --out report.html)"
             )
