@@ -48,8 +48,8 @@ def sanity(
     if json_out:
         plain(json.dumps({"passed": ok, "checks": [r.to_dict() for r in results]}, indent=2))
     else:
-        sanity_report(results)
-        if saved is not None:
+        if saved is not None:  # before the table: the verdict stays the last line
             plain(f"saved {saved} (shown in the report of every run with this config)")
+        sanity_report(results)
     if not ok:
         raise typer.Exit(1)
