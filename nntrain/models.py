@@ -66,12 +66,15 @@ def reg_weights(model: nn.Module) -> list[torch.Tensor]:
 
 def named_weights(model: nn.Module) -> dict[str, torch.Tensor]:
     """{layer name: weight} for conv/linear layers, e.g. {'conv1': ..., 'out': ...}."""
-    # torch.compile and DistributedDataParallel wrappers add "_orig_mod." / "module." to the names
-    return {
-        name.removeprefix("_orig_mod.").removeprefix("module."): m.weight
-        for name, m in model.named_modules()
-        if isinstance(m, WEIGHTED)
-    }
+    return {_unwrapped(name): m.weight for name, m in model.named_modules() if isinstance(m, WEIGHTED)}
+
+
+def _unwrapped(name: str) -> str:
+    """A layer's name without the prefixes torch.compile ("_orig_mod.") and DistributedDataParallel
+    ("module.") add, in whichever order the wrappers were applied."""
+    while name.startswith(("_orig_mod.", "module.")):
+        name = name.removeprefix("_orig_mod.").removeprefix("module.")
+    return name
 
 
 def regularization(weights: list[torch.Tensor], reg: float) -> torch.Tensor:

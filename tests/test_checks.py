@@ -9,10 +9,11 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from nntrain.cli.render import overfit_line
-from nntrain.config import ModelConfig, load_config
+from nntrain.config import ModelConfig, SanityConfig, load_config
 from nntrain.data.types import Dataset, Split, SplitIndices
 from nntrain.errors import ConfigError
 from nntrain.models import build_model
@@ -151,6 +152,49 @@ def test_loss_at_init_fails_on_a_too_large_init_scale(s):
     r = loss_at_init(net, s.data.train, 10, tol=0.1, batch_size=64)
     assert not r.passed and r.values["loss"] > 5
     assert "too large" in r.hint and "model.init_std" in r.hint
+
+
+class LabelScore(nn.Module):
+    """Scores a·onehot(label) for a label hidden in the first pixel: every sample's
+    cross-entropy is exactly L(a) = -log(e^a / (e^a + C - 1)), whatever its class."""
+
+    def __init__(self, a: float, classes: int = 10):
+        super().__init__()
+        self.a, self.classes = a, classes
+        self.fc = nn.Linear(1, 1)  # a weight, so the model looks like any other
+
+    def forward(self, x):
+        label = x.flatten(1)[:, 0].round().long()
+        return self.a * F.one_hot(label, self.classes).float()
+
+
+def score_for_loss(loss: float, classes: int = 10) -> float:
+    p = math.exp(-loss)  # the label's softmax probability
+    return math.log((classes - 1) * p / (1 - p))
+
+
+def leaky_split(n: int = 60, classes: int = 10) -> Split:
+    y = torch.arange(n) % classes
+    x = torch.zeros(n, 1, 8, 8)
+    x[:, 0, 0, 0] = y.float()
+    return Split(x, y)
+
+
+@pytest.mark.parametrize("factor, passed", [(0.95, True), (1.05, True), (0.85, False), (1.15, False)])
+def test_loss_at_init_tolerance_is_relative_to_ln_c_and_two_sided(factor, passed):
+    """The default tolerance is ±10 % of ln C: 5 % off passes, 15 % off fails, in both directions."""
+    tol = SanityConfig().init_loss_tol
+    target = math.log(10) * factor
+    r = loss_at_init(LabelScore(score_for_loss(target)), leaky_split(), 10, tol=tol, batch_size=16)
+    assert r.values["loss"] == pytest.approx(target, rel=1e-5)
+    assert r.passed is passed
+    assert (r.hint == "") is passed
+
+
+def test_loss_at_init_fails_when_the_output_leaks_the_label():
+    r = loss_at_init(LabelScore(score_for_loss(0.3)), leaky_split(), 10, tol=0.1, batch_size=16)
+    assert not r.passed and r.values["loss"] == pytest.approx(0.3, rel=1e-5)
+    assert "better than chance" in r.hint and "labels may leak" in r.hint
 
 
 def test_loss_at_init_leaves_batchnorm_running_stats_alone(s, cnn):

@@ -124,3 +124,40 @@ def test_amp_off_survives_yaml_boolean_parsing(tmp_path):
     assert load_config(None, ["train.amp=bf16"]).train.amp == "bf16"
     with pytest.raises(ConfigError, match="train.amp"):
         load_config(None, ["train.amp=on"])
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["config", "show", "--set", "train.epochs=ten"], "train.epochs"),
+        (["config", "show", "--set", "model.dropot=0.1"], "did you mean 'dropout'"),
+        (["config", "show", "--set", "train.epochs"], "key=value"),
+        (["config", "show", "--config", "missing.yaml"], "missing.yaml"),
+        (["train", "--set", "data.val_fraction=0.6", "--set", "data.test_fraction=0.5"], "train"),
+    ],
+)
+def test_bad_config_on_the_command_line_exits_2_with_an_error_message(tmp_path, monkeypatch, args, needle):
+    from typer.testing import CliRunner
+
+    from nntrain.cli.app import app
+
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2, res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert lines[0].startswith("error:") and needle in res.output, res.output
+    assert "Traceback" not in res.output and not (tmp_path / "runs").exists()
+
+
+def test_config_validate_exits_2_naming_each_invalid_file(tmp_path):
+    from typer.testing import CliRunner
+
+    from nntrain.cli.app import app
+
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text("train:\n  epochs: 3\n")
+    bad.write_text("train:\n  epochs: -1\n")
+    res = CliRunner().invoke(app, ["config", "validate", str(good), str(bad)])
+    assert res.exit_code == 2
+    assert f"ok       {good}" in res.output and f"invalid  {bad}" in res.output and "train.epochs" in res.output
+    assert CliRunner().invoke(app, ["config", "validate", str(good)]).exit_code == 0

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from nntrain.data.types import Split
 from nntrain.models import reg_weights, regularization
@@ -23,8 +24,15 @@ def test_epoch_loss_is_data_loss_plus_reg_before_the_step(tiny_cfg):
     s = setup(cfg)
     model = s.new_model()
     x, y = s.data.train.x, s.data.train.y
+    # R(W) = 0.5·λ·Σ‖W‖² over conv/linear weights, computed here without the code under test
+    r = (
+        0.5
+        * 0.5
+        * sum(float((m.weight.double() ** 2).sum()) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+    )
+    assert r > 0
     with torch.no_grad():
-        expected = F.cross_entropy(model(x), y).item() + regularization(reg_weights(model), 0.5).item()
+        expected = F.cross_entropy(model(x), y).item() + r
         acc = (model(x).argmax(1) == y).float().mean().item()
     opt = make_optimizer(model, cfg.train.optimizer)
     stats = train_one_epoch(
@@ -63,6 +71,60 @@ def test_evaluate_matches_a_manual_computation(tiny_cfg):
     assert loss == pytest.approx(F.cross_entropy(logits, s.data.val.y).item() + r, rel=1e-5)
     assert acc == pytest.approx((logits.argmax(1) == s.data.val.y).float().mean().item())
     assert all(math.isnan(v) for v in evaluate(model, Split(s.data.val.x[:0], s.data.val.y[:0])))
+
+
+def test_evaluate_puts_a_train_mode_model_in_eval_mode_and_restores_it():
+    """fit passes its model in train mode: evaluate must switch BatchNorm and dropout to eval
+    behaviour, leave the running statistics alone and give the train flag back."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Flatten(), nn.Linear(64, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 10)
+    )
+    with torch.no_grad():  # running statistics far from a fresh BatchNorm's (0, 1)
+        for _ in range(5):
+            model(torch.randn(40, 1, 8, 8) * 3 + 1)
+    x, y = torch.randn(50, 1, 8, 8), torch.randint(0, 10, (50,))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    loss, acc = evaluate(model, Split(x, y), batch_size=16)
+    assert model.training and all(m.training for m in model.modules())
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    ref = nn.Sequential(*model).eval()  # same modules, eval mode, outside evaluate
+    with torch.no_grad():
+        logits = ref(x)
+    model.train()
+    assert loss == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-6)
+    assert acc == pytest.approx((logits.argmax(1) == y).float().mean().item())
+
+
+def test_named_weights_strip_compile_and_ddp_prefixes_on_cpu(tiny_cfg):
+    from nntrain.models import named_weights
+
+    model = setup(tiny_cfg()).new_model()
+
+    class Wrapper(nn.Module):  # the attribute name DistributedDataParallel uses
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+    plain = named_weights(model)
+    assert set(plain) == {"conv1", "fc1", "out"}
+    for wrapped in (torch.compile(model), Wrapper(model), Wrapper(torch.compile(model))):
+        got = named_weights(wrapped)
+        assert set(got) == set(plain) and all(got[k] is plain[k] for k in plain)
+
+
+@pytest.mark.slow
+def test_compile_trains_on_cpu_like_eager(tiny_cfg):
+    """train.compile=true is not CUDA-only: on CPU it trains to the eager run's numbers."""
+    cfg = tiny_cfg("train.epochs=1", "model.batchnorm=false", "model.dropout=0")
+    s = setup(cfg)
+    eager = fit(s.new_model(), s.data, cfg.train, seed=0, device=s.device)
+    compiled_cfg = tiny_cfg("train.epochs=1", "model.batchnorm=false", "model.dropout=0", "train.compile=true")
+    compiled = fit(s.new_model(), s.data, compiled_cfg.train, seed=0, device=s.device)
+    for a, b in zip(eager.records, compiled.records):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
+        assert b["val_acc"] == pytest.approx(a["val_acc"], abs=2 / len(s.data.val))
 
 
 @pytest.mark.parametrize(
@@ -115,6 +177,16 @@ def test_checkpoints_are_complete_and_weights_only(tiny_cfg):
     assert last["epoch"] == 2 and {"model", "optimizer", "scheduler", "rng", "config", "classes"} <= set(last)
     assert last["config"]["model"]["channels"] == [8]
     assert torch.load(run.path / "last.pt", weights_only=True)["epoch"] == 2
+
+
+def test_the_project_loader_loads_weights_only(tiny_cfg, monkeypatch):
+    """load_checkpoint itself asks torch for weights_only=True (a pickle that runs code is refused)."""
+    h, run = train_run(tiny_cfg("train.epochs=1"))
+    calls = []
+    real = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **kw: calls.append(kw) or real(*a, **kw))
+    assert load_checkpoint(run.path / "best.pt")["best_epoch"] == 1
+    assert calls and all(kw.get("weights_only") is True for kw in calls)
 
 
 def test_divergence_stops_with_a_reason(tiny_cfg):

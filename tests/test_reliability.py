@@ -59,6 +59,22 @@ def test_resume_gives_the_same_metrics_as_an_uninterrupted_run(tiny_cfg, stop_af
     assert hist.step_losses == full_hist.step_losses
 
 
+def test_resume_interrupted_twice_mid_epoch_gives_the_uninterrupted_metrics(tiny_cfg):
+    """Stopped in epoch 1, resumed and stopped again inside epoch 2, resumed to the end: the
+    batch order (the generator restored from last.pt each time) and the losses match a run
+    that was never stopped."""
+    cfg = tiny_cfg("train.epochs=3", "train.batch_size=100", "model.dropout=0.3")  # 13 steps per epoch
+    full_hist, full_run = train_run(cfg)
+    part_hist, part_run = train_run(cfg, should_stop=StopAfter(5))
+    assert part_hist.interrupted and load_checkpoint(part_run.path / "last.pt")["partial"]["step"] == 6
+    hist, run, _ = resume_run(part_run.path, should_stop=StopAfter(12))  # 7 steps of epoch 1, 6 of epoch 2
+    second = load_checkpoint(run.path / "last.pt")
+    assert hist.interrupted and second["epoch"] == 1 and second["partial"]["step"] == 6
+    hist, run, _ = resume_run(part_run.path)
+    assert rows(run.path) == rows(full_run.path) and len(rows(full_run.path)) == 3
+    assert hist.step_losses == full_hist.step_losses and hist.test_acc == full_hist.test_acc
+
+
 def test_resume_of_a_finished_run_is_refused(tiny_cfg):
     _, run = train_run(tiny_cfg("train.epochs=1"))
     res = runner.invoke(app, ["train", "--resume", str(run.path)])
@@ -283,3 +299,55 @@ def test_checkpoint_interval(tiny_cfg, monkeypatch, seconds, last_writes):
     assert 1 <= written.count("best.pt") <= last_writes
     assert load_checkpoint(run.path / "last.pt")["epoch"] == 3
     assert load_checkpoint(run.path / "best.pt")["epoch"] == h.best_epoch
+
+
+@pytest.mark.parametrize("step", ["write", "flush", "fsync", "replace"])
+def test_a_failure_at_any_step_of_a_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch, step):
+    """Atomic writes: whatever step fails, the previous file's bytes are intact, no temp file is
+    left behind, and the target itself is never opened for writing (only renamed onto)."""
+    import builtins
+    import io
+
+    import nntrain.runs.files as files
+
+    target = tmp_path / "last.pt"
+    target.write_bytes(b"the previous checkpoint")
+    opened_for_writing = []
+
+    def boom(*_a, **_k):
+        raise OSError(errno.EIO, f"injected failure at {step}")
+
+    class Failing(io.FileIO):  # a real file whose chosen step fails
+        def write(self, b):
+            return boom() if step == "write" else super().write(b)
+
+        def flush(self):
+            return boom() if step == "flush" else super().flush()
+
+    real_os_open, real_open = os.open, builtins.open
+
+    def watch_os_open(path, flags, *a, **k):
+        if Path(path) == target and flags & (os.O_WRONLY | os.O_RDWR):
+            opened_for_writing.append(path)
+        return real_os_open(path, flags, *a, **k)
+
+    def watch_open(file, mode="r", *a, **k):
+        if isinstance(file, (str, os.PathLike)) and Path(file) == target and set(mode) & set("wax+"):
+            opened_for_writing.append(file)
+        return real_open(file, mode, *a, **k)
+
+    monkeypatch.setattr(os, "open", watch_os_open)
+    monkeypatch.setattr(builtins, "open", watch_open)
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode="r", *a, **k: Failing(fd, mode.replace("b", "")))
+    if step == "fsync":
+        monkeypatch.setattr(os, "fsync", boom)
+    if step == "replace":
+        monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(files.NntrainError, match="injected failure"):
+        files.save_checkpoint(target, {"model": {"w": torch.ones(3)}, "epoch": 2})
+    assert target.read_bytes() == b"the previous checkpoint"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temp file behind
+    assert opened_for_writing == []
+    monkeypatch.undo()
+    files.save_checkpoint(target, {"model": {"w": torch.ones(3)}, "epoch": 2})  # and a healthy write works
+    assert load_checkpoint(target)["epoch"] == 2
