@@ -239,12 +239,25 @@ class Config(_Section):
     """Seeds splits, initialization, batch order and dropout (0 ≤ seed < 2³², scikit-learn's range)."""
     device: str = "auto"
     """auto (CUDA when available, else CPU) | cpu | cuda | cuda:N."""
+    threads: Literal["auto"] | int = "auto"
+    """CPU threads torch computes with: auto (one thread for small work such as digits, so other busy
+    processes cannot stall it; else the cores this process may use, divided among cv --jobs) | N ≥ 1.
+    CPU results can differ in the last digits between thread counts."""
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     output: OutputConfig = OutputConfig()
     sanity: SanityConfig = SanityConfig()
     diagnostics: DiagnosticsConfig = DiagnosticsConfig()
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _threads_auto_or_positive(cls, v: Any) -> Any:
+        if v == "auto":
+            return v
+        if isinstance(v, bool) or not str(v).strip().isdigit() or int(v) < 1:
+            raise ValueError("use auto or a whole number of threads >= 1")
+        return int(v)
 
     @field_validator("device")
     @classmethod

@@ -10,6 +10,7 @@ import typer
 
 from nntrain.cli import config_cmd, cv, data, evaluate, lrsweep, plots, report, runs, sanity, train
 from nntrain.cli.startup import before_exit
+from nntrain.training.threads import passive_waits
 
 app = typer.Typer(
     help="Train small image classifiers with PyTorch the disciplined way: "
@@ -38,6 +39,7 @@ app.add_typer(config_app, name="config")
 
 
 def main() -> None:
+    passive_waits()  # before torch is imported: waiting OpenMP threads yield their core
     try:
         app(prog_name="nntrain")
     finally:

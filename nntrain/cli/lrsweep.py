@@ -30,8 +30,10 @@ def lr_sweep_cmd(
     from nntrain.pipeline.setup import setup
     from nntrain.plots import lr_sweep_figure, save
     from nntrain.runs.rundir import RunDir
+    from nntrain.training.threads import apply_threads
 
     s = setup(cfg)
+    apply_threads(s.threads)  # the thread policy (nntrain.training.threads)
 
     def progress(r) -> None:
         status = "diverged" if r.diverged else f"final loss {r.final_loss:.4f}"

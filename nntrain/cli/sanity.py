@@ -28,8 +28,10 @@ def sanity(
     from nntrain.cli.render import SanityReporter, plain, sanity_report, warn
     from nntrain.pipeline.setup import setup
     from nntrain.sanity.runner import run_sanity
+    from nntrain.training.threads import apply_threads
 
     s = setup(cfg)
+    apply_threads(s.threads)  # the thread policy (nntrain.training.threads)
     settle_heap()
     reporter = SanityReporter(verbose=verbose, live=False if json_out else None)
     try:

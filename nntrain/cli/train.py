@@ -112,6 +112,8 @@ def _train(cfg: Any, resume: Optional[Path], json_out: bool, ddp: Any) -> None:
             per_class_table(summary["per_class_test"], "per-class test accuracy (confusion.png)")
         train_summary(summary, str(run.path))
         plain(f"report         {report}")
+    if summary.get("load_note"):
+        warn(summary["load_note"])
     if history.diverged:
         error(history.stopped or "training diverged")
         raise typer.Exit(1)

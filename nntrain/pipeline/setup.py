@@ -5,6 +5,7 @@ Commands differ only in their ending (ARCHITECTURE.md, "One pipeline, several ve
 
 from __future__ import annotations
 
+import os
 import platform
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from nntrain.data.types import Dataset, Prepared
 from nntrain.models import build_model
 from nntrain.training import distributed
 from nntrain.training.device import resolve_device
+from nntrain.training.threads import choose_threads, step_macs, usable_cores
 
 
 @dataclass
@@ -28,6 +30,7 @@ class Setup:
     device: torch.device
     dataset: Dataset
     data: Prepared
+    threads: int = 1  # torch CPU threads the policy chose for this work (training.threads); applied by the caller
 
     def new_model(self, seed: int | None = None) -> nn.Module:
         """A freshly initialized model; same seed → same weights."""
@@ -45,9 +48,11 @@ def setup(cfg: Config) -> Setup:
     ds = load_dataset(cfg.data)
     splits = make_splits(ds, cfg)
     data = prepare(ds, splits.train, splits.val, splits.test, device, splits=splits)
-    s = Setup(cfg, device, ds, data)
-    build_model(cfg.model, data.input_shape, data.num_classes)  # shape errors surface now
-    return s
+    model = build_model(cfg.model, data.input_shape, data.num_classes)  # shape errors surface now
+    # processes sharing this machine's cores: torchrun's ranks on this node
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", ddp.world)) if ddp is not None else 1
+    macs = step_macs(model, data.input_shape, cfg.train.batch_size)
+    return Setup(cfg, device, ds, data, choose_threads(cfg.threads, macs=macs, cores=usable_cores(), jobs=local))
 
 
 def checkpoint_extra(s: Setup) -> dict[str, Any]:

@@ -19,6 +19,8 @@ from nntrain.runs.files import load_checkpoint
 from nntrain.runs.rundir import RunDir
 from nntrain.training import distributed
 from nntrain.training.engine import History, fit
+from nntrain.training.loadwatch import LoadWatch
+from nntrain.training.threads import apply_threads
 
 
 def train_run(
@@ -29,6 +31,7 @@ def train_run(
     should_stop: Callable[[], bool] | None = None,
 ) -> tuple[History, RunDir]:
     s = s or setup(cfg)
+    apply_threads(s.threads)
     if cfg.output.tensorboard:
         require_tensorboard()  # bad input: reject before a run directory exists
     model = s.new_model()
@@ -57,6 +60,7 @@ def resume_run(
     best = run.path / "best.pt"
     last["best_model"] = load_checkpoint(best)["model"] if best.is_file() and last["best_epoch"] > 0 else None
     s = setup(cfg)
+    apply_threads(s.threads)
     if cfg.output.tensorboard:
         require_tensorboard()
     model = s.new_model()
@@ -75,6 +79,7 @@ def _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, *, resume) ->
     if cfg.output.tensorboard and run is not None:
         tb = TensorBoardLogger(run.path / "tensorboard", model, s.data.input_shape)
     t0 = time.time()
+    load = LoadWatch()
     from nntrain.data.augment import make_augment
 
     try:
@@ -84,7 +89,7 @@ def _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, *, resume) ->
             cfg.train,
             seed=cfg.seed,
             device=s.device,
-            callbacks=list(callbacks) + ([tb] if tb else []),
+            callbacks=list(callbacks) + [load] + ([tb] if tb else []),
             run=run,
             checkpoint_extra=checkpoint_extra(s),
             resume=resume,
@@ -101,7 +106,8 @@ def _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, *, resume) ->
     # fit left the best model in ``model``: its test confusion matrix and per-class accuracy
     result = write_run_pictures(run, history, model, s.data, batch_size=cfg.train.eval_batch_size)
     per_class = {"per_class_test": result.per_class() if result is not None else None}
-    run.write_json("summary.json", {**summary(cfg, s, history, started=t0), **per_class})
+    notes = {"load_note": load.verdict()}  # other processes slowed the run (None: they did not)
+    run.write_json("summary.json", {**summary(cfg, s, history, started=t0), **per_class, **notes})
     return history
 
 
@@ -121,6 +127,7 @@ def summary(cfg: Config, s: Setup, h: History, *, started: float) -> dict[str, A
         "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
         "seed": cfg.seed,
         "device": str(s.device),
+        "threads": torch.get_num_threads(),
         "world_size": distributed.current().world if distributed.current() is not None else 1,  # torchrun processes
         "dataset": cfg.data.dataset,
         "split_sizes": {"train": len(s.data.train), "val": len(s.data.val), "test": len(s.data.test)},

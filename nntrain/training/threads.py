@@ -1,0 +1,113 @@
+"""How many CPU threads torch computes with, so that another busy process cannot stall training.
+
+Torch's default is one OpenMP thread per core, each spinning at every barrier. When anything
+else runs on the machine (a browser, an IDE, CI jobs, another fold of ``cv --jobs``), one of
+those threads is descheduled, the others spin waiting for it, and every operation costs a
+scheduler time slice: on a 2-core machine the digits loop went from 4 s to 49-98 s with one
+other CPU-bound process. The policy, decided per run from the machine and the work only
+(never from the momentary load, so a config gives the same numbers on a given machine):
+
+- the cores this process may use: its affinity mask, capped by a cgroup CPU quota;
+- small work (an SGD step of fewer than ``SMALL_STEP_MACS`` multiply-accumulates, e.g. the
+  digits CNN) gains nothing from a second thread, so it gets one thread and cannot be stalled;
+- larger work gets the usable cores, divided among the processes of ``cv --jobs``;
+- OpenMP threads wait passively (``OMP_WAIT_POLICY=PASSIVE``, set before torch is imported
+  unless the user set it), so a waiting thread yields its core instead of spinning.
+
+This module imports no torch at module level: the CLI calls ``passive_waits()`` before torch
+is imported.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+SMALL_STEP_MACS = 2e8
+"""Multiply-accumulates of one forward pass over a training batch below which one thread is as
+fast as several (digits CNN [16, 32], batch 64: ~7e6 — measured 2 % slower on one thread than
+two on a quiet 2-core machine; the CIFAR-shaped CNN [64, 128, 256], batch 128: ~5e9)."""
+
+
+def passive_waits(environ: dict[str, str] | None = None) -> None:
+    """OpenMP threads sleep instead of spinning while they wait (read once, when torch loads)."""
+    env = os.environ if environ is None else environ
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def cgroup_cpu_limit(root: str | Path = "/sys/fs/cgroup") -> float | None:
+    """CPUs allowed by a cgroup quota (v2 ``cpu.max`` or v1 ``cfs_quota_us / cfs_period_us``), or None."""
+    root = Path(root)
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return None if quota <= 0 or period <= 0 else quota / period
+    except (OSError, ValueError):
+        return None
+
+
+def usable_cores(cgroup_root: str | Path = "/sys/fs/cgroup") -> int:
+    """CPUs this process may run on: its affinity mask, capped by a cgroup CPU quota."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    limit = cgroup_cpu_limit(cgroup_root)
+    if limit is not None:
+        cores = min(cores, math.ceil(limit))
+    return max(1, cores)
+
+
+def step_macs(model: Any, input_shape: tuple[int, int, int], batch_size: int) -> float:
+    """Multiply-accumulates of one forward pass over a batch: conv and linear layers, counted
+    with forward hooks on one zero sample (the model is left as it was)."""
+    import torch
+    from torch import nn
+
+    total = 0.0
+
+    def count(module: nn.Module, _inputs: Any, out: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            total += module.weight.numel() * out.shape[-1] * out.shape[-2]
+        elif isinstance(module, nn.Linear):
+            total += module.weight.numel()
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            device = next(model.parameters()).device
+            model(torch.zeros(1, *input_shape, device=device))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return total * batch_size
+
+
+def choose_threads(setting: int | str, *, macs: float, cores: int, jobs: int = 1) -> int:
+    """torch threads for one process: ``setting`` when it is a number, else the policy above."""
+    if setting != "auto":
+        return int(setting)
+    if macs < SMALL_STEP_MACS:
+        return 1
+    return max(1, cores // max(1, jobs))
+
+
+def apply_threads(threads: int) -> int:
+    """Set torch's intra-op threads; returns the previous count."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads != before:
+        torch.set_num_threads(threads)
+    return before
