@@ -63,8 +63,8 @@ def _rows(text: str) -> list[dict[str, str]]:
 def test_an_image_gets_the_identical_tensor_through_training_and_predict(run):
     import torch
 
-    from nntrain.deploy.predict import _pixels
     from nntrain.deploy.inputs import expand
+    from nntrain.deploy.predict import _pixels
     from nntrain.deploy.source import open_source
 
     s, paths = _test_split(run)
@@ -160,7 +160,6 @@ def test_export_writes_after_a_parity_check(run, tmp_path, fmt):
 
 def test_onnx_metadata_and_predict_through_onnx_match_the_run(run, tmp_path):
     import onnx
-    import torch
 
     from nntrain.runs.files import load_checkpoint
 
@@ -178,7 +177,6 @@ def test_onnx_metadata_and_predict_through_onnx_match_the_run(run, tmp_path):
     b = _rows(runner.invoke(app, ["predict", str(out), images]).stdout)
     assert len(a) == 60 and [(r["path"], r["predicted"]) for r in a] == [(r["path"], r["predicted"]) for r in b]
     assert max(abs(float(x["probability"]) - float(y["probability"])) for x, y in zip(a, b)) < 1e-5
-    del torch
 
 
 def test_parity_failure_exits_1_with_the_figures_and_writes_nothing(run, tmp_path, monkeypatch):
@@ -229,3 +227,40 @@ def test_predict_imports_no_matplotlib_sklearn_or_torchvision(run, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def _snippet(name: str) -> str:
+    text = (REPO / "docs" / "use-your-model.md").read_text()
+    code = re.search(rf"<!-- snippet: {name} -->\n```python\n(.*?)```", text, re.S)[1]
+    assert len(code.splitlines()) <= 20
+    return code
+
+
+def test_docs_onnx_snippet_classifies_an_image_like_predict(run, tmp_path, monkeypatch):
+    _, paths = _test_split(run)
+    assert runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "model.onnx")]).exit_code == 0
+    monkeypatch.chdir(tmp_path)
+    for p in paths[:4]:
+        shutil.copy(p, tmp_path / "image.png")
+        res = subprocess.run([sys.executable, "-c", _snippet("onnx")], capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+        name, prob = res.stdout.split()
+        (row,) = _rows(runner.invoke(app, ["predict", str(run), str(p)]).stdout)
+        assert name == row["predicted"] and abs(float(prob) - float(row["probability"])) < 1e-5
+
+
+def test_docs_safetensors_snippet_rebuilds_the_model(run, tmp_path, monkeypatch):
+    import torch
+
+    from nntrain.deploy.source import read_checkpoint
+
+    res = runner.invoke(app, ["export", str(run), "-f", "safetensors", "--out", str(tmp_path / "model.safetensors")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "model.json").is_file()
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(_snippet("safetensors"), scope)
+    _, _, original = read_checkpoint(run)
+    x = torch.randn(5, 3, 8, 8)
+    with torch.inference_mode():
+        assert torch.equal(scope["model"](x), original(x))
