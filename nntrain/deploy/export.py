@@ -218,12 +218,15 @@ def export(source: str | Path, fmt: str = "onnx", out: str | Path | None = None)
     tmp = Path(name)
     written: list[Path] = [tmp, tmp.with_suffix(".json")]
     try:
-        if fmt == "onnx":
-            written = _write_onnx(model, example, meta, tmp)
-        elif fmt == "pt2":
-            written = _write_pt2(model, example, meta, tmp)
-        else:
-            written = _write_safetensors(model, example, meta, tmp, config=ckpt["config"])
+        try:
+            if fmt == "onnx":
+                written = _write_onnx(model, example, meta, tmp)
+            elif fmt == "pt2":
+                written = _write_pt2(model, example, meta, tmp)
+            else:
+                written = _write_safetensors(model, example, meta, tmp, config=ckpt["config"])
+        except OSError as e:
+            raise NntrainError(f"cannot write '{target}': {e.strerror or e}; choose another --out") from None
         got = softmax(np.asarray(RUNNERS[fmt](written, x), dtype=np.float32))
         parity = Parity(
             n=len(x),
