@@ -72,7 +72,7 @@ def test_an_image_gets_the_identical_tensor_through_training_and_predict(run):
     items = expand([str(p) for p in paths], src.classes)
     ok, x = _pixels(items, src)
     assert ok == list(range(len(paths)))
-    assert torch.equal(torch.from_numpy(src.normalize(x)), s.data.test.x.cpu())  # bit for bit
+    assert torch.equal(src.normalize(x), s.data.test.x.cpu())  # bit for bit
 
 
 def test_predicting_the_test_images_as_png_reproduces_eval(run, tmp_path):

@@ -30,37 +30,44 @@ def columns(top_k: int) -> list[str]:
 
 
 def _pixels(items: list[Item], src: Source) -> tuple[list[int], Any]:
-    """Decode the batch's files (failures recorded on their item) → (indices that decoded, uint8 tensor)."""
+    """Decode the batch's inputs (failures recorded on their item) → (indices that decoded, uint8
+    (n, C, H, W) tensor). Files go through training's ``decode``; the batch is stacked as (n, H, W, C)
+    and viewed as (n, C, H, W), the channels-last layout PyTorch's CPU convolutions run fastest on."""
     import torch
 
     from nntrain.data.formats.conform import to_channels, to_size
-    from nntrain.data.formats.imagefolder import decode, image_mode, to_tensor
+    from nntrain.data.formats.imagefolder import decode, image_mode
     from nntrain.errors import DataError
 
     c, h, w = src.input_shape
+    mode = image_mode(c)
     ok, arrays = [], []
     for i, it in enumerate(items):
         if it.error:
             continue
         if it.file is not None:
             try:
-                arrays.append(to_tensor([decode(it.file, image_mode(c), (w, h))])[0])
-                ok.append(i)
+                a = decode(it.file, mode, (w, h))
             except DataError as e:
                 it.error = str(e)
+                continue
+            arrays.append(a if a.ndim == 3 else a[:, :, None])
+            ok.append(i)
             continue
         x = torch.from_numpy(np.ascontiguousarray(it.array))[None]
         try:
-            x = to_size(to_channels(x, c), h) if (x.shape[2], x.shape[3]) != (h, w) or x.shape[1] != c else x
+            x = to_size(to_channels(x, c), h) if tuple(x.shape[1:]) != (c, h, w) else x
         except ValueError as e:
             it.error = f"{it.path}: {e}"
             continue
         if tuple(x.shape[1:]) != (c, h, w):
             it.error = f"{it.path}: shape {tuple(x.shape[1:])} cannot be brought to the model's {(c, h, w)}"
             continue
-        arrays.append(x[0])
+        arrays.append(x[0].permute(1, 2, 0).numpy())
         ok.append(i)
-    return ok, (torch.stack(arrays) if arrays else None)
+    if not arrays:
+        return ok, None
+    return ok, torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
 
 
 def predict(

@@ -43,12 +43,12 @@ class Source:
     input_shape: tuple[int, int, int]  # (C, H, W)
     mean: np.ndarray  # (C,) per channel, in units of pixel value / scale
     std: np.ndarray
-    logits: Callable[[np.ndarray], np.ndarray]
+    logits: Callable[[Any], np.ndarray]  # normalized input (tensor or array) → (N, classes)
     meta: dict[str, Any] = field(default_factory=dict)
     scale: float = 1.0  # checkpoints: raw pixel units (as training); .onnx metadata: pixel / 255
 
-    def normalize(self, x: Any) -> np.ndarray:
-        """(N, C, H, W) raw pixel values (uint8 tensor) → normalized float32, as the model was trained."""
+    def normalize(self, x: Any) -> Any:
+        """(N, C, H, W) raw pixel values (uint8 tensor) → normalized float32 tensor, as the model was trained."""
         import torch
 
         from nntrain.data.formats.imagefolder import normalize
@@ -56,11 +56,12 @@ class Source:
         mean, std = torch.from_numpy(self.mean), torch.from_numpy(self.std)
         x = torch.as_tensor(x)
         if self.scale == 1.0:
-            return normalize(x, mean, std).numpy()  # the very function training's data goes through
-        return normalize(x.float() / self.scale, mean, std).numpy()
+            return normalize(x, mean, std)  # the very function training's data goes through
+        return normalize(x.float() / self.scale, mean, std)
 
-    def probabilities(self, x: np.ndarray) -> np.ndarray:
-        return softmax(self.logits(np.ascontiguousarray(x, dtype=np.float32)).astype(np.float32))
+    def probabilities(self, x: Any) -> np.ndarray:
+        """Normalized (N, C, H, W) float32 tensor (any memory layout) → (N, classes) probabilities."""
+        return softmax(np.asarray(self.logits(x), dtype=np.float32))
 
 
 def open_source(source: str | Path) -> Source:
@@ -86,9 +87,9 @@ def open_checkpoint(source: Path) -> Source:
 
     path, ckpt, model = read_checkpoint(source)
 
-    def logits(x: np.ndarray) -> np.ndarray:
+    def logits(x) -> np.ndarray:
         with torch.inference_mode():
-            return model(torch.from_numpy(x)).numpy()
+            return model(torch.as_tensor(x)).numpy()
 
     return Source(
         path=path,
@@ -122,8 +123,8 @@ def open_onnx(path: Path) -> Source:
         ) from None
     name = session.get_inputs()[0].name
 
-    def logits(x: np.ndarray) -> np.ndarray:
-        return session.run(None, {name: x})[0]
+    def logits(x) -> np.ndarray:
+        return session.run(None, {name: np.ascontiguousarray(np.asarray(x, dtype=np.float32))})[0]
 
     return Source(
         path=path,
