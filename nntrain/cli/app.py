@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from nntrain.cli import config_cmd, cv, data, evaluate, lrsweep, plots, report, runs, sanity, train
+from nntrain.cli import config_cmd, cv, data, evaluate, export, lrsweep, plots, predict, report, runs, sanity, train
 from nntrain.cli.startup import before_exit
 from nntrain.training.threads import passive_waits
 
@@ -28,6 +28,8 @@ app.command()(sanity.sanity)
 app.command("lr-sweep")(lrsweep.lr_sweep_cmd)
 app.command()(train.train)
 app.command("eval")(evaluate.eval_cmd)
+app.command("predict")(predict.predict_cmd)
+app.command("export")(export.export_cmd)
 app.command("plot-curves")(plots.plot_curves)
 app.command("plot-filters")(plots.plot_filters)
 app.command("report")(report.report_cmd)

@@ -78,14 +78,22 @@ def scan(root: Path, notes: Callable[[str], None]) -> tuple[list[Path], np.ndarr
     return paths, np.asarray(labels, dtype=np.int64), tuple(classes)
 
 
+def image_mode(channels: int | None) -> str:
+    """The PIL mode images are converted to: ``L`` for 1 channel, ``RGB`` otherwise."""
+    return "L" if channels == 1 else "RGB"
+
+
 def decode(path: Path, mode: str, size: tuple[int, int] | None) -> np.ndarray:
-    """One image → (H, W) or (H, W, 3) uint8, converted to ``mode`` and resized to ``size`` (W, H)."""
-    from PIL import Image
+    """One image → (H, W) or (H, W, 3) uint8: EXIF orientation applied, converted to ``mode`` and
+    resized to ``size`` (W, H). Training's image folder and ``nntrain predict`` both decode here."""
+    from PIL import Image, ImageOps
 
     try:
         with Image.open(path) as im:
             if size is not None and im.format == "JPEG":
                 im.draft(mode, size)  # JPEG DCT scaling: decode straight at (about) the target size
+            if im.format in ("JPEG", "TIFF", "WEBP", "MPO") and im.getexif().get(0x0112, 1) != 1:
+                im = ImageOps.exif_transpose(im)  # a camera's "rotate on display" tag, as viewers show it
             im = im.convert(mode)  # also forces the full decode: a truncated file fails here
             if size is not None and im.size != size:
                 im = im.resize(size, Image.Resampling.BILINEAR)
@@ -123,6 +131,18 @@ def to_tensor(arrays: list[np.ndarray]) -> torch.Tensor:
     return x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2).contiguous()
 
 
+def read_images(paths: list[Path], channels: int | None, size: tuple[int, int] | None) -> torch.Tensor:
+    """The preprocessing of image files shared by training and ``nntrain predict``: decode
+    (``decode``), stack (``to_tensor``) → (N, C, H, W) uint8; ``normalize`` follows."""
+    return to_tensor(decode_all(paths, image_mode(channels), size))
+
+
+def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) raw pixel values → float32 normalized by the train split's per-channel mean/std
+    (the expression ``data.memory.prepare`` applies to every split)."""
+    return (x.float() - mean[:, None, None]) / std[:, None, None]
+
+
 class ImageFiles:
     """A lazy (N, C, H, W) uint8 image source for streaming: ``source[idx_list]`` decodes a batch.
 
@@ -158,7 +178,7 @@ def load(cfg: DataConfig, notes: Callable[[str], None]):
     root = Path(cfg.root).expanduser()
     paths, y, classes = scan(root, notes)
     channels = cfg.channels or 3
-    mode = "L" if channels == 1 else "RGB"
+    mode = image_mode(channels)
     size = (cfg.image_size, cfg.image_size) if cfg.image_size else None
     name = f"imagefolder:{root}"
     guess = size or header_size(paths[0])
@@ -175,6 +195,14 @@ def load(cfg: DataConfig, notes: Callable[[str], None]):
             classes=classes,
             name=name,
             stream=True,
+            sources=tuple(map(str, paths)),
+        )
+    if size is not None:
+        return Dataset(
+            x=read_images(paths, channels, size),
+            y=torch.from_numpy(y),
+            classes=classes,
+            name=name,
             sources=tuple(map(str, paths)),
         )
     arrays = decode_all(paths, mode, size)

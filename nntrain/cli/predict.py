@@ -1,0 +1,102 @@
+"""``nntrain predict``: label new images (or an .npz) with a run's model or an exported .onnx."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from nntrain.cli.common import guarded
+
+SHOWN = 20  # rows in the terminal table; --out or a pipe gets them all
+
+OUT_FORMATS = (".csv", ".json", ".jsonl")
+
+
+def _csv(columns: list[str], rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def serialize(columns: list[str], rows: list[dict[str, Any]], summary: dict[str, Any], suffix: str) -> str:
+    if suffix == ".csv":
+        return _csv(columns, rows)
+    if suffix == ".jsonl":
+        return "".join(json.dumps(r) + "\n" for r in rows)
+    return json.dumps({"columns": columns, "rows": rows, "summary": summary}, indent=2) + "\n"
+
+
+def summary_lines(s: dict[str, Any]) -> list[str]:
+    lines = [f"{s['predicted']} of {s['inputs']} inputs predicted, {s['failed']} failed"]
+    if "accuracy" in s:
+        lines.append(f"accuracy {s['accuracy']:.4f} on {s['labelled']} labelled inputs (label = class folder name)")
+    return lines
+
+
+@guarded
+def predict_cmd(
+    source: Path = typer.Argument(..., help="A run directory (its best.pt), a .pt checkpoint or an exported .onnx."),
+    inputs: List[str] = typer.Argument(
+        ..., help="Image files, folders (recursive), glob patterns, an .npz with x, or - for paths on stdin."
+    ),
+    top_k: int = typer.Option(3, "--top-k", min=1, help="Classes per row (capped at the class count)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write all rows to FILE: .csv, .json or .jsonl."),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Images per forward pass."),
+    json_out: bool = typer.Option(False, "--json", help="Print rows and summary as JSON on stdout."),
+) -> None:
+    """Predict classes for new inputs, preprocessed exactly as in training. Exit 2 if any input failed."""
+    from nntrain.errors import NntrainError
+
+    if out is not None:
+        from nntrain.cli.common import out_path
+
+        out_path(out)
+        if out.suffix.lower() not in OUT_FORMATS:
+            raise NntrainError(f"--out {out}: unknown extension '{out.suffix}'; use .csv, .json or .jsonl")
+    from nntrain.cli import render
+    from nntrain.deploy.predict import predict
+
+    res = predict(source, inputs, top_k=top_k, batch_size=batch_size)
+    s = res.summary
+    if json_out:
+        render.plain(serialize(res.columns, res.rows, s, ".json").rstrip("\n"))
+    elif out is not None:
+        from nntrain.runs.files import atomic_write_text
+
+        atomic_write_text(out, serialize(res.columns, res.rows, s, out.suffix.lower()))
+        for line in summary_lines(s):
+            render.plain(line)
+        if "per_class" in s:
+            render.per_class_table(s["per_class"], "per-class accuracy")
+        render.plain(f"wrote {len(res.rows)} rows to {out}")
+    elif render.is_tty():
+        head = res.rows[:SHOWN]
+        render.rows_table(
+            f"predictions ({len(head)} of {len(res.rows)} shown; --out FILE for all)",
+            res.columns,
+            [[_cell(r[c]) for c in res.columns] for r in head],
+        )
+        if "per_class" in s:
+            render.per_class_table(s["per_class"], "per-class accuracy")
+        for line in summary_lines(s):
+            render.plain(line)
+    else:  # piped: CSV on stdout, the summary on stderr
+        render.plain(_csv(res.columns, res.rows).rstrip("\n"))
+        for line in summary_lines(s):
+            render.note(line)
+    if s["failed"]:
+        first = next(r for r in res.rows if r["error"])
+        raise NntrainError(
+            f"{s['failed']} of {s['inputs']} inputs could not be predicted (the others were); first: {first['error']}"
+        )
+
+
+def _cell(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
