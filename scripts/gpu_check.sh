@@ -12,7 +12,7 @@ py="${PYTHON:-python3}"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   "$py" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
 } 2>&1 | tee "$out/gpu-info.log"
-timeout 240 "$py" -m pytest -q -p no:cacheprovider tests/test_cuda.py -rs 2>&1 | tee "$out/gpu-tests.log"
+timeout 240 "$py" -m pytest -q -p no:cacheprovider tests/test_training_cuda.py -rs 2>&1 | tee "$out/gpu-tests.log"
 tests_rc=${PIPESTATUS[0]}
 timeout 300 "$py" scripts/bench.py --device cuda --only digits,cifar --reps 3 2>&1 | tee "$out/gpu-bench.log"
 bench_rc=${PIPESTATUS[0]}

@@ -122,7 +122,7 @@ def test_data_config_errors_name_the_dotted_key(tmp_path):
 def test_imagefolder_duplicates_are_reported_by_file_name(tmp_path):
     import shutil
 
-    from data_files import write_imagefolder
+    from helpers import write_imagefolder
 
     written = sorted(write_imagefolder(tmp_path / "d", {"a": 15, "b": 15}, size=(6, 6)))
     for k in range(8):  # 8 byte-identical copies of a/000.png in class b

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from data_files import write_imagefolder
+from helpers import write_imagefolder
 from typer.testing import CliRunner
 
 from nntrain.cli.app import app

@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from data_files import write_cifar10, write_cifar100, write_mnist
+from helpers import write_cifar10, write_cifar100, write_mnist
 from typer.testing import CliRunner
 
 from nntrain.cli.app import app

@@ -1,4 +1,4 @@
-"""Writers for small datasets in each format's real on-disk layout (used by tests/test_data_*.py)."""
+"""Shared test helpers: writers for small datasets in each format's real on-disk layout, CLI drivers, probes."""
 
 from __future__ import annotations
 
