@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from helpers import cli
 
-from tests.test_cv import TINY, cli, comparable, cv_dirs, metrics_without_time
+from tests.test_cv import TINY, comparable, cv_dirs, metrics_without_time
 
 REPO = Path(__file__).resolve().parent.parent
 HAVE_RAY = importlib.util.find_spec("ray") is not None
