@@ -6,7 +6,25 @@ import os
 # shared 2-core machine, and in-process and subprocess runs compute identically.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import importlib.util  # noqa: E402
+
 import pytest  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip `cuda` tests without a CUDA GPU and `ray` tests without the ray extra (markers: pyproject.toml)."""
+    skips = {}
+    if any(item.get_closest_marker("ray") for item in items) and importlib.util.find_spec("ray") is None:
+        skips["ray"] = pytest.mark.skip(reason='the ray extra is not installed: pip install ".[dev,ray]"')
+    if any(item.get_closest_marker("cuda") for item in items):
+        import torch
+
+        if not torch.cuda.is_available():
+            skips["cuda"] = pytest.mark.skip(reason="needs a CUDA GPU (run scripts/gpu_check.sh there)")
+    for item in items:
+        for name, skip in skips.items():
+            if item.get_closest_marker(name):
+                item.add_marker(skip)
 
 
 @pytest.fixture

@@ -135,6 +135,7 @@ def ddp_run(tmp_path_factory) -> dict:
     return {"run": run, "stopped": stopped, "rc": proc.returncode, "out": out, "err": err}
 
 
+@pytest.mark.ddp
 def test_sigterm_to_one_rank_stops_every_rank_with_a_consistent_last_pt(ddp_run):
     stopped = ddp_run["stopped"]
     assert stopped["rc"] != 0  # torchrun reports its workers' exit 130 as a failure
@@ -144,6 +145,7 @@ def test_sigterm_to_one_rank_stops_every_rank_with_a_consistent_last_pt(ddp_run)
     assert stopped["last_epoch"] == stopped["rows"] < EPOCHS  # a row always has its checkpoint, and no more
 
 
+@pytest.mark.ddp
 def test_resumed_ddp_run_equals_a_single_process_run_on_the_same_global_batches(ddp_run, tmp_path):
     assert ddp_run["rc"] == 0, ddp_run["err"]
     run, out = ddp_run["run"], ddp_run["out"]
