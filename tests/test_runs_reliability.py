@@ -98,6 +98,7 @@ def _wait_rows(tmp_path: Path, n: int, proc: subprocess.Popen, timeout: float = 
     raise AssertionError("training made no progress")
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_prints_resume_and_exits_130(tmp_path):
     sets = ("train.epochs=60", "model.channels=[8]", "model.hidden=[16]", "train.batch_size=32")
     proc = _spawn_train(tmp_path, *sets)
@@ -128,6 +129,7 @@ def test_sigterm_checkpoints_prints_resume_and_exits_130(tmp_path):
     assert rows(run) == rows(ref_run) and len(rows(run)) == 60
 
 
+@pytest.mark.slow
 def test_kill_9_leaves_a_consistent_run_directory(tmp_path):
     """kill -9 at several moments: every checkpoint present loads, metrics.csv has whole rows only."""
     for i, delay in enumerate((0.0, 0.13, 0.37)):

@@ -136,6 +136,7 @@ def ddp_run(tmp_path_factory) -> dict:
 
 
 @pytest.mark.ddp
+@pytest.mark.slow
 def test_sigterm_to_one_rank_stops_every_rank_with_a_consistent_last_pt(ddp_run):
     stopped = ddp_run["stopped"]
     assert stopped["rc"] != 0  # torchrun reports its workers' exit 130 as a failure
@@ -146,6 +147,7 @@ def test_sigterm_to_one_rank_stops_every_rank_with_a_consistent_last_pt(ddp_run)
 
 
 @pytest.mark.ddp
+@pytest.mark.slow
 def test_resumed_ddp_run_equals_a_single_process_run_on_the_same_global_batches(ddp_run, tmp_path):
     assert ddp_run["rc"] == 0, ddp_run["err"]
     run, out = ddp_run["run"], ddp_run["out"]
