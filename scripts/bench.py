@@ -1,8 +1,8 @@
 """nntrain versus a bare hand-written PyTorch loop on the same work; prints ratios.
 
-    python scripts/bench.py [--device cpu|cuda] [--only digits,cifar,process,help] [--reps 5]
+    python scripts/bench.py [--device cpu|cuda] [--only digits,cifar,cv,process,help] [--reps 5] [--threads N]
 
-- digits  : default digits CNN, per-epoch time, nntrain `fit` (with its run directory) vs
+- digits  : default digits CNN (10 epochs), per-epoch time, nntrain `fit` (with its run directory) vs
             scripts/bare_loop.py, repetitions alternating A/B, medians and their ratio:
             each run's median epoch (end of one epoch to the end of the next, everything
             per epoch included), and its whole fit ÷ epochs (per-fit set-up, final
@@ -21,7 +21,6 @@ Goals (issue 8): per-epoch ratio ≤ 1.03, process wall ≤ 1.10×, peak memory 
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
@@ -30,23 +29,90 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-sys.path[:0] = [str(HERE), str(REPO)]
+from benchlib import HERE, REPO, arguments, median_ratio, set_threads
 
 
-def median_ratio(name: str, a: list[float], b: list[float], unit: str = "ms/epoch", goal: float = 1.03) -> float:
-    ma, mb = statistics.median(a), statistics.median(b)
-    fmt = (lambda v: f"{v * 1000:.1f}") if unit.startswith("ms") else (lambda v: f"{v:.3f}")
-    print(f"[{name}] nntrain median {fmt(ma)} {unit} (reps {', '.join(fmt(x) for x in a)})")
-    print(f"[{name}] bare    median {fmt(mb)} {unit} (reps {', '.join(fmt(x) for x in b)})")
-    print(f"[{name}] ratio nntrain/bare = {ma / mb:.3f}  (goal <= {goal})", flush=True)
-    return ma / mb
+class _EpochClock:
+    """Wall time of every epoch as the caller sees it: from the end of one epoch (its
+    callbacks, checkpoint snapshot and metrics row included) to the end of the next."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    def on_fit_start(self, info) -> None:
+        self._t = time.perf_counter()
+
+    def on_epoch_end(self, record) -> None:
+        now = time.perf_counter()
+        self.seconds.append(now - self._t)
+        self._t = now
+
+
+def nntrain_epoch_seconds(s, cfg, runs_dir: str) -> dict:
+    """{"epoch": median epoch seconds, "fit": whole fit ÷ epochs (set-up, final checkpoint
+    and test included), "test_acc"} for nntrain's ``fit`` with a run directory."""
+    from nntrain.config import to_yaml
+    from nntrain.pipeline.setup import checkpoint_extra
+    from nntrain.runs.rundir import RunDir
+    from nntrain.training.engine import fit
+
+    run = RunDir.create(runs_dir, "bench", config_yaml=to_yaml(cfg))
+    model = s.new_model()
+    clock = _EpochClock()
+    t0 = time.perf_counter()
+    h = fit(
+        model,
+        s.data,
+        cfg.train,
+        seed=cfg.seed,
+        device=s.device,
+        run=run,
+        checkpoint_extra=checkpoint_extra(s),
+        checkpoint_seconds=cfg.output.checkpoint_seconds,
+        callbacks=[clock],
+    )  # as `nntrain train` runs it
+    fit_s = time.perf_counter() - t0
+    return {"epoch": statistics.median(clock.seconds), "fit": fit_s / len(h.records), "test_acc": h.test_acc}
+
+
+def bare_epoch_seconds(s, cfg, amp_dtype=None) -> dict:
+    """The same numbers for scripts/bare_loop.py (its layout conversion inside the fit time,
+    as nntrain's ``fit`` does it)."""
+    import torch
+    from bare_loop import bare_fit
+
+    d, t = s.data, cfg.train
+    t0 = time.perf_counter()
+    model = s.new_model().to(s.device)
+    xs = [d.train.x, d.val.x, d.test.x]
+    if s.device.type == "cuda":  # the same layout nntrain uses on CUDA
+        torch.backends.cudnn.benchmark = True
+        model = model.to(memory_format=torch.channels_last)
+        xs = [x.contiguous(memory_format=torch.channels_last) for x in xs]
+    o = t.optimizer
+    r = bare_fit(
+        model,
+        xs[0],
+        d.train.y,
+        xs[1],
+        d.val.y,
+        xs[2],
+        d.test.y,
+        epochs=t.epochs,
+        batch_size=t.batch_size,
+        lr=o.lr,
+        momentum=o.momentum,
+        nesterov=o.nesterov,
+        reg=t.reg,
+        seed=cfg.seed,
+        amp_dtype=amp_dtype,
+    )
+    fit_s = time.perf_counter() - t0
+    return {"epoch": statistics.median(r["epoch_seconds"]), "fit": fit_s / t.epochs, "test_acc": r["test_acc"]}
 
 
 def epoch_case(name: str, overrides: list[str], reps: int, amp: str = "off") -> None:
     import torch
-    from bench_train import bare_epoch_seconds, nntrain_epoch_seconds
 
     from nntrain.config import load_config
     from nntrain.pipeline.setup import setup
@@ -191,12 +257,11 @@ def cv_case(reps: int, device: str) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", default="cpu")
+    ap = arguments(__doc__)
     ap.add_argument("--only", default="digits,cifar,cv,process,help")
-    ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--cifar-n", type=int, default=None, help="synthetic samples (default 3000 on CPU, 50000 on CUDA)")
     args = ap.parse_args()
+    set_threads(args.threads)
     only = set(args.only.split(","))
     cuda = args.device.startswith("cuda")
     if "help" in only:

@@ -1,9 +1,9 @@
-"""Print the README's config-key table from the pydantic models (defaults and docstrings).
+"""Print the config-key table of docs/configuration.md from the pydantic models (defaults and docstrings).
 
     python scripts/config_reference.py            # print the table
-    python scripts/config_reference.py --write    # replace it in README.md
+    python scripts/config_reference.py --write    # replace it in docs/configuration.md
 
-tests/test_readme.py fails when README.md and this output differ.
+tests/test_readme.py fails when docs/configuration.md and this output differ.
 """
 
 from __future__ import annotations
@@ -11,11 +11,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+REPO = Path(__file__).resolve().parent.parent
+DOC = REPO / "docs" / "configuration.md"
+sys.path.insert(0, str(REPO))
 
 from pydantic import BaseModel  # noqa: E402
 
-from nntrain.config import Config
+from nntrain.config import Config  # noqa: E402
 
 START, END = "<!-- config-table:start -->", "<!-- config-table:end -->"
 
@@ -37,15 +39,14 @@ def table() -> str:
     return "\n".join(["| key | default | meaning |", "| --- | --- | --- |", *rows(Config)])
 
 
-def replace_in(readme: str) -> str:
-    head, _, rest = readme.partition(START)
+def replace_in(doc: str) -> str:
+    head, _, rest = doc.partition(START)
     _, _, tail = rest.partition(END)
     return f"{head}{START}\n{table()}\n{END}{tail}"
 
 
 if __name__ == "__main__":
     if "--write" in sys.argv:
-        p = Path(__file__).resolve().parent.parent / "README.md"
-        p.write_text(replace_in(p.read_text()))
+        DOC.write_text(replace_in(DOC.read_text()))
     else:
         print(table())

@@ -1,16 +1,30 @@
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 # One intra-op thread for the test process and every subprocess it starts: faster on a
 # shared 2-core machine, and in-process and subprocess runs compute identically.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import importlib.util  # noqa: E402
+
 import pytest  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
+
+def pytest_collection_modifyitems(config, items):
+    """Skip `cuda` tests without a CUDA GPU and `ray` tests without the ray extra (markers: pyproject.toml)."""
+    skips = {}
+    if any(item.get_closest_marker("ray") for item in items) and importlib.util.find_spec("ray") is None:
+        skips["ray"] = pytest.mark.skip(reason='the ray extra is not installed: pip install ".[dev,ray]"')
+    if any(item.get_closest_marker("cuda") for item in items):
+        import torch
+
+        if not torch.cuda.is_available():
+            skips["cuda"] = pytest.mark.skip(reason="needs a CUDA GPU (run scripts/gpu_check.sh there)")
+    for item in items:
+        for name, skip in skips.items():
+            if item.get_closest_marker(name):
+                item.add_marker(skip)
 
 
 @pytest.fixture
@@ -31,16 +45,6 @@ def tiny_cfg(tmp_path):
     return make
 
 
-def run_cli(args: list[str], cwd: Path, timeout: int = 300):
-    """Run ``python -m nntrain`` in a real subprocess (not a TTY), with this checkout importable."""
-    import subprocess
-
-    env = dict(os.environ, PYTHONPATH=str(REPO), COLUMNS="200")
-    return subprocess.run(
-        [sys.executable, "-m", "nntrain", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
-
-
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """One torch intra-op thread for a module of tiny models, whatever OMP_NUM_THREADS says."""
@@ -50,18 +54,3 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def collector_states(monkeypatch, module, name: str) -> list[tuple[bool, int]]:
-    """Wrap ``module.name`` to record (collector enabled?, frozen objects) at each call."""
-    import gc
-
-    seen: list[tuple[bool, int]] = []
-    real = getattr(module, name)
-
-    def wrapper(*args, **kwargs):
-        seen.append((gc.isenabled(), gc.get_freeze_count()))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(module, name, wrapper)
-    return seen

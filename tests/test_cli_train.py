@@ -8,19 +8,16 @@ import os
 
 import pytest
 import yaml
-from conftest import run_cli
-from typer.testing import CliRunner
+from helpers import cli, run_cli
 
-from nntrain.cli.app import app
 from nntrain.config import Config, load_config
 
-runner = CliRunner()
 TINY = ["--set", "model.channels=[8]", "--set", "model.hidden=[16]", "--set", "train.epochs=3", "--set", "device=cpu"]
 
 
 def test_default_train_reaches_98_percent_and_writes_the_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    res = runner.invoke(app, ["train", "--set", "device=cpu"])
+    res = cli("train", "--set", "device=cpu")
     assert res.exit_code == 0, res.output
     assert "\x1b[" not in res.output  # not a TTY: plain lines, no escape codes
     epoch_lines = [line for line in res.output.splitlines() if line.startswith("epoch ")]
@@ -41,9 +38,9 @@ def test_default_train_reaches_98_percent_and_writes_the_run(tmp_path, monkeypat
 
 def test_resolved_config_reproduces_the_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert runner.invoke(app, ["train", *TINY, "--set", "output.run_name=a"]).exit_code == 0
+    assert cli("train", *TINY, "--set", "output.run_name=a").exit_code == 0
     (first,) = (tmp_path / "runs").glob("a-*")
-    res = runner.invoke(app, ["train", "--config", str(first / "config.yaml")])
+    res = cli("train", "--config", str(first / "config.yaml"))
     assert res.exit_code == 0, res.output
     (second,) = [p for p in (tmp_path / "runs").glob("a-*") if p != first]
 
@@ -56,13 +53,13 @@ def test_resolved_config_reproduces_the_run(tmp_path, monkeypatch):
 def test_runs_are_never_overwritten(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for _ in range(2):
-        assert runner.invoke(app, ["train", *TINY, "--set", "train.epochs=1"]).exit_code == 0
+        assert cli("train", *TINY, "--set", "train.epochs=1").exit_code == 0
     assert len(list((tmp_path / "runs").iterdir())) == 2
 
 
 def test_json_output(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    res = runner.invoke(app, ["train", *TINY, "--json"])
+    res = cli("train", *TINY, "--json")
     assert res.exit_code == 0
     out = json.loads(res.stdout)
     assert out["epochs_run"] == 3 and 0 <= out["test_acc"] <= 1 and out["run_dir"].startswith("runs")
@@ -90,7 +87,7 @@ def test_bad_input_exits_2_with_one_message_and_no_run(tmp_path, monkeypatch, ar
 
         if torch.cuda.device_count() > 7:
             pytest.skip("this machine has 8 GPUs")
-    res = runner.invoke(app, ["train", *args])
+    res = cli("train", *args)
     assert res.exit_code == 2, res.output
     assert needle in res.stderr and res.stderr.startswith("error: ")
     assert "Traceback" not in res.output
@@ -100,24 +97,24 @@ def test_bad_input_exits_2_with_one_message_and_no_run(tmp_path, monkeypatch, ar
 def test_yaml_syntax_error_cli(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bad.yaml").write_text("train:\n  epochs: [3\n")
-    res = runner.invoke(app, ["train", "--config", "bad.yaml"])
+    res = cli("train", "--config", "bad.yaml")
     assert res.exit_code == 2 and "bad.yaml:3:" in res.stderr and "YAML syntax error" in res.stderr
 
 
 def test_config_show_and_validate(tmp_path):
-    res = runner.invoke(app, ["config", "show", "--set", "train.epochs=5"])
+    res = cli("config", "show", "--set", "train.epochs=5")
     assert res.exit_code == 0
     shown = yaml.safe_load(res.stdout)
     assert Config.model_validate(shown) == load_config(None, ["train.epochs=5"])
     good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
     good.write_text("train: {epochs: 2}\n")
     bad.write_text("train: {epoch: 2}\n")
-    res = runner.invoke(app, ["config", "validate", str(good), str(bad)])
+    res = cli("config", "validate", str(good), str(bad))
     assert res.exit_code == 2
     assert (
         f"ok       {good}" in res.stdout and f"invalid  {bad}" in res.stdout and "did you mean 'epochs'" in res.stdout
     )
-    assert runner.invoke(app, ["config", "validate", str(good)]).exit_code == 0
+    assert cli("config", "validate", str(good)).exit_code == 0
 
 
 def test_help_does_not_import_torch(tmp_path):
@@ -130,7 +127,7 @@ def test_help_does_not_import_torch(tmp_path):
     import subprocess
     import sys
 
-    from conftest import REPO
+    from helpers import REPO
 
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
@@ -148,7 +145,7 @@ def test_training_on_digits_imports_only_what_it_uses(tmp_path):
     import subprocess
     import sys
 
-    from conftest import REPO
+    from helpers import REPO
 
     env = dict(os.environ, PYTHONPATH=str(REPO))
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
@@ -234,13 +231,13 @@ def test_collector_paused_during_start_up_and_on_while_training(tmp_path, monkey
     monkeypatch.setattr(pipeline, "fit", fit)
     monkeypatch.chdir(tmp_path)
     assert gc.isenabled()
-    assert runner.invoke(app, ["train", *TINY, "--set", "train.epochs=1"]).exit_code == 0
+    assert cli("train", *TINY, "--set", "train.epochs=1").exit_code == 0
     assert seen["before fit"] is False
     enabled, frozen = seen["training"]
     assert enabled and frozen > 10_000  # torch alone is far more objects
     assert gc.isenabled() and gc.get_freeze_count() == 0
     # bad input (rejected before training): the collector is back on too
-    assert runner.invoke(app, ["train", "--set", "train.epochs=ten"]).exit_code == 2
+    assert cli("train", "--set", "train.epochs=ten").exit_code == 2
     assert gc.isenabled() and gc.get_freeze_count() == 0
 
 

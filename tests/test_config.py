@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import cli
 from pydantic import ValidationError
 
 from nntrain.config import Config, load_config, override, to_yaml
@@ -137,12 +138,8 @@ def test_amp_off_survives_yaml_boolean_parsing(tmp_path):
     ],
 )
 def test_bad_config_on_the_command_line_exits_2_with_an_error_message(tmp_path, monkeypatch, args, needle):
-    from typer.testing import CliRunner
-
-    from nntrain.cli.app import app
-
     monkeypatch.chdir(tmp_path)
-    res = CliRunner().invoke(app, args)
+    res = cli(*args)
     assert res.exit_code == 2, res.output
     lines = [line for line in res.output.splitlines() if line.strip()]
     assert lines[0].startswith("error:") and needle in res.output, res.output
@@ -150,14 +147,10 @@ def test_bad_config_on_the_command_line_exits_2_with_an_error_message(tmp_path, 
 
 
 def test_config_validate_exits_2_naming_each_invalid_file(tmp_path):
-    from typer.testing import CliRunner
-
-    from nntrain.cli.app import app
-
     good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
     good.write_text("train:\n  epochs: 3\n")
     bad.write_text("train:\n  epochs: -1\n")
-    res = CliRunner().invoke(app, ["config", "validate", str(good), str(bad)])
+    res = cli(*["config", "validate", str(good), str(bad)])
     assert res.exit_code == 2
     assert f"ok       {good}" in res.output and f"invalid  {bad}" in res.output and "train.epochs" in res.output
-    assert CliRunner().invoke(app, ["config", "validate", str(good)]).exit_code == 0
+    assert cli(*["config", "validate", str(good)]).exit_code == 0

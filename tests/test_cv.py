@@ -14,10 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import collector_states
-from typer.testing import CliRunner
+from helpers import cli, collector_states
 
-from nntrain.cli.app import app
 from nntrain.config import load_config
 from nntrain.cv.folds import fold_seed, make_jobs, pool_folds, run_cv, run_fold
 from nntrain.cv.local import LocalExecutor
@@ -40,10 +38,6 @@ def tiny(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
-
-
-def cli(*args: str):
-    return CliRunner().invoke(app, list(args))
 
 
 def cv_dirs(tmp_path: Path) -> list[Path]:

@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from helpers import cli
 
-from tests.test_cv import TINY, cli, comparable, cv_dirs, metrics_without_time
+from tests.test_cv import TINY, comparable, cv_dirs, metrics_without_time
 
 REPO = Path(__file__).resolve().parent.parent
 HAVE_RAY = importlib.util.find_spec("ray") is not None
-needs_ray = pytest.mark.skipif(not HAVE_RAY, reason='the ray extra is not installed: pip install ".[dev,ray]"')
+needs_ray = pytest.mark.ray  # skipped without the ray extra (tests/conftest.py)
 # the fold jobs of every run below: 1 torch thread each, as local cv with --threads 1 (bit-identical floats)
 CV = ("--folds", "3", "--threads", "1")
 

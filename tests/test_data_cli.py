@@ -6,14 +6,11 @@ import json
 
 import numpy as np
 import torch
-from typer.testing import CliRunner
+from helpers import cli
 
-from nntrain.cli.app import app
 from nntrain.config import DATASETS, load_config
 from nntrain.data.registry import LOADERS, load_dataset
 from nntrain.data.splits import make_splits
-
-runner = CliRunner()
 
 
 def dup_npz(tmp_path):
@@ -30,7 +27,7 @@ def dup_npz(tmp_path):
 def test_report_counts_range_and_duplicates_against_an_independent_oracle(tmp_path):
     p, x, y = dup_npz(tmp_path)
     args = ["--set", "data.dataset=npz", "--set", f"data.root={p}"]
-    res = runner.invoke(app, ["data", *args, "--grid", str(tmp_path / "g.png"), "--json"])
+    res = cli("data", *args, "--grid", str(tmp_path / "g.png"), "--json")
     assert res.exit_code == 0, res.output
     r = json.loads(res.stdout)
     cfg = load_config(None, [a for a in args if a != "--set"])
@@ -61,19 +58,16 @@ def test_report_counts_range_and_duplicates_against_an_independent_oracle(tmp_pa
 
 def test_plain_report_warns_about_duplicates_and_train_test_only(tmp_path):
     p, _, _ = dup_npz(tmp_path)
-    res = runner.invoke(
-        app,
-        [
-            "data",
-            "--set",
-            "data.dataset=npz",
-            "--set",
-            f"data.root={p}",
-            "--set",
-            "data.val_fraction=0",
-            "--grid",
-            str(tmp_path / "g.png"),
-        ],
+    res = cli(
+        "data",
+        "--set",
+        "data.dataset=npz",
+        "--set",
+        f"data.root={p}",
+        "--set",
+        "data.val_fraction=0",
+        "--grid",
+        str(tmp_path / "g.png"),
     )
     assert res.exit_code == 0, res.output
     assert "class counts per split:" in res.stdout and "image shape  1x6x6" in res.stdout
@@ -98,7 +92,7 @@ def test_grid_shows_exactly_the_normalized_augmented_batch(tmp_path):
 
 
 def test_bad_grid_path_exits_2(tmp_path):
-    res = runner.invoke(app, ["data", "--grid", str(tmp_path / "missing" / "g.png")])
+    res = cli("data", "--grid", str(tmp_path / "missing" / "g.png"))
     assert res.exit_code == 2 and "--grid" in res.output and "existing folder" in res.output
 
 
@@ -114,7 +108,7 @@ def test_data_config_errors_name_the_dotted_key(tmp_path):
         ("data.image_size=0", "data.image_size: "),
         ("data.memory_limit_mb=-1", "data.memory_limit_mb: "),
     ):
-        res = runner.invoke(app, ["data", "--set", setting, "--grid", str(tmp_path / "g.png")])
+        res = cli("data", "--set", setting, "--grid", str(tmp_path / "g.png"))
         assert res.exit_code == 2 and message in res.output, (setting, res.output)
         assert not (tmp_path / "g.png").exists()
 
@@ -122,23 +116,20 @@ def test_data_config_errors_name_the_dotted_key(tmp_path):
 def test_imagefolder_duplicates_are_reported_by_file_name(tmp_path):
     import shutil
 
-    from data_files import write_imagefolder
+    from helpers import write_imagefolder
 
     written = sorted(write_imagefolder(tmp_path / "d", {"a": 15, "b": 15}, size=(6, 6)))
     for k in range(8):  # 8 byte-identical copies of a/000.png in class b
         shutil.copy(written[0], tmp_path / "d" / "b" / f"copy{k}.png")
-    res = runner.invoke(
-        app,
-        [
-            "data",
-            "--set",
-            "data.dataset=imagefolder",
-            "--set",
-            f"data.root={tmp_path / 'd'}",
-            "--grid",
-            str(tmp_path / "g.png"),
-            "--json",
-        ],
+    res = cli(
+        "data",
+        "--set",
+        "data.dataset=imagefolder",
+        "--set",
+        f"data.root={tmp_path / 'd'}",
+        "--grid",
+        str(tmp_path / "g.png"),
+        "--json",
     )
     assert res.exit_code == 0, res.output
     dups = json.loads(res.stdout)["duplicates"]

@@ -7,14 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from data_files import write_imagefolder
-from typer.testing import CliRunner
+from helpers import cli, write_imagefolder
 
-from nntrain.cli.app import app
 from nntrain.config import load_config
 from nntrain.data.registry import load_dataset
-
-runner = CliRunner()
 
 
 def cfg_for(root, *more):
@@ -82,18 +78,15 @@ def test_non_image_files_are_skipped_with_a_note(tmp_path):
 
 
 def _bad(tmp_path, root, *more):
-    res = runner.invoke(
-        app,
-        [
-            "data",
-            "--set",
-            "data.dataset=imagefolder",
-            "--set",
-            f"data.root={root}",
-            "--grid",
-            str(tmp_path / "g.png"),
-            *more,
-        ],
+    res = cli(
+        "data",
+        "--set",
+        "data.dataset=imagefolder",
+        "--set",
+        f"data.root={root}",
+        "--grid",
+        str(tmp_path / "g.png"),
+        *more,
     )
     assert res.exit_code == 2, res.output
     assert isinstance(res.exception, SystemExit) and "Traceback" not in res.output
@@ -111,7 +104,7 @@ def test_bad_folders_exit_2_with_one_clear_message(tmp_path):
     write_imagefolder(tmp_path / "e", {"a": 2})
     (tmp_path / "e" / "empty").mkdir()
     assert f"class folder '{tmp_path / 'e' / 'empty'}' holds no images" in _bad(tmp_path, tmp_path / "e")
-    out = runner.invoke(app, ["data", "--set", "data.dataset=imagefolder", "--grid", str(tmp_path / "g.png")]).output
+    out = cli("data", "--set", "data.dataset=imagefolder", "--grid", str(tmp_path / "g.png")).output
     assert "data.root: required for imagefolder" in out
 
 
@@ -128,27 +121,24 @@ def test_corrupt_or_truncated_image_is_named(tmp_path, damage):
 def test_train_records_class_names_and_counts_in_the_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_imagefolder(tmp_path / "d", {"cat": 12, "dog": 8}, size=(8, 8))
-    res = runner.invoke(
-        app,
-        [
-            "train",
-            "--set",
-            "data.dataset=imagefolder",
-            "--set",
-            f"data.root={tmp_path / 'd'}",
-            "--set",
-            "model.channels=[4]",
-            "--set",
-            "model.hidden=[8]",
-            "--set",
-            "train.epochs=1",
-            "--set",
-            "data.val_fraction=0.25",
-            "--set",
-            "data.test_fraction=0.25",
-            "--set",
-            "device=cpu",
-        ],
+    res = cli(
+        "train",
+        "--set",
+        "data.dataset=imagefolder",
+        "--set",
+        f"data.root={tmp_path / 'd'}",
+        "--set",
+        "model.channels=[4]",
+        "--set",
+        "model.hidden=[8]",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "data.val_fraction=0.25",
+        "--set",
+        "data.test_fraction=0.25",
+        "--set",
+        "device=cpu",
     )
     assert res.exit_code == 0, res.output
     (run,) = (tmp_path / "runs").iterdir()

@@ -5,13 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
+from helpers import cli
 
-from nntrain.cli.app import app
 from nntrain.config import load_config
 from nntrain.data.registry import load_dataset
 
-runner = CliRunner()
 rng = np.random.default_rng(0)
 NCHW = rng.integers(0, 256, (20, 3, 6, 5), dtype=np.uint8)
 Y = np.arange(20) % 4
@@ -67,9 +65,7 @@ BAD = {
 def test_bad_npz_exits_2_with_one_clear_message(tmp_path, case):
     arrays, message = BAD[case]
     path = save(tmp_path, **arrays)
-    res = runner.invoke(
-        app, ["data", "--set", "data.dataset=npz", "--set", f"data.root={path}", "--grid", str(tmp_path / "g.png")]
-    )
+    res = cli("data", "--set", "data.dataset=npz", "--set", f"data.root={path}", "--grid", str(tmp_path / "g.png"))
     assert res.exit_code == 2 and isinstance(res.exception, SystemExit), res.output
     assert res.output.startswith("error: ") and res.output.count("\n") == 1, res.output
     assert message in res.output and str(path) in res.output
@@ -78,8 +74,8 @@ def test_bad_npz_exits_2_with_one_clear_message(tmp_path, case):
 
 def test_missing_or_non_npz_file(tmp_path):
     for root, message in ((tmp_path / "none.npz", "does not exist"), (tmp_path, "is a folder")):
-        res = runner.invoke(app, ["data", "--set", "data.dataset=npz", "--set", f"data.root={root}"])
+        res = cli("data", "--set", "data.dataset=npz", "--set", f"data.root={root}")
         assert res.exit_code == 2 and message in res.output and "np.savez" in res.output
     (tmp_path / "t.npz").write_text("hello")
-    res = runner.invoke(app, ["data", "--set", "data.dataset=npz", "--set", f"data.root={tmp_path / 't.npz'}"])
+    res = cli("data", "--set", "data.dataset=npz", "--set", f"data.root={tmp_path / 't.npz'}")
     assert res.exit_code == 2 and "is not a readable .npz file" in res.output

@@ -8,10 +8,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from data_files import write_imagefolder
-from typer.testing import CliRunner
+from helpers import cli, write_imagefolder
 
-from nntrain.cli.app import app
 from nntrain.config import load_config
 from nntrain.data.formats.imagefolder import ImageFiles
 from nntrain.data.streaming import StreamSplit
@@ -86,22 +84,19 @@ def test_imagefolder_streams_files_decoded_by_workers(tmp_path):
 
 def test_data_command_says_it_streams(tmp_path):
     write_imagefolder(tmp_path / "d", {"a": 6, "b": 6}, size=(8, 8))
-    res = CliRunner().invoke(
-        app,
-        [
-            "data",
-            "--set",
-            "data.dataset=imagefolder",
-            "--set",
-            f"data.root={tmp_path / 'd'}",
-            "--set",
-            "data.memory_limit_mb=0.001",
-            "--set",
-            "data.workers=0",
-            "--grid",
-            str(tmp_path / "g.png"),
-            "--json",
-        ],
+    res = cli(
+        "data",
+        "--set",
+        "data.dataset=imagefolder",
+        "--set",
+        f"data.root={tmp_path / 'd'}",
+        "--set",
+        "data.memory_limit_mb=0.001",
+        "--set",
+        "data.workers=0",
+        "--grid",
+        str(tmp_path / "g.png"),
+        "--json",
     )
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)

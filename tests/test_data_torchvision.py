@@ -9,15 +9,11 @@ import os
 import numpy as np
 import pytest
 import torch
-from data_files import write_cifar10, write_cifar100, write_mnist
-from typer.testing import CliRunner
+from helpers import cli, write_cifar10, write_cifar100, write_mnist
 
-from nntrain.cli.app import app
 from nntrain.config import load_config
 from nntrain.data.registry import load_dataset
 from nntrain.data.splits import make_splits
-
-runner = CliRunner()
 
 
 @pytest.fixture
@@ -71,9 +67,14 @@ def test_cifar100_fine_labels(tmp_path, no_md5):
     ],
 )
 def test_missing_files_say_where_and_how_to_get_them(tmp_path, name, where, url):
-    res = runner.invoke(
-        app,
-        ["data", "--set", f"data.dataset={name}", "--set", f"data.root={tmp_path}", "--grid", str(tmp_path / "g.png")],
+    res = cli(
+        "data",
+        "--set",
+        f"data.dataset={name}",
+        "--set",
+        f"data.root={tmp_path}",
+        "--grid",
+        str(tmp_path / "g.png"),
     )
     assert res.exit_code == 2 and isinstance(res.exception, SystemExit), res.output
     assert res.output.startswith("error: ") and res.output.count("\n") == 1

@@ -12,12 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import cli
 from matplotlib.figure import Figure
 from matplotlib.image import imread
 from scipy import ndimage
-from typer.testing import CliRunner
 
-from nntrain.cli.app import app
 from nntrain.plots import BACKGROUND, curves_figure, filter_tiles, lr_sweep_figure, tile_mosaic, tile_scale
 
 torch.set_num_threads(1)  # tiny models: threads only oversubscribe a shared 2-core machine
@@ -25,12 +24,8 @@ torch.set_num_threads(1)  # tiny models: threads only oversubscribe a shared 2-c
 TINY = ["--set", "model.channels=[4]", "--set", "model.hidden=[16]", "--set", "train.epochs=2"]
 
 
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
 def train(root: Path, name: str, *extra: str) -> Path:
-    res = invoke("train", *TINY, *extra, "--set", f"output.runs_dir={root}", "--set", f"output.run_name={name}")
+    res = cli("train", *TINY, *extra, "--set", f"output.runs_dir={root}", "--set", f"output.run_name={name}")
     assert res.exit_code == 0, res.output
     (run,) = root.glob(f"{name}-*")
     return run
@@ -114,7 +109,7 @@ def test_mosaic_holds_exactly_one_block_per_tile():
 
 def test_plot_filters_png_shows_one_tile_per_conv_filter(runs, tmp_path):
     out = tmp_path / "f.png"
-    res = invoke("plot-filters", runs["cnn"], "--out", out)
+    res = cli("plot-filters", runs["cnn"], "--out", out)
     assert res.exit_code == 0, res.output
     assert str(out) in res.output
     k = tile_scale(np.zeros((1, 3, 3)))
@@ -126,7 +121,7 @@ def test_plot_filters_png_shows_one_tile_per_conv_filter(runs, tmp_path):
 
 
 def test_plot_filters_compare_init_puts_initial_filters_beside_trained(runs):
-    res = invoke("plot-filters", runs["cnn"], "--compare-init")
+    res = cli("plot-filters", runs["cnn"], "--compare-init")
     assert res.exit_code == 0, res.output
     out = runs["cnn"] / "filters-vs-init.png"
     assert out.is_file() and str(out) in res.output
@@ -139,7 +134,7 @@ def test_plot_filters_compare_init_puts_initial_filters_beside_trained(runs):
 
 def test_plot_filters_of_an_mlp_draws_each_hidden_unit_as_an_input_image(runs, tmp_path):
     out = tmp_path / "mlp.png"
-    res = invoke("plot-filters", runs["mlp"] / "best.pt", "--out", out)
+    res = cli("plot-filters", runs["mlp"] / "best.pt", "--out", out)
     assert res.exit_code == 0, res.output
     k = tile_scale(np.zeros((1, 8, 8)))
     assert len(png_tiles(out, 8 * k, 8 * k)) == 16  # model.hidden=[16], each unit an 8x8 digit image
@@ -153,14 +148,14 @@ def test_plot_filters_of_an_mlp_draws_each_hidden_unit_as_an_input_image(runs, t
     ],
 )
 def test_plot_filters_bad_source_exits_2(tmp_path, runs, make_target, needle):
-    res = invoke("plot-filters", make_target(tmp_path, runs))
+    res = cli("plot-filters", make_target(tmp_path, runs))
     assert res.exit_code == 2 and needle in res.output and "Traceback" not in res.output
 
 
 def test_compare_init_without_init_weights_exits_2(runs, tmp_path):
     lone = tmp_path / "best.pt"
     lone.write_bytes((runs["cnn"] / "best.pt").read_bytes())
-    res = invoke("plot-filters", lone, "--compare-init")
+    res = cli("plot-filters", lone, "--compare-init")
     assert res.exit_code == 2 and "no init.pt" in res.output
 
 
@@ -209,13 +204,13 @@ def test_plot_curves_draws_one_line_per_run_on_shared_axes(runs, tmp_path):
     step_lines = lines(ax_loss, "step-loss")
     assert [len(line.get_xdata()) for line in step_lines] == [len(read_csv(r / "steps.csv")) for r in runs.values()]
     out = tmp_path / "both.png"
-    res = invoke("plot-curves", runs["cnn"], runs["mlp"], "--out", out)
+    res = cli("plot-curves", runs["cnn"], runs["mlp"], "--out", out)
     assert res.exit_code == 0 and "2 run(s)" in res.output
     assert png_rgb(out).shape[:2] == (440, 1500)
 
 
 def test_plot_curves_rejects_a_directory_that_is_not_a_run(tmp_path):
-    res = invoke("plot-curves", tmp_path, "--out", tmp_path / "x.png")
+    res = cli("plot-curves", tmp_path, "--out", tmp_path / "x.png")
     assert res.exit_code == 2 and "has no metrics.csv" in res.output
     assert not (tmp_path / "x.png").exists()
 
@@ -242,7 +237,7 @@ def test_lr_sweep_shows_a_diverged_lr_as_a_curve_and_a_row(tmp_path):
 
 
 def test_lr_sweep_cli_prints_table_and_recommendation(tmp_path):
-    res = invoke(
+    res = cli(
         "lr-sweep",
         *TINY,
         "--set",
@@ -265,13 +260,13 @@ def test_lr_sweep_cli_prints_table_and_recommendation(tmp_path):
 
 
 def test_lr_sweep_where_every_lr_diverges_exits_1(tmp_path):
-    res = invoke("lr-sweep", *TINY, "--set", f"output.runs_dir={tmp_path}", "--lrs", "1e6", "--epochs", "1")
+    res = cli("lr-sweep", *TINY, "--set", f"output.runs_dir={tmp_path}", "--lrs", "1e6", "--epochs", "1")
     assert res.exit_code == 1 and "every learning rate diverged" in res.output
 
 
 @pytest.mark.parametrize("lrs", ["abc", "0.1,-1", ""])
 def test_lr_sweep_bad_lrs_exit_2(lrs, tmp_path):
-    res = invoke("lr-sweep", "--lrs", lrs, "--set", f"output.runs_dir={tmp_path}")
+    res = cli("lr-sweep", "--lrs", lrs, "--set", f"output.runs_dir={tmp_path}")
     assert res.exit_code == 2 and "--lrs" in res.output and not any(tmp_path.iterdir())
 
 
@@ -287,22 +282,22 @@ def test_confusion_and_per_class_accuracy_agree_with_the_test_accuracy(runs):
     assert sum(r["correct"] for r in per_class) / summary["split_sizes"]["test"] == pytest.approx(summary["test_acc"])
     assert png_rgb(run / "confusion.png").shape[0] > 300
 
-    res = invoke("eval", run, "--json")
+    res = cli("eval", run, "--json")
     assert res.exit_code == 0, res.output
     ev = json.loads(res.stdout)
     assert ev["accuracy"] == pytest.approx(summary["test_acc"]) and ev["per_class"] == per_class
     cm = np.array(ev["confusion"])
     assert cm.sum() == summary["split_sizes"]["test"] and (cm.sum(axis=1) == [r["n"] for r in per_class]).all()
 
-    res = invoke("eval", run, "--split", "val")
+    res = cli("eval", run, "--split", "val")
     assert res.exit_code == 0 and (run / "confusion-val.png").is_file()
     assert f"val accuracy {summary['best_val_acc']:.4f}" in res.output  # best.pt's val accuracy, recomputed
 
 
 def test_eval_bad_input_exits_2(runs, tmp_path):
-    res = invoke("eval", runs["cnn"], "--split", "train")
+    res = cli("eval", runs["cnn"], "--split", "train")
     assert res.exit_code == 2 and "allowed: test, val" in res.output
-    res = invoke("eval", tmp_path)
+    res = cli("eval", tmp_path)
     assert res.exit_code == 2 and "not a run directory" in res.output
 
 
@@ -331,7 +326,7 @@ def test_tensorboard_logs_the_metrics_and_the_filter_grid(tmp_path):
 
 def test_tensorboard_missing_is_a_clear_config_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # import tensorboard → ImportError
-    res = invoke("train", *TINY, "--set", f"output.runs_dir={tmp_path}", "--set", "output.tensorboard=true")
+    res = cli("train", *TINY, "--set", f"output.runs_dir={tmp_path}", "--set", "output.tensorboard=true")
     assert res.exit_code == 2
     assert "output.tensorboard: true, but the 'tensorboard' package is not installed" in res.output
     assert "pip install" in res.output and not any(tmp_path.iterdir())

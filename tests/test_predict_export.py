@@ -15,13 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO
 from data_files import write_imagefolder
-from typer.testing import CliRunner
-
-from nntrain.cli.app import app
-
-runner = CliRunner()
+from helpers import REPO, cli
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +35,7 @@ def run(tmp_path_factory, one_torch_thread):
     ]
     args += ["--set", "model.channels=[4]", "--set", "model.hidden=[16]", "--set", "train.epochs=2"]
     args += ["--set", f"output.runs_dir={root / 'runs'}", "--set", "output.run_name=r", "--json"]
-    res = runner.invoke(app, args)
+    res = cli(*args)
     assert res.exit_code == 0, res.output
     (run_dir,) = (root / "runs").iterdir()
     return run_dir
@@ -80,10 +75,10 @@ def test_predicting_the_test_images_as_png_reproduces_eval(run, tmp_path):
     for p in paths:  # the run's own test images, re-written as PNG files under their class folder
         (tmp_path / "t" / p.parent.name).mkdir(parents=True, exist_ok=True)
         shutil.copy(p, tmp_path / "t" / p.parent.name / p.name)
-    ev = runner.invoke(app, ["eval", str(run), "--json"])
+    ev = cli(*["eval", str(run), "--json"])
     assert ev.exit_code == 0, ev.output
     ev = json.loads(ev.stdout[ev.stdout.index("{") :])
-    res = runner.invoke(app, ["predict", str(run), str(tmp_path / "t"), "--json"])
+    res = cli(*["predict", str(run), str(tmp_path / "t"), "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["summary"]["labelled"] == ev["n"] == len(paths)
@@ -104,7 +99,7 @@ def test_bad_inputs_get_an_error_row_and_exit_2_the_others_are_written(run, tmp_
     (tmp_path / "notes.jpg").write_text("text, not an image")
     out = tmp_path / "p.csv"
     args = ["predict", str(run), str(good), str(tmp_path / "corrupt.png"), str(tmp_path / "notes.jpg")]
-    res = runner.invoke(app, [*args, str(tmp_path / "missing.png"), "--out", str(out), "--top-k", "1"])
+    res = cli(*[*args, str(tmp_path / "missing.png"), "--out", str(out), "--top-k", "1"])
     assert res.exit_code == 2
     assert "error: 3 of 4 inputs could not be predicted" in res.stderr
     rows = _rows(out.read_text())
@@ -123,10 +118,10 @@ def test_npz_glob_and_stdin_inputs(run, tmp_path):
     np.savez(tmp_path / "x.npz", x=arrays)
     for p in paths[:3]:
         shutil.copy(p, tmp_path / f"{p.parent.name}-{p.name}")
-    by_glob = _rows(runner.invoke(app, ["predict", str(run), str(tmp_path / "*.png")]).stdout)
-    by_npz = _rows(runner.invoke(app, ["predict", str(run), str(tmp_path / "x.npz")]).stdout)
+    by_glob = _rows(cli(*["predict", str(run), str(tmp_path / "*.png")]).stdout)
+    by_npz = _rows(cli(*["predict", str(run), str(tmp_path / "x.npz")]).stdout)
     stdin = "".join(f"{tmp_path / f'{p.parent.name}-{p.name}'}\n" for p in paths[:3])
-    by_stdin = _rows(runner.invoke(app, ["predict", str(run), "-"], input=stdin).stdout)
+    by_stdin = _rows(cli(*["predict", str(run), "-"], input=stdin).stdout)
     assert [r["path"] for r in by_npz] == [f"{tmp_path / 'x.npz'}[{i}]" for i in range(3)]
     assert len(by_glob) == 3 and [r["path"] for r in by_stdin] == [r["path"] for r in by_glob]
     order = sorted(range(3), key=lambda i: f"{paths[i].parent.name}-{paths[i].name}")
@@ -139,14 +134,14 @@ def test_not_a_checkpoint_and_hostile_pickle_exit_2_one_line(run, tmp_path):
     (tmp_path / "x.pt").write_bytes(b"not a checkpoint")
     (tmp_path / "evil.pt").write_bytes(pickle.dumps({"model": os.system}))
     for bad in ("x.pt", "evil.pt"):
-        res = runner.invoke(app, ["predict", str(tmp_path / bad), str(tmp_path)])
+        res = cli(*["predict", str(tmp_path / bad), str(tmp_path)])
         assert res.exit_code == 2 and res.stderr.count("\n") == 1 and res.stderr.startswith("error: "), res.stderr
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "pt2", "safetensors"])
 def test_export_writes_after_a_parity_check(run, tmp_path, fmt):
     out = tmp_path / f"m.{fmt}"
-    res = runner.invoke(app, ["export", str(run), "--format", fmt, "--out", str(out)])
+    res = cli(*["export", str(run), "--format", fmt, "--out", str(out)])
     assert res.exit_code == 0, res.output
     m = re.search(
         r"parity on (\d+) test split inputs: max \|Δprobability\| (\S+) .*top-1 agreement 100\.00%", res.stdout
@@ -164,17 +159,17 @@ def test_onnx_metadata_and_predict_through_onnx_match_the_run(run, tmp_path):
     from nntrain.runs.files import load_checkpoint
 
     out = tmp_path / "m.onnx"
-    assert runner.invoke(app, ["export", str(run), "--out", str(out)]).exit_code == 0
+    assert cli(*["export", str(run), "--out", str(out)]).exit_code == 0
     props = {p.key: json.loads(p.value) for p in onnx.load(str(out)).metadata_props}
     ckpt = load_checkpoint(run / "best.pt")
     assert props["classes"] == ["cat", "dog", "emu"] and props["input_shape"] == [3, 8, 8]
     assert props["mean"] == [v / 255 for v in ckpt["norm_mean"]] and props["std"] == [v / 255 for v in ckpt["norm_std"]]
     assert props["nntrain_version"] and 0 <= props["test_accuracy"] <= 1
-    ev = json.loads((r := runner.invoke(app, ["eval", str(run), "--json"])).stdout[r.stdout.index("{") :])
+    ev = json.loads((r := cli(*["eval", str(run), "--json"])).stdout[r.stdout.index("{") :])
     assert props["test_accuracy"] == pytest.approx(ev["accuracy"])
     images = str(run.parent.parent / "images")
-    a = _rows(runner.invoke(app, ["predict", str(run), images]).stdout)
-    b = _rows(runner.invoke(app, ["predict", str(out), images]).stdout)
+    a = _rows(cli(*["predict", str(run), images]).stdout)
+    b = _rows(cli(*["predict", str(out), images]).stdout)
     assert len(a) == 60 and [(r["path"], r["predicted"]) for r in a] == [(r["path"], r["predicted"]) for r in b]
     assert max(abs(float(x["probability"]) - float(y["probability"])) for x, y in zip(a, b)) < 1e-5
 
@@ -184,7 +179,7 @@ def test_parity_failure_exits_1_with_the_figures_and_writes_nothing(run, tmp_pat
 
     real = export.RUNNERS["onnx"]
     monkeypatch.setitem(export.RUNNERS, "onnx", lambda files, x: real(files, x) + np.float32(1e-3) * np.arange(3))
-    res = runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "m.onnx")])
+    res = cli(*["export", str(run), "--out", str(tmp_path / "m.onnx")])
     assert res.exit_code == 1
     assert re.search(r"error: onnx export disagrees .*max \|Δprobability\| \d\.\d\de-0[34]", res.stderr), res.stderr
     assert list(tmp_path.iterdir()) == []
@@ -192,10 +187,10 @@ def test_parity_failure_exits_1_with_the_figures_and_writes_nothing(run, tmp_pat
 
 def test_without_the_export_extra_exit_2_with_the_install_command(run, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    res = runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "m.onnx")])
+    res = cli(*["export", str(run), "--out", str(tmp_path / "m.onnx")])
     assert res.exit_code == 2 and "pip install 'nntrain[export]'" in res.stderr
     (tmp_path / "m.onnx").write_bytes(b"x")
-    res = runner.invoke(app, ["predict", str(tmp_path / "m.onnx"), str(tmp_path)])
+    res = cli(*["predict", str(tmp_path / "m.onnx"), str(tmp_path)])
     assert res.exit_code == 2 and "pip install 'nntrain[export]'" in res.stderr
 
 
@@ -207,12 +202,12 @@ def test_without_the_export_extra_exit_2_with_the_install_command(run, tmp_path,
     ],
 )
 def test_export_bad_arguments_exit_2(run, args, needle):
-    res = runner.invoke(app, ["export", str(run), *args])
+    res = cli(*["export", str(run), *args])
     assert res.exit_code == 2 and needle in res.stderr, res.stderr
 
 
 def test_export_of_a_folder_without_best_pt_exits_2(tmp_path):
-    res = runner.invoke(app, ["export", str(tmp_path)])
+    res = cli(*["export", str(tmp_path)])
     assert res.exit_code == 2 and "holds no best.pt or last.pt" in res.stderr
 
 
@@ -238,14 +233,14 @@ def _snippet(name: str) -> str:
 
 def test_docs_onnx_snippet_classifies_an_image_like_predict(run, tmp_path, monkeypatch):
     _, paths = _test_split(run)
-    assert runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "model.onnx")]).exit_code == 0
+    assert cli(*["export", str(run), "--out", str(tmp_path / "model.onnx")]).exit_code == 0
     monkeypatch.chdir(tmp_path)
     for p in paths[:4]:
         shutil.copy(p, tmp_path / "image.png")
         res = subprocess.run([sys.executable, "-c", _snippet("onnx")], capture_output=True, text=True)
         assert res.returncode == 0, res.stderr
         name, prob = res.stdout.split()
-        (row,) = _rows(runner.invoke(app, ["predict", str(run), str(p)]).stdout)
+        (row,) = _rows(cli(*["predict", str(run), str(p)]).stdout)
         assert name == row["predicted"] and abs(float(prob) - float(row["probability"])) < 1e-5
 
 
@@ -254,7 +249,7 @@ def test_docs_safetensors_snippet_rebuilds_the_model(run, tmp_path, monkeypatch)
 
     from nntrain.deploy.source import read_checkpoint
 
-    res = runner.invoke(app, ["export", str(run), "-f", "safetensors", "--out", str(tmp_path / "model.safetensors")])
+    res = cli(*["export", str(run), "-f", "safetensors", "--out", str(tmp_path / "model.safetensors")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "model.json").is_file()
     monkeypatch.chdir(tmp_path)

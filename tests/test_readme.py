@@ -1,12 +1,12 @@
-"""The README stays true: its config table is generated from the code, its test command
-is the one CI runs, and it documents every command."""
+"""The README and docs/ stay true: the config reference is generated from the code, the
+README's test command is the one CI runs, it documents every command and links every page."""
 
 from __future__ import annotations
 
 import re
 import sys
 
-from conftest import REPO
+from helpers import REPO
 
 sys.path.insert(0, str(REPO / "scripts"))
 
@@ -16,7 +16,15 @@ README = (REPO / "README.md").read_text()
 
 
 def test_config_table_matches_the_code():
-    assert config_reference.replace_in(README) == README, "run: python scripts/config_reference.py --write"
+    doc = config_reference.DOC.read_text()
+    assert config_reference.START in doc and config_reference.END in doc
+    assert config_reference.replace_in(doc) == doc, "run: python scripts/config_reference.py --write"
+
+
+def test_readme_is_short_and_links_every_docs_page():
+    assert len(README.splitlines()) <= 250
+    for page in sorted((REPO / "docs").glob("*.md")):
+        assert f"(docs/{page.name})" in README, page.name
 
 
 def test_quickstart_has_two_commands_and_ci_runs_the_test_one():

@@ -15,11 +15,8 @@ import subprocess
 from html.parser import HTMLParser
 
 import pytest
-from typer.testing import CliRunner
+from helpers import cli
 
-from nntrain.cli.app import app
-
-runner = CliRunner()
 TINY = ["--set", "model.channels=[4]", "--set", "model.hidden=[16]", "--set", "train.epochs=2", "--set", "device=cpu"]
 
 
@@ -62,13 +59,13 @@ def assert_self_contained(html: str) -> Page:
 def trained(tmp_path_factory, one_torch_thread):
     root = tmp_path_factory.mktemp("report")
     args = [*TINY, "--set", f"output.runs_dir={root / 'runs'}"]
-    sanity = runner.invoke(app, ["sanity", *args, "--json"])
+    sanity = cli(*["sanity", *args, "--json"])
     assert sanity.exit_code in (0, 1), sanity.output
     import sys
 
     argv, sys.argv = sys.argv, ["/somewhere/bin/nntrain", "train", *args]  # as the console script sees it
     try:
-        res = runner.invoke(app, ["train", *args])
+        res = cli(*["train", *args])
     finally:
         sys.argv = argv
     assert res.exit_code == 0, res.output
@@ -145,21 +142,21 @@ def test_report_command_rebuilds_and_a_read_only_run_needs_out(trained, tmp_path
     copy = tmp_path / run.name
     shutil.copytree(run, copy)
     (copy / "report.html").unlink()
-    res = runner.invoke(app, ["report", str(copy)])
+    res = cli(*["report", str(copy)])
     assert res.exit_code == 0 and (copy / "report.html").is_file(), res.output
     assert f"wrote {copy / 'report.html'}" in res.output
     before = sorted(p.name for p in copy.iterdir())
     import nntrain.report
 
     monkeypatch.setattr(nntrain.report, "writable", lambda d: False)  # a read-only directory (even as root)
-    res = runner.invoke(app, ["report", str(copy)])
+    res = cli(*["report", str(copy)])
     assert res.exit_code == 2
     assert res.output.strip().splitlines()[-1].startswith("error: ") and "read-only" in res.output
     assert "--out" in res.output and sorted(p.name for p in copy.iterdir()) == before
     out = tmp_path / "elsewhere.html"
-    assert runner.invoke(app, ["report", str(copy), "--out", str(out)]).exit_code == 0
+    assert cli(*["report", str(copy), "--out", str(out)]).exit_code == 0
     assert_self_contained(out.read_text())
-    res = runner.invoke(app, ["report", str(tmp_path / "missing")])
+    res = cli(*["report", str(tmp_path / "missing")])
     assert res.exit_code == 2 and "is not a directory" in res.output
 
 
@@ -169,7 +166,7 @@ def test_report_of_a_run_without_sanity_says_how_to_get_it(trained, tmp_path):
     shutil.copytree(run, copy)
     cfg_text = (copy / "config.yaml").read_text().replace(str(run.parent), str(copy.parent))
     (copy / "config.yaml").write_text(cfg_text)
-    assert runner.invoke(app, ["report", str(copy)]).exit_code == 0
+    assert cli(*["report", str(copy)]).exit_code == 0
     text = Page((copy / "report.html").read_text()).plain()
     assert "No sanity results for this config: run nntrain sanity" in text
 
@@ -177,12 +174,12 @@ def test_report_of_a_run_without_sanity_says_how_to_get_it(trained, tmp_path):
 def test_runs_table_sort_status_and_compare(trained, tmp_path):
     root, run, args, _ = trained
     runs = root / "runs"
-    res = runner.invoke(app, ["train", *args, "--set", "train.optimizer.lr=0.2", "--set", "output.run_name=fast"])
+    res = cli(*["train", *args, "--set", "train.optimizer.lr=0.2", "--set", "output.run_name=fast"])
     assert res.exit_code == 0, res.output
     (fast,) = runs.glob("fast-*")
-    res = runner.invoke(app, ["train", *args, "--set", "train.optimizer.lr=1e6", "--set", "output.run_name=boom"])
+    res = cli(*["train", *args, "--set", "train.optimizer.lr=1e6", "--set", "output.run_name=boom"])
     assert res.exit_code == 1, res.output  # diverged
-    res = runner.invoke(app, ["runs", str(runs), "--json", "--sort", "test_acc"])
+    res = cli(*["runs", str(runs), "--json", "--sort", "test_acc"])
     assert res.exit_code == 0, res.output
     rows = json.loads(res.output)
     assert {r["name"] for r in rows} == {run.name, fast.name} | {d.name for d in runs.glob("boom-*")}
@@ -198,32 +195,31 @@ def test_runs_table_sort_status_and_compare(trained, tmp_path):
     accs = [r["test_acc"] for r in rows if r["test_acc"] is not None and not math.isnan(r["test_acc"])]
     assert accs == sorted(accs, reverse=True)
     (fast / "summary.json").unlink()  # a run stopped before its end
-    res = runner.invoke(app, ["runs", str(runs)])
+    res = cli(*["runs", str(runs)])
     assert re.search(rf"{fast.name} .* interrupted", res.output) and "sanity" not in res.output
-    res = runner.invoke(app, ["runs", "--compare", str(run), str(boom), "--json"])
+    res = cli(*["runs", "--compare", str(run), str(boom), "--json"])
     c = json.loads(res.output)
     differ = set(c["config"])
     assert differ == {"train.optimizer.lr", "output.run_name"}
     assert c["config"]["train.optimizer.lr"] == [0.05, 1e6] and c["metrics"]["status"] == ["finished", "diverged"]
-    res = runner.invoke(app, ["runs", "--compare", str(run), str(boom)])
+    res = cli(*["runs", "--compare", str(run), str(boom)])
     assert "train.optimizer.lr" in res.output and f"nntrain plot-curves {run} {boom}" in res.output
-    res = runner.invoke(app, ["runs", str(runs), "--sort", "speed"])
+    res = cli(*["runs", str(runs), "--sort", "speed"])
     assert res.exit_code == 2 and "error: --sort speed: unknown column" in res.output
-    res = runner.invoke(app, ["runs", "--compare", str(run), str(tmp_path)])
+    res = cli(*["runs", "--compare", str(run), str(tmp_path)])
     assert res.exit_code == 2 and "not a run directory" in res.output
 
 
 def test_cv_report_folds_interval_ranking_warnings_refit(tmp_path, one_torch_thread):
     from scipy import stats
 
-    res = runner.invoke(
-        app,
-        ["cv", *TINY, "--set", "model.name=mlp", "--set", f"output.runs_dir={tmp_path / 'runs'}", "--folds", "3",
-         "--grid", "train.optimizer.lr=0.01,0.1", "--refit"],
+    res = cli(
+        "cv", *TINY, "--set", "model.name=mlp", "--set", f"output.runs_dir={tmp_path / 'runs'}", "--folds", "3",
+        "--grid", "train.optimizer.lr=0.01,0.1", "--refit",
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     (d,) = (tmp_path / "runs").glob("cv-*")
-    assert runner.invoke(app, ["report", str(d)]).exit_code == 0
+    assert cli(*["report", str(d)]).exit_code == 0
     html = (d / "report.html").read_text()
     page = assert_self_contained(html)
     text = page.plain()

@@ -6,10 +6,8 @@ import json
 import re
 
 import pytest
-from conftest import collector_states
-from typer.testing import CliRunner
+from helpers import cli, collector_states
 
-from nntrain.cli.app import app
 from nntrain.config import Config, SanityConfig, read_yaml
 from nntrain.sanity import runner as sanity
 
@@ -21,17 +19,13 @@ LECTURE_LINE = re.compile(r"^Finished epoch (\d+) / 200: cost \d+\.\d{6}, train:
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def invoke(*args: str):
-    return CliRunner().invoke(app, ["sanity", *args])
-
-
 def test_default_config_passes_every_check_and_prints_one_row_each(monkeypatch):
     import gc
 
     import nntrain.sanity.runner
 
     seen = collector_states(monkeypatch, nntrain.sanity.runner, "run_sanity")  # the checks: collector on, heap frozen
-    res = invoke("--set", "device=cpu", "--verbose")
+    res = cli("sanity", "--set", "device=cpu", "--verbose")
     assert res.exit_code == 0, res.output
     assert seen[0][0] and seen[0][1] > 10_000
     assert gc.isenabled() and gc.get_freeze_count() == 0  # and nothing stays frozen afterwards
@@ -51,7 +45,7 @@ def test_default_config_passes_every_check_and_prints_one_row_each(monkeypatch):
 
 
 def test_json_output_on_the_default_config():
-    res = invoke("--set", "device=cpu", "--json")
+    res = cli("sanity", "--set", "device=cpu", "--json")
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)  # nothing but the JSON document on stdout
     assert doc["passed"] is True
@@ -68,7 +62,7 @@ def test_json_output_on_the_default_config():
 
 
 def test_a_failing_check_exits_1_with_its_hint_and_the_others_still_pass():
-    res = invoke(*FAST, "--set", "sanity.tiny_lr=1e-9", "--set", "sanity.tiny_epochs=5")
+    res = cli("sanity", *FAST, "--set", "sanity.tiny_lr=1e-9", "--set", "sanity.tiny_epochs=5")
     assert res.exit_code == 1, res.output
     lines = res.output.splitlines()
     fail = [line for line in lines if line.startswith("FAIL")]
@@ -79,7 +73,7 @@ def test_a_failing_check_exits_1_with_its_hint_and_the_others_still_pass():
 
 
 def test_json_reports_failures_and_exits_1():
-    res = invoke(*FAST, "--set", "train.optimizer.lr=1e6", "--json")
+    res = cli("sanity", *FAST, "--set", "train.optimizer.lr=1e6", "--json")
     assert res.exit_code == 1, res.output
     doc = json.loads(res.output)
     by = {c["name"]: c for c in doc["checks"]}
@@ -94,7 +88,7 @@ def test_an_exception_inside_a_check_is_its_fail_and_the_rest_still_run(monkeypa
 
     checks = tuple(sanity.Check(c.name, c.title, boom) if c.name == "gradient_check" else c for c in sanity.CHECKS)
     monkeypatch.setattr(sanity, "CHECKS", checks)
-    res = invoke(*FAST)
+    res = cli("sanity", *FAST)
     assert res.exit_code == 1, res.output
     rows = {line.split()[1]: line.split()[0] for line in res.output.splitlines() if line.startswith(("PASS", "FAIL"))}
     assert rows == {name: ("FAIL" if name == "gradient_check" else "PASS") for name in NAMES}
@@ -112,7 +106,7 @@ def test_an_exception_inside_a_check_is_its_fail_and_the_rest_still_run(monkeypa
     ],
 )
 def test_bad_sanity_settings_exit_2_naming_the_key(override, message):
-    res = invoke("--set", "device=cpu", "--set", override)
+    res = cli("sanity", "--set", "device=cpu", "--set", override)
     assert res.exit_code == 2, res.output
     assert message in res.output and "Traceback" not in res.output
     assert "PASS" not in res.output  # rejected before any check ran

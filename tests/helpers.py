@@ -1,12 +1,50 @@
-"""Writers for small datasets in each format's real on-disk layout (used by tests/test_data_*.py)."""
+"""Shared test helpers: writers for small datasets in each format's real on-disk layout, CLI drivers, probes."""
 
 from __future__ import annotations
 
+import os
 import pickle
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cli(*args, **kwargs):
+    """Run ``nntrain ARGS`` in-process through Typer's CliRunner (paths may be given as Path): the one CLI driver."""
+    from typer.testing import CliRunner
+
+    from nntrain.cli.app import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], **kwargs)
+
+
+def run_cli(args: list[str], cwd: Path, timeout: int = 300):
+    """Run ``python -m nntrain`` in a real subprocess (not a TTY), with this checkout importable."""
+    import subprocess
+
+    env = dict(os.environ, PYTHONPATH=str(REPO), COLUMNS="200")
+    return subprocess.run(
+        [sys.executable, "-m", "nntrain", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def collector_states(monkeypatch, module, name: str) -> list[tuple[bool, int]]:
+    """Wrap ``module.name`` to record (collector enabled?, frozen objects) at each call."""
+    import gc
+
+    seen: list[tuple[bool, int]] = []
+    real = getattr(module, name)
+
+    def wrapper(*args, **kwargs):
+        seen.append((gc.isenabled(), gc.get_freeze_count()))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, wrapper)
+    return seen
 
 
 def write_imagefolder(

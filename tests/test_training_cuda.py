@@ -18,7 +18,7 @@ from nntrain.training.device import Precision, resolve_device
 from nntrain.training.engine import fit, train_one_epoch
 from nntrain.training.optim import make_optimizer
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run scripts/gpu_check.sh there)")
+cuda = pytest.mark.cuda  # skipped without a CUDA GPU (tests/conftest.py)
 
 
 def test_auto_picks_cuda_only_when_available():

@@ -9,9 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from typer.testing import CliRunner
+from helpers import cli
 
-from nntrain.cli.app import app
 from nntrain.config import DiagnosticsConfig, load_config
 from nntrain.pipeline.setup import setup
 from nntrain.runs.files import load_checkpoint
@@ -198,7 +197,7 @@ def test_stop_from_an_earlier_callback_still_reaches_later_ones(tmp_path, tiny_s
 
 
 def invoke(args, tmp_path):
-    return CliRunner().invoke(app, [*args, "--set", f"output.runs_dir={tmp_path / 'runs'}"])
+    return cli(*args, "--set", f"output.runs_dir={tmp_path / 'runs'}")
 
 
 def test_diverging_train_run_exits_1_with_its_advice_once(tmp_path):

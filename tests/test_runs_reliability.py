@@ -13,15 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO
-from typer.testing import CliRunner
+from helpers import REPO, cli
 
-from nntrain.cli.app import app
 from nntrain.errors import CheckpointError
 from nntrain.pipeline.train import resume_run, train_run
 from nntrain.runs.files import load_checkpoint
-
-runner = CliRunner()
 
 
 def rows(run_dir: Path) -> list[dict[str, str]]:
@@ -77,14 +73,14 @@ def test_resume_interrupted_twice_mid_epoch_gives_the_uninterrupted_metrics(tiny
 
 def test_resume_of_a_finished_run_is_refused(tiny_cfg):
     _, run = train_run(tiny_cfg("train.epochs=1"))
-    res = runner.invoke(app, ["train", "--resume", str(run.path)])
+    res = cli("train", "--resume", str(run.path))
     assert res.exit_code == 2 and "already finished" in res.stderr
 
 
 def test_resume_rejects_config_and_set(tmp_path):
-    res = runner.invoke(app, ["train", "--resume", str(tmp_path), "--set", "train.epochs=3"])
+    res = cli("train", "--resume", str(tmp_path), "--set", "train.epochs=3")
     assert res.exit_code == 2 and "drop --config/--set" in res.stderr
-    res = runner.invoke(app, ["train", "--resume", str(tmp_path)])
+    res = cli("train", "--resume", str(tmp_path))
     assert res.exit_code == 2 and "not a run directory" in res.stderr
 
 
@@ -118,6 +114,7 @@ def _wait_rows(tmp_path: Path, n: int, proc: subprocess.Popen, timeout: float = 
     raise AssertionError("training made no progress")
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_prints_resume_and_exits_130(tmp_path):
     sets = ("train.epochs=60", "model.channels=[8]", "model.hidden=[16]", "train.batch_size=32")
     proc = _spawn_train(tmp_path, *sets)
@@ -133,24 +130,22 @@ def test_sigterm_checkpoints_prints_resume_and_exits_130(tmp_path):
     last = load_checkpoint(run / "last.pt")
     assert last["epoch"] == len(rows(run)) and last["epoch"] < 60
     # resuming finishes the run with the metrics of an uninterrupted one
-    res = runner.invoke(app, ["train", "--resume", str(run)])
+    res = cli("train", "--resume", str(run))
     assert res.exit_code == 0, res.output
-    ref = runner.invoke(
-        app,
-        [
-            "train",
-            *sum((["--set", s] for s in sets), []),
-            "--set",
-            "device=cpu",
-            "--set",
-            f"output.runs_dir={tmp_path / 'ref'}",
-        ],
+    ref = cli(
+        "train",
+        *sum((["--set", s] for s in sets), []),
+        "--set",
+        "device=cpu",
+        "--set",
+        f"output.runs_dir={tmp_path / 'ref'}",
     )
     assert ref.exit_code == 0
     (ref_run,) = (tmp_path / "ref").iterdir()
     assert rows(run) == rows(ref_run) and len(rows(run)) == 60
 
 
+@pytest.mark.slow
 def test_kill_9_leaves_a_consistent_run_directory(tmp_path):
     """kill -9 at several moments: every checkpoint present loads, metrics.csv has whole rows only."""
     for i, delay in enumerate((0.0, 0.13, 0.37)):
@@ -189,27 +184,24 @@ def test_untrusted_checkpoint_is_refused_and_its_code_never_runs(tmp_path, monke
     with pytest.raises(CheckpointError, match="refused: it holds objects other than tensors"):
         load_checkpoint(run / "last.pt")
     (run / "summary.json").unlink()
-    res = runner.invoke(app, ["train", "--resume", str(run)])
+    res = cli("train", "--resume", str(run))
     assert res.exit_code == 2 and "refused" in res.stderr and "Traceback" not in res.output
     assert not marker.exists()
 
 
 def train_run_tiny(tmp_path, monkeypatch, *extra):
     monkeypatch.chdir(tmp_path)
-    res = runner.invoke(
-        app,
-        [
-            "train",
-            "--set",
-            "device=cpu",
-            "--set",
-            "model.channels=[8]",
-            "--set",
-            "model.hidden=[16]",
-            "--set",
-            "train.epochs=2",
-            *extra,
-        ],
+    res = cli(
+        "train",
+        "--set",
+        "device=cpu",
+        "--set",
+        "model.channels=[8]",
+        "--set",
+        "model.hidden=[16]",
+        "--set",
+        "train.epochs=2",
+        *extra,
     )
     assert res.exit_code == 0, res.output
     (run,) = (tmp_path / "runs").iterdir()
@@ -229,7 +221,7 @@ def test_checkpoint_from_another_model_names_layer_and_shapes(tmp_path, monkeypa
     (run / "summary.json").unlink()
     cfg_text = (run / "config.yaml").read_text().replace("channels:\n  - 8\n", "channels:\n  - 12\n")
     (run / "config.yaml").write_text(cfg_text.replace("epochs: 2", "epochs: 5"))
-    res = runner.invoke(app, ["train", "--resume", str(run)])
+    res = cli("train", "--resume", str(run))
     assert res.exit_code == 2
     assert "conv1.weight: checkpoint (8, 1, 3, 3) vs model (12, 1, 3, 3)" in res.stderr
     assert "Traceback" not in res.output
@@ -238,7 +230,7 @@ def test_checkpoint_from_another_model_names_layer_and_shapes(tmp_path, monkeypa
 def test_unwritable_output_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "afile").write_text("x")
-    res = runner.invoke(app, ["train", "--set", "output.runs_dir=afile/runs", "--set", "train.epochs=1"])
+    res = cli("train", "--set", "output.runs_dir=afile/runs", "--set", "train.epochs=1")
     assert res.exit_code == 2 and "cannot create a run directory under 'afile/runs'" in res.stderr
     assert "Traceback" not in res.output
 
@@ -262,19 +254,16 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypa
     monkeypatch.setattr(runs.os, "fsync", fsync)
     monkeypatch.setattr(runs, "_write_checkpoints", write_checkpoints)
     monkeypatch.chdir(tmp_path)
-    res = runner.invoke(
-        app,
-        [
-            "train",
-            "--set",
-            "device=cpu",
-            "--set",
-            "model.channels=[8]",
-            "--set",
-            "train.epochs=3",
-            "--set",
-            "output.checkpoint_seconds=0",
-        ],
+    res = cli(
+        "train",
+        "--set",
+        "device=cpu",
+        "--set",
+        "model.channels=[8]",
+        "--set",
+        "train.epochs=3",
+        "--set",
+        "output.checkpoint_seconds=0",
     )
     assert res.exit_code == 2, res.output
     assert "No space left on device" in res.stderr and "Traceback" not in res.output

@@ -19,10 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import REPO
-from typer.testing import CliRunner
+from helpers import REPO, cli
 
-from nntrain.cli.app import app
 from nntrain.data.types import Split
 from nntrain.errors import ConfigError
 from nntrain.models import reg_weights, regularization
@@ -137,6 +135,8 @@ def ddp_run(tmp_path_factory) -> dict:
     return {"run": run, "stopped": stopped, "rc": proc.returncode, "out": out, "err": err}
 
 
+@pytest.mark.ddp
+@pytest.mark.slow
 def test_sigterm_to_one_rank_stops_every_rank_with_a_consistent_last_pt(ddp_run):
     stopped = ddp_run["stopped"]
     assert stopped["rc"] != 0  # torchrun reports its workers' exit 130 as a failure
@@ -146,10 +146,12 @@ def test_sigterm_to_one_rank_stops_every_rank_with_a_consistent_last_pt(ddp_run)
     assert stopped["last_epoch"] == stopped["rows"] < EPOCHS  # a row always has its checkpoint, and no more
 
 
+@pytest.mark.ddp
+@pytest.mark.slow
 def test_resumed_ddp_run_equals_a_single_process_run_on_the_same_global_batches(ddp_run, tmp_path):
     assert ddp_run["rc"] == 0, ddp_run["err"]
     run, out = ddp_run["run"], ddp_run["out"]
-    ref = CliRunner().invoke(app, ["train", *sets(f"output.runs_dir={tmp_path / 'ref'}")])
+    ref = cli("train", *sets(f"output.runs_dir={tmp_path / 'ref'}"))
     assert ref.exit_code == 0, ref.output
     ref_run = the_run(tmp_path / "ref")
     for name in ("best.pt", "last.pt"):
