@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_files import write_imagefolder
-from helpers import REPO, cli
+from helpers import REPO, cli, write_imagefolder
 
 
 @pytest.fixture(scope="module")
