@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 from typing import Any, List, Optional
@@ -48,7 +47,8 @@ def _resume_device(resume: Path) -> str:
 
 
 def _train(cfg: Any, resume: Optional[Path], json_out: bool, ddp: Any) -> None:
-    from nntrain.cli.render import EpochReporter, error, plain, train_summary, warn
+    from nntrain.cli.live import EpochReporter
+    from nntrain.cli.render import error, plain, train_summary, warn
     from nntrain.errors import Interrupted
     from nntrain.pipeline.setup import setup
     from nntrain.pipeline.train import resume_run, train_run
@@ -85,7 +85,12 @@ def _train(cfg: Any, resume: Optional[Path], json_out: bool, ddp: Any) -> None:
         diag_cfg = cfg.diagnostics
     else:  # resuming: the run's own settings (resume_run reports a missing config.yaml)
         diag_cfg = load_cfg(resume / "config.yaml", []).diagnostics if (resume / "config.yaml").is_file() else None
-    diagnostics = Diagnostics(diag_cfg, report=functools.partial(advice, stderr=json_out))
+
+    def report(a: Any) -> None:  # advice goes below the epoch rows finished so far, not above the title
+        reporter.flush()
+        advice(a, stderr=json_out)
+
+    diagnostics = Diagnostics(diag_cfg, report=report)
     callbacks = ([] if json_out else [reporter]) + [diagnostics, FreezeHeap()]
     with GracefulStop() as stop:
         try:
