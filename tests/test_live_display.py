@@ -8,6 +8,7 @@ height over a scrollback; the cursor cannot move above the screen's top line).""
 from __future__ import annotations
 
 import io
+import json
 import re
 
 import pytest
@@ -144,3 +145,19 @@ def test_cv_progress_leaves_no_empty_running_table(terminal):
     p.close()
     screen = [line for line in replay(terminal.getvalue()) if line.strip()]
     assert not any("running" in line or "folds finished" in line for line in screen), screen
+
+
+def test_the_result_gives_the_whole_commands_wall_time_beside_the_training_time(tmp_path):
+    from conftest import run_cli
+
+    res = run_cli(
+        ["train", "--set", "model.channels=[4]", "--set", "model.hidden=[16]", "--set", "train.epochs=1"], cwd=tmp_path
+    )
+    assert res.returncode == 0, res.stderr
+    m = re.search(r"epochs run\s+1\s+in ([\d.]+)s training, ([\d.]+)s in all, on \S+", res.stdout)
+    assert m, res.stdout
+    training, wall = float(m.group(1)), float(m.group(2))
+    (run,) = (tmp_path / "runs").iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    assert f"{summary['train_seconds']:.1f}" == m.group(1)
+    assert wall > training  # start-up, data loading and the test pass are counted too

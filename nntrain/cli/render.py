@@ -55,11 +55,15 @@ def epoch_line(r: dict[str, Any], epochs: int) -> str:
     )
 
 
-def train_summary(summary: dict[str, Any], run_dir: str) -> None:
+def train_summary(summary: dict[str, Any], run_dir: str, wall_seconds: float | None = None) -> None:
+    """The result panel; ``wall_seconds``: the whole command's wall time (start-up, data, test included)."""
+    took = f"{summary['train_seconds']:.1f}s"
+    if wall_seconds is not None:
+        took += f" training, {wall_seconds:.1f}s in all,"
     lines = [
         f"test accuracy  {fmt_acc(summary['test_acc'])}  (best model: epoch {summary['best_epoch']}, "
         f"val accuracy {fmt_acc(summary['best_val_acc'])})",
-        f"epochs run     {summary['epochs_run']}  in {summary['train_seconds']:.1f}s on {summary['device']}",
+        f"epochs run     {summary['epochs_run']}  in {took} on {summary['device']}",
         f"run directory  {run_dir}",
     ]
     if summary.get("stopped"):

@@ -112,7 +112,9 @@ def _train(cfg: Any, resume: Optional[Path], json_out: bool, ddp: Any) -> None:
     else:
         if summary.get("per_class_test"):
             per_class_table(summary["per_class_test"], "per-class test accuracy (confusion.png)")
-        train_summary(summary, str(run.path))
+        from nntrain.cli.common import process_seconds
+
+        train_summary(summary, str(run.path), wall_seconds=process_seconds())
     if history.diverged:
         error(history.stopped or "training diverged")
         raise typer.Exit(1)
