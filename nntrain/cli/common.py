@@ -31,7 +31,11 @@ ConfigOpt = typer.Option(
 
 
 SetOpt = typer.Option(
-    None, "--set", "-s", help="Override a key, validated like the file: --set train.optimizer.lr=0.01 (repeatable)."
+    None,
+    "--set",
+    "-s",
+    metavar="KEY=VALUE",
+    help="Override a key, validated like the file: --set train.optimizer.lr=0.01 (repeatable).",
 )
 
 

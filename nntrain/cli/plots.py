@@ -52,9 +52,17 @@ def plot_filters(
 @guarded
 def plot_curves(
     runs: List[Path] = typer.Argument(..., help="One or more run directories, drawn on the same axes."),
-    out: Path = typer.Option(Path("curves.png"), "--out", "-o", help="PNG to write."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="PNG to write (required: nothing is written into the current folder or over a run's own curves.png "
+        "unasked; each run already holds its curves.png).",
+    ),
 ) -> None:
-    """Learning curves of one or several runs: loss (per step and per epoch), train vs val accuracy, lr."""
+    """Learning curves of one or several runs: loss (per step and per epoch), train vs val accuracy, lr.
+
+    Each run directory already holds its own curves.png; this draws several runs on the same axes into --out."""
     from nntrain.cli.render import plain
     from nntrain.pipeline.artifacts import read_curves
     from nntrain.plots import curves_figure, save

@@ -41,6 +41,15 @@ def train(
     distributed.shutdown()  # (after an error a rank just exits: torchrun ends the others)
 
 
+class _RunDir:
+    """Callback: where the run writes (to print the resume command after a second Ctrl-C)."""
+
+    path: Optional[Path] = None
+
+    def on_fit_start(self, info: dict[str, Any]) -> None:
+        self.path = Path(info["run_dir"]) if info.get("run_dir") else None
+
+
 def _resume_device(resume: Path) -> str:
     """The device setting of the run to resume (resume_run reports a missing config.yaml)."""
     return load_cfg(resume / "config.yaml", []).device if (resume / "config.yaml").is_file() else "auto"
@@ -91,13 +100,27 @@ def _train(cfg: Any, resume: Optional[Path], json_out: bool, ddp: Any) -> None:
         advice(a, stderr=json_out)
 
     diagnostics = Diagnostics(diag_cfg, report=report)
-    callbacks = ([] if json_out else [reporter]) + [diagnostics, FreezeHeap()]
+    where = _RunDir()
+    callbacks = ([] if json_out else [reporter]) + [diagnostics, FreezeHeap(), where]
     with GracefulStop() as stop:
         try:
             if resume is not None:
                 history, run, cfg = resume_run(resume, callbacks=callbacks, should_stop=stop)
             else:
                 history, run = train_run(cfg, callbacks=callbacks, s=s, should_stop=stop)
+        except KeyboardInterrupt:  # a second Ctrl-C: no checkpoint of this moment, but the last one resumes
+            reporter.close()
+            if where.path is None:
+                raise
+            if (where.path / "last.pt").is_file():
+                raise Interrupted(
+                    "interrupted at once (second Ctrl-C); last.pt holds the last saved position. "
+                    f"Resume with: nntrain train --resume {where.path}"
+                ) from None
+            raise Interrupted(
+                f"interrupted at once (second Ctrl-C) before {where.path} held a last.pt (written every "
+                "output.checkpoint_seconds and on the first Ctrl-C): nothing to resume; start the run again"
+            ) from None
         finally:
             reporter.close()
     if history.interrupted:

@@ -223,6 +223,7 @@ def fit(
         "history": history,
         "start_epoch": len(history.records) + 1,
         "layers": list(named_weights(raw)),
+        "run_dir": getattr(run, "path", None),
     }
     dispatch(callbacks, "on_fit_start", info)
     steppers = [cb.on_step for cb in callbacks if hasattr(cb, "on_step")]  # progress inside an epoch
