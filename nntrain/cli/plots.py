@@ -28,9 +28,15 @@ def plot_filters(
     from nntrain.plots import filter_tiles, filters_figure, save
     from nntrain.runs.files import load_checkpoint
 
+    layer = ""
+
     def tiles(path: Path):
+        nonlocal layer
         ckpt = load_checkpoint(path)
-        weights = first_layer_weights(load_model(ckpt, path))
+        model = load_model(ckpt, path)
+        weights = first_layer_weights(model)
+        name = next((n for n, p in model.named_parameters() if p is not None and p.dim() >= 2), "first layer")
+        layer = f"layer {name.removesuffix('.weight')}, weight {tuple(weights.shape)}"
         return ckpt, filter_tiles(weights, ckpt["input_shape"])
 
     path = resolve_checkpoint(source)
@@ -45,7 +51,7 @@ def plot_filters(
             )
         panels.insert(0, (f"{len(trained)} {kind}, at initialization", tiles(init)[1]))
     target = out_path(out) if out else path.parent / ("filters-vs-init.png" if compare_init else "filters.png")
-    save(filters_figure(panels), target)
+    save(filters_figure(panels, layer=layer), target)
     plain(f"wrote {target}")
 
 
