@@ -161,3 +161,30 @@ def test_the_result_gives_the_whole_commands_wall_time_beside_the_training_time(
     summary = json.loads((run / "summary.json").read_text())
     assert f"{summary['train_seconds']:.1f}" == m.group(1)
     assert wall > training  # start-up, data loading and the test pass are counted too
+
+
+def test_on_a_terminal_advice_sits_below_the_rows_of_its_epoch_in_a_real_run(tmp_path, monkeypatch):
+    """A real short run on a (forced) 12-line terminal: the advice of epoch 2 follows row 2 and
+    precedes row 3; the title, the header and every row appear once."""
+    from typer.testing import CliRunner
+
+    import nntrain.cli.render as render
+    from nntrain.cli.app import app
+
+    buf = io.StringIO()
+    monkeypatch.setattr(render, "console", Console(file=buf, force_terminal=True, width=WIDTH, height=12))
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(
+        app,
+        ["train", "--set", "model.channels=[4]", "--set", "model.hidden=[16]", "--set", "train.epochs=12"]
+        + ["--set", "device=cpu", "--set", "diagnostics.flat_drop=0.99", "--set", "diagnostics.early_epochs=2"],
+    )
+    assert res.exit_code == 0, res.output
+    screen = replay(re.sub(r"\x1b\[[0-9;]*m", "", buf.getvalue()), 12)
+    rows = {line.split()[0]: i for i, line in enumerate(screen) if re.match(r"\s*\d+/12 ", line)}
+    assert list(rows) == [f"{e}/12" for e in range(1, 13)]
+    assert (
+        sum("train acc" in line for line in screen) == 1 and sum("train cnn on digits" in line for line in screen) == 1
+    )
+    (advice,) = [i for i, line in enumerate(screen) if line.startswith("advice (epoch 2)")]
+    assert rows["2/12"] < advice < rows["3/12"]
