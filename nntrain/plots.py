@@ -15,8 +15,11 @@ from typing import Any, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 
-BACKGROUND = (58, 110, 165)  # padding between filter tiles: not a gray, so never equal to a grayscale tile pixel
+# padding between filter tiles: a neutral, barely tinted light gray (saturation 6%) that does not draw the eye,
+# yet R != G != B, so it never equals a grayscale tile pixel
+BACKGROUND = (200, 196, 188)
 DPI = 100
 
 
@@ -100,17 +103,23 @@ def mosaic_rgb(grid: np.ndarray, scale: int) -> np.ndarray:
     return np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)
 
 
-def filters_figure(panels: Sequence[tuple[str, np.ndarray]], *, scale: int | None = None) -> Figure:
+def filters_figure(
+    panels: Sequence[tuple[str, np.ndarray]], *, scale: int | None = None, layer: str | None = None
+) -> Figure:
     """One mosaic per (title, tiles) panel side by side, drawn pixel-exact with ``figimage``
-    (no resampling: every filter pixel is a ``scale``×``scale`` block in the PNG)."""
+    (no resampling: every filter pixel is a ``scale``×``scale`` block in the PNG). Below them:
+    ``layer`` (its name and weight shape) and the note that each tile has its own scale."""
     scale = scale or tile_scale(panels[0][1])
     images = [mosaic_rgb(tile_mosaic(tiles), scale) for _, tiles in panels]
-    margin, title_h = 10, 28
-    width = sum(im.shape[1] for im in images) + margin * (len(images) + 1)
-    height = max(im.shape[0] for im in images) + title_h + 2 * margin
-    width = max(width, 160 * len(images))
+    note = "each tile is scaled separately: its own min = black, max = white"
+    note = f"{layer} · {note}" if layer else note
+    margin, title_h, note_h = 10, 28, 22
+    panels_w = sum(im.shape[1] for im in images) + margin * (len(images) + 1)
+    height = max(im.shape[0] for im in images) + title_h + note_h + 2 * margin
+    width = max(panels_w, 160 * len(images), int(len(note) * 5.6) + 2 * margin)
     fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, facecolor="white")
-    x = margin
+    fig.text(margin / width, (margin + note_h / 2) / height, note, ha="left", va="center", fontsize=8, gid="note")
+    x = margin + (width - panels_w) // 2  # the panels centred above the note
     for (title, _), im in zip(panels, images):
         fig.figimage(im, xo=x, yo=height - margin - title_h - im.shape[0], origin="upper")
         fig.text(
@@ -135,6 +144,7 @@ class Curves:
     label: str
     records: list[dict[str, float]]
     step_losses: list[float] = field(default_factory=list)
+    test_acc: float | None = None  # the best model's test accuracy, for the title
 
     def column(self, key: str) -> np.ndarray:
         return np.array([_finite(r.get(key, math.nan)) for r in self.records], dtype=float)
@@ -152,8 +162,8 @@ def _finite(v: Any) -> float:
 
 def curves_figure(runs: Sequence[Curves]) -> Figure:
     """Loss (per step faint, per epoch bold; val dashed), train vs val accuracy, and lr — per run."""
-    fig = Figure(figsize=(15, 4.4), dpi=DPI)
-    _margins(fig, left=0.75, right=0.15, bottom=0.55, top=0.35, wspace=0.22)
+    fig = Figure(figsize=(15, 4.7), dpi=DPI)
+    _margins(fig, left=0.75, right=0.15, bottom=0.55, top=0.65, wspace=0.22)
     ax_loss, ax_acc, ax_lr = fig.subplots(1, 3)
     colors = [f"C{i % 10}" for i in range(len(runs))]
     many = len(runs) > 1
@@ -192,17 +202,39 @@ def curves_figure(runs: Sequence[Curves]) -> Figure:
         ax_acc.plot(epochs, run.column("val_acc"), color=color, linestyle="--", gid="val-acc", label=f"{name}val")
         ax_lr.plot(epochs, run.column("lr"), color=color, marker="o", markersize=3, gid="lr", label=run.label)
     ax_loss.set(title="loss", xlabel="epoch", ylabel="loss (data + reg)")
-    if _positive(ax_loss):
+    if _spans_decades(ax_loss):
         ax_loss.set_yscale("log")
     ax_acc.set(title="accuracy: train vs val (a big gap = overfitting)", xlabel="epoch", ylabel="accuracy")
     ax_lr.set(title="learning rate", xlabel="epoch", ylabel="lr")
-    if _positive(ax_lr):
+    if _spans_decades(ax_lr):
         ax_lr.set_yscale("log")
     for ax in (ax_loss, ax_acc, ax_lr):
         ax.minorticks_off()  # log axes: decade labels only (minor ticks are most of the drawing time)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        if ax.get_yscale() == "linear":
+            ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))  # lr 0.05, not 0.0500000 or an offset
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
+    fig.suptitle(_curves_title(runs), fontsize=11)
     return fig
+
+
+def _curves_title(runs: Sequence[Curves]) -> str:
+    def one(c: Curves) -> str:
+        acc = "not tested" if c.test_acc is None or math.isnan(c.test_acc) else f"test accuracy {c.test_acc:.4f}"
+        return f"{c.label}: {acc}"
+
+    return "; ".join(one(c) for c in runs)
+
+
+def _spans_decades(ax: Any) -> bool:
+    """A log scale only where it labels at least two powers of ten: positive data spanning them.
+    Narrower (an lr varying by less than a decade, a loss from 0.15 to 1.6): linear, with labels."""
+    if not _positive(ax):
+        return False
+    ys = np.concatenate([np.asarray(line.get_ydata(), dtype=float) for line in ax.get_lines()])
+    ys = ys[np.isfinite(ys)]
+    return math.floor(math.log10(ys.max())) - math.ceil(math.log10(ys.min())) >= 1
 
 
 def _positive(ax: Any) -> bool:

@@ -168,10 +168,11 @@ def test_live_table_on_a_terminal_highlights_the_best_values():
     from rich.console import Console
 
     import nntrain.cli.render as con
+    from nntrain.cli.live import EpochReporter
 
     buf = io.StringIO()
     term = Console(file=buf, force_terminal=True, width=120, color_system="truecolor")
-    rep = con.EpochReporter("train", live=True)
+    rep = EpochReporter("train", live=True, auto_refresh=False)
     old = con.console
     con.console = term
     try:

@@ -170,7 +170,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 def test_every_train_run_writes_curves_with_its_own_numbers(runs):
     run = runs["cnn"]
     img = png_rgb(run / "curves.png")
-    assert img.shape[:2] == (440, 1500) and len(np.unique(img.reshape(-1, 3), axis=0)) > 20
+    assert img.shape[:2] == (470, 1500) and len(np.unique(img.reshape(-1, 3), axis=0)) > 20
     steps = read_csv(run / "steps.csv")
     summary = json.loads((run / "summary.json").read_text())
     steps_per_epoch = -(-summary["split_sizes"]["train"] // 64)  # ceil(n_train / batch_size)
@@ -206,7 +206,7 @@ def test_plot_curves_draws_one_line_per_run_on_shared_axes(runs, tmp_path):
     out = tmp_path / "both.png"
     res = cli("plot-curves", runs["cnn"], runs["mlp"], "--out", out)
     assert res.exit_code == 0 and "2 run(s)" in res.output
-    assert png_rgb(out).shape[:2] == (440, 1500)
+    assert png_rgb(out).shape[:2] == (470, 1500)
 
 
 def test_plot_curves_rejects_a_directory_that_is_not_a_run(tmp_path):
@@ -330,3 +330,83 @@ def test_tensorboard_missing_is_a_clear_config_error(tmp_path, monkeypatch):
     assert res.exit_code == 2
     assert "output.tensorboard: true, but the 'tensorboard' package is not installed" in res.output
     assert "pip install" in res.output and not any(tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------- readable pictures (issue 13)
+
+
+def _labels(ax, axis: str) -> list[str]:
+    """The tick labels matplotlib draws inside the view (rendered first, so formatters have run)."""
+    ax.figure.canvas.draw() if ax.figure.canvas is not None else None
+    get = ax.get_yticklabels if axis == "y" else ax.get_xticklabels
+    lo, hi = sorted(ax.get_ylim() if axis == "y" else ax.get_xlim())
+    return [t.get_text() for t in get() if t.get_text() and lo <= (t.get_position()[1 if axis == "y" else 0]) <= hi]
+
+
+def _curves(lrs, losses, test_acc=0.9321):
+    from nntrain.plots import Curves
+
+    records = [
+        {"epoch": e, "train_loss": lo, "val_loss": lo * 1.1, "train_acc": 0.5, "val_acc": 0.5, "lr": lr}
+        for e, (lr, lo) in enumerate(zip(lrs, losses), start=1)
+    ]
+    return Curves("run-a", records, [], test_acc=test_acc)
+
+
+def test_curves_label_narrow_lr_and_loss_ranges_use_integer_epochs_and_carry_a_title():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    n = 10
+    lrs = [0.05 * (0.97**e) for e in range(n)]  # less than a decade
+    losses = [1.6 - 0.14 * e for e in range(n)]  # 1.6 → 0.34: not two powers of ten
+    fig = curves_figure([_curves(lrs, losses)])
+    FigureCanvasAgg(fig)
+    ax_loss, ax_acc, ax_lr = fig.axes
+    assert len(_labels(ax_lr, "y")) >= 2, _labels(ax_lr, "y")
+    assert len(_labels(ax_loss, "y")) >= 2, _labels(ax_loss, "y")
+    for ax in (ax_loss, ax_acc, ax_lr):
+        xs = _labels(ax, "x")
+        assert xs and all(float(x.replace("−", "-")).is_integer() for x in xs), xs
+    assert fig._suptitle.get_text() == "run-a: test accuracy 0.9321"
+
+
+def test_curves_keep_a_log_scale_with_decade_labels_for_a_wide_range():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = curves_figure([_curves([0.1 * 0.5**e for e in range(12)], [2.3 * 0.5**e for e in range(12)], None)])
+    FigureCanvasAgg(fig)
+    ax_loss, _, ax_lr = fig.axes
+    assert ax_lr.get_yscale() == "log" and ax_loss.get_yscale() == "log"
+    assert len(_labels(ax_lr, "y")) >= 2 and len(_labels(ax_loss, "y")) >= 2
+    assert fig._suptitle.get_text() == "run-a: not tested"
+
+
+def test_a_runs_curves_png_is_titled_with_its_name_and_test_accuracy(runs):
+    from nntrain.pipeline.artifacts import read_curves
+
+    run = runs["cnn"]
+    summary = json.loads((run / "summary.json").read_text())
+    c = read_curves(run)
+    assert c.label == run.name and c.test_acc == summary["test_acc"]
+    assert curves_figure([c])._suptitle.get_text() == f"{run.name}: test accuracy {summary['test_acc']:.4f}"
+
+
+def test_plot_filters_has_a_neutral_background_the_layer_and_the_scaling_note(runs, tmp_path):
+    from nntrain.plots import filters_figure
+
+    tiles = filter_tiles(torch.randn(4, 1, 3, 3), (1, 8, 8))
+    fig = filters_figure([("4 conv filters", tiles)], layer="layer features.0, weight (4, 1, 3, 3)")
+    texts = [t.get_text() for t in fig.texts]
+    assert (
+        "layer features.0, weight (4, 1, 3, 3) · each tile is scaled separately: its own min = black, max = white"
+        in (texts)
+    )
+    assert (max(BACKGROUND) - min(BACKGROUND)) / max(BACKGROUND) < 0.1  # barely tinted: not saturated
+    out = tmp_path / "f.png"
+    res = cli("plot-filters", runs["cnn"], "--out", out)
+    assert res.exit_code == 0, res.output
+    img = png_rgb(out)
+    gap = (img == BACKGROUND).all(axis=2)
+    assert gap.sum() > 100  # the padding between tiles is drawn in the neutral background
+    hsv_sat = (img.max(axis=2).astype(int) - img.min(axis=2)) / np.maximum(img.max(axis=2), 1)
+    assert hsv_sat.max() < 0.1  # a grayscale model: nothing saturated anywhere in the picture

@@ -6,37 +6,94 @@ inside commands so ``nntrain --help`` stays instant.
 
 from __future__ import annotations
 
+import inspect
+from typing import Any, Callable, Optional
+
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from nntrain.cli import config_cmd, cv, data, evaluate, export, lrsweep, plots, predict, report, runs, sanity, train
 from nntrain.cli.startup import before_exit
 from nntrain.training.threads import passive_waits
 
+
+def _flags_take_no_value(params: list[Any]) -> list[Any]:
+    """Typer shows a ``<bool>`` type beside flags such as ``--json``, which take no value: show none."""
+    for p in params:
+        if getattr(p, "is_flag", False) and p.metavar is None:  # (typer bundles its own click)
+            p.metavar = ""
+    return params
+
+
+class _Command(TyperCommand):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_take_no_value(super().get_params(ctx))
+
+
+class _Group(TyperGroup):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_take_no_value(super().get_params(ctx))
+
+
+HELP = {"help_option_names": ["-h", "--help"]}
+
 app = typer.Typer(
+    cls=_Group,
     help="Train small image classifiers with PyTorch the disciplined way: "
     "sanity checks, SGD watched epoch by epoch, cross-validation, pictures.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,
+    context_settings=HELP,
 )
 
-config_app = typer.Typer(help="Show or validate configuration files.", no_args_is_help=True)
+config_app = typer.Typer(
+    cls=_Group, help="Show or validate configuration files.", no_args_is_help=True, context_settings=HELP
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        import nntrain
+
+        print(f"nntrain {nntrain.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Optional[bool] = typer.Option(
+        None, "--version", callback=_version, is_eager=True, help="Print nntrain's version and exit."
+    ),
+) -> None:
+    pass
+
+
+def _paragraphs(fn: Callable[..., Any]) -> str:
+    """A docstring as help text: paragraphs kept, each one's line breaks joined (rich reflows them)."""
+    doc = inspect.cleandoc(fn.__doc__ or "")
+    return "\n\n".join(" ".join(p.split()) for p in doc.split("\n\n"))
+
+
+def _add(group: typer.Typer, fn: Callable[..., Any], name: str) -> None:
+    group.command(name, cls=_Command, help=_paragraphs(fn), context_settings=HELP)(fn)
+
 
 # in the order of the workflow: look at the data, check, pick an lr, train, inspect, search
-app.command("data")(data.data_cmd)
-app.command()(sanity.sanity)
-app.command("lr-sweep")(lrsweep.lr_sweep_cmd)
-app.command()(train.train)
-app.command("eval")(evaluate.eval_cmd)
-app.command("predict")(predict.predict_cmd)
-app.command("export")(export.export_cmd)
-app.command("plot-curves")(plots.plot_curves)
-app.command("plot-filters")(plots.plot_filters)
-app.command("report")(report.report_cmd)
-app.command("runs")(runs.runs_cmd)
-app.command()(cv.cv)
-config_app.command("show")(config_cmd.config_show)
-config_app.command("validate")(config_cmd.config_validate)
+_add(app, data.data_cmd, "data")
+_add(app, sanity.sanity, "sanity")
+_add(app, lrsweep.lr_sweep_cmd, "lr-sweep")
+_add(app, train.train, "train")
+_add(app, evaluate.eval_cmd, "eval")
+_add(app, predict.predict_cmd, "predict")
+_add(app, export.export_cmd, "export")
+_add(app, plots.plot_curves, "plot-curves")
+_add(app, plots.plot_filters, "plot-filters")
+_add(app, report.report_cmd, "report")
+_add(app, runs.runs_cmd, "runs")
+_add(app, cv.cv, "cv")
+_add(config_app, config_cmd.config_show, "show")
+_add(config_app, config_cmd.config_validate, "validate")
 app.add_typer(config_app, name="config")
 
 

@@ -5,11 +5,25 @@ turns an ``NntrainError`` into one message and an exit code (0 ok · 1 negative 
 from __future__ import annotations
 
 import functools
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable, List, Optional
 
 import typer
+
+_IMPORTED = time.perf_counter()
+
+
+def process_seconds() -> float:
+    """Wall time since this process started (Linux: from /proc; elsewhere: since the CLI was imported)."""
+    try:
+        start = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+        return max(0.0, float(Path("/proc/uptime").read_text().split()[0]) - start)
+    except (OSError, ValueError, IndexError):
+        return time.perf_counter() - _IMPORTED
+
 
 ConfigOpt = typer.Option(
     None, "--config", "-c", help="YAML config file (default: the built-in defaults = configs/default.yaml)."
@@ -17,7 +31,11 @@ ConfigOpt = typer.Option(
 
 
 SetOpt = typer.Option(
-    None, "--set", "-s", help="Override a key, validated like the file: --set train.optimizer.lr=0.01 (repeatable)."
+    None,
+    "--set",
+    "-s",
+    metavar="KEY=VALUE",
+    help="Override a key, validated like the file: --set train.optimizer.lr=0.01 (repeatable).",
 )
 
 

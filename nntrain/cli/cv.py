@@ -73,7 +73,8 @@ def cv(
     ),
 ) -> None:
     """k-fold cross-validation; with --grid/--sample, rank hyperparameters by mean val accuracy."""
-    from nntrain.cli.render import CvProgress, EpochReporter, cv_report, plain, warn
+    from nntrain.cli.live import EpochReporter
+    from nntrain.cli.render import CvProgress, cv_report, plain, warn
     from nntrain.cv.folds import check, refit, run_cv
     from nntrain.cv.local import LocalExecutor
     from nntrain.cv.plan import Plan

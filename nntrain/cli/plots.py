@@ -28,9 +28,15 @@ def plot_filters(
     from nntrain.plots import filter_tiles, filters_figure, save
     from nntrain.runs.files import load_checkpoint
 
+    layer = ""
+
     def tiles(path: Path):
+        nonlocal layer
         ckpt = load_checkpoint(path)
-        weights = first_layer_weights(load_model(ckpt, path))
+        model = load_model(ckpt, path)
+        weights = first_layer_weights(model)
+        name = next((n for n, p in model.named_parameters() if p is not None and p.dim() >= 2), "first layer")
+        layer = f"layer {name.removesuffix('.weight')}, weight {tuple(weights.shape)}"
         return ckpt, filter_tiles(weights, ckpt["input_shape"])
 
     path = resolve_checkpoint(source)
@@ -45,16 +51,24 @@ def plot_filters(
             )
         panels.insert(0, (f"{len(trained)} {kind}, at initialization", tiles(init)[1]))
     target = out_path(out) if out else path.parent / ("filters-vs-init.png" if compare_init else "filters.png")
-    save(filters_figure(panels), target)
+    save(filters_figure(panels, layer=layer), target)
     plain(f"wrote {target}")
 
 
 @guarded
 def plot_curves(
     runs: List[Path] = typer.Argument(..., help="One or more run directories, drawn on the same axes."),
-    out: Path = typer.Option(Path("curves.png"), "--out", "-o", help="PNG to write."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="PNG to write (required: nothing is written into the current folder or over a run's own curves.png "
+        "unasked; each run already holds its curves.png).",
+    ),
 ) -> None:
-    """Learning curves of one or several runs: loss (per step and per epoch), train vs val accuracy, lr."""
+    """Learning curves of one or several runs: loss (per step and per epoch), train vs val accuracy, lr.
+
+    Each run directory already holds its own curves.png; this draws several runs on the same axes into --out."""
     from nntrain.cli.render import plain
     from nntrain.pipeline.artifacts import read_curves
     from nntrain.plots import curves_figure, save

@@ -55,70 +55,15 @@ def epoch_line(r: dict[str, Any], epochs: int) -> str:
     )
 
 
-class EpochReporter:
-    """Training callback: a live table on a terminal, one plain line per epoch otherwise."""
-
-    def __init__(self, title: str = "training", *, live: bool | None = None):
-        self.title = title
-        self.live = is_tty() if live is None else live
-        self.records: list[dict[str, Any]] = []
-        self.epochs = 0
-        self._live: Live | None = None
-
-    def on_fit_start(self, info: dict[str, Any]) -> None:
-        self.epochs = info["epochs"]
-        if self.live:
-            self._live = Live(self._table(), console=console, refresh_per_second=8, vertical_overflow="visible")
-            self._live.start()
-        else:
-            plain(f"{self.title}: {info['epochs']} epochs on {info['device']}, {info['n_train']} train samples")
-
-    def on_epoch_end(self, record: dict[str, Any]) -> None:
-        self.records.append(dict(record))
-        if self._live is not None:
-            self._live.update(self._table())
-        else:
-            plain(epoch_line(record, self.epochs))
-
-    def on_fit_end(self, history: Any) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._live is not None:
-            self._live.stop()
-            self._live = None
-
-    def _table(self) -> Table:
-        t = Table(title=self.title, title_justify="left")
-        for col in ("epoch", "loss", "train acc", "val acc", "val loss", "lr", "time"):
-            t.add_column(col, justify="right")
-        if not self.records:
-            return t
-        best_val = max((r["val_acc"] for r in self.records if not math.isnan(r["val_acc"])), default=math.nan)
-        best_loss = min((r["train_loss"] for r in self.records if math.isfinite(r["train_loss"])), default=math.nan)
-        best_train = max(r["train_acc"] for r in self.records)
-        for r in self.records:
-
-            def mark(text: str, hit: bool) -> str:
-                return f"[bold green]{text}[/]" if hit else text
-
-            t.add_row(
-                f"{r['epoch']}/{self.epochs}",
-                mark(f"{r['train_loss']:.4f}", r["train_loss"] == best_loss),
-                mark(fmt_acc(r["train_acc"]), r["train_acc"] == best_train),
-                mark(fmt_acc(r["val_acc"]), r["val_acc"] == best_val),
-                f"{r['val_loss']:.4f}",
-                f"{r['lr']:.2e}",
-                f"{r['seconds']:.2f}s",
-            )
-        return t
-
-
-def train_summary(summary: dict[str, Any], run_dir: str) -> None:
+def train_summary(summary: dict[str, Any], run_dir: str, wall_seconds: float | None = None) -> None:
+    """The result panel; ``wall_seconds``: the whole command's wall time (start-up, data, test included)."""
+    took = f"{summary['train_seconds']:.1f}s"
+    if wall_seconds is not None:
+        took += f" training, {wall_seconds:.1f}s in all,"
     lines = [
         f"test accuracy  {fmt_acc(summary['test_acc'])}  (best model: epoch {summary['best_epoch']}, "
         f"val accuracy {fmt_acc(summary['best_val_acc'])})",
-        f"epochs run     {summary['epochs_run']}  in {summary['train_seconds']:.1f}s on {summary['device']}",
+        f"epochs run     {summary['epochs_run']}  in {took} on {summary['device']}",
         f"run directory  {run_dir}",
     ]
     if summary.get("stopped"):
@@ -289,7 +234,8 @@ class CvProgress:
         self.finished = 0
         self._live: Live | None = None
         if self.live:
-            self._live = Live(self._table(), console=console, refresh_per_second=8)
+            # transient: the running folds vanish when cv ends, leaving only its results
+            self._live = Live(self._table(), console=console, refresh_per_second=8, transient=True)
             self._live.start()
 
     def _name(self, m: dict[str, Any]) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 from typing import Any, List, Optional
@@ -42,13 +41,23 @@ def train(
     distributed.shutdown()  # (after an error a rank just exits: torchrun ends the others)
 
 
+class _RunDir:
+    """Callback: where the run writes (to print the resume command after a second Ctrl-C)."""
+
+    path: Optional[Path] = None
+
+    def on_fit_start(self, info: dict[str, Any]) -> None:
+        self.path = Path(info["run_dir"]) if info.get("run_dir") else None
+
+
 def _resume_device(resume: Path) -> str:
     """The device setting of the run to resume (resume_run reports a missing config.yaml)."""
     return load_cfg(resume / "config.yaml", []).device if (resume / "config.yaml").is_file() else "auto"
 
 
 def _train(cfg: Any, resume: Optional[Path], json_out: bool, ddp: Any) -> None:
-    from nntrain.cli.render import EpochReporter, error, plain, train_summary, warn
+    from nntrain.cli.live import EpochReporter
+    from nntrain.cli.render import error, plain, train_summary, warn
     from nntrain.errors import Interrupted
     from nntrain.pipeline.setup import setup
     from nntrain.pipeline.train import resume_run, train_run
@@ -85,14 +94,33 @@ def _train(cfg: Any, resume: Optional[Path], json_out: bool, ddp: Any) -> None:
         diag_cfg = cfg.diagnostics
     else:  # resuming: the run's own settings (resume_run reports a missing config.yaml)
         diag_cfg = load_cfg(resume / "config.yaml", []).diagnostics if (resume / "config.yaml").is_file() else None
-    diagnostics = Diagnostics(diag_cfg, report=functools.partial(advice, stderr=json_out))
-    callbacks = ([] if json_out else [reporter]) + [diagnostics, FreezeHeap()]
+
+    def report(a: Any) -> None:  # advice goes below the epoch rows finished so far, not above the title
+        reporter.flush()
+        advice(a, stderr=json_out)
+
+    diagnostics = Diagnostics(diag_cfg, report=report)
+    where = _RunDir()
+    callbacks = ([] if json_out else [reporter]) + [diagnostics, FreezeHeap(), where]
     with GracefulStop() as stop:
         try:
             if resume is not None:
                 history, run, cfg = resume_run(resume, callbacks=callbacks, should_stop=stop)
             else:
                 history, run = train_run(cfg, callbacks=callbacks, s=s, should_stop=stop)
+        except KeyboardInterrupt:  # a second Ctrl-C: no checkpoint of this moment, but the last one resumes
+            reporter.close()
+            if where.path is None:
+                raise
+            if (where.path / "last.pt").is_file():
+                raise Interrupted(
+                    "interrupted at once (second Ctrl-C); last.pt holds the last saved position. "
+                    f"Resume with: nntrain train --resume {where.path}"
+                ) from None
+            raise Interrupted(
+                f"interrupted at once (second Ctrl-C) before {where.path} held a last.pt (written every "
+                "output.checkpoint_seconds and on the first Ctrl-C): nothing to resume; start the run again"
+            ) from None
         finally:
             reporter.close()
     if history.interrupted:
@@ -110,7 +138,9 @@ def _train(cfg: Any, resume: Optional[Path], json_out: bool, ddp: Any) -> None:
     else:
         if summary.get("per_class_test"):
             per_class_table(summary["per_class_test"], "per-class test accuracy (confusion.png)")
-        train_summary(summary, str(run.path))
+        from nntrain.cli.common import process_seconds
+
+        train_summary(summary, str(run.path), wall_seconds=process_seconds())
         plain(f"report         {report}")
     if summary.get("load_note"):
         warn(summary["load_note"])

@@ -9,6 +9,7 @@ finished run for ``nntrain plot-curves``.
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,8 @@ def write_run_pictures(
         f"{i + 1},{i // steps_per_epoch + 1},{float(v)!r}" for i, v in enumerate(history.step_losses)
     ]
     atomic_write_text(run.path / "steps.csv", "\n".join(lines) + "\n")
-    save(curves_figure([Curves(run.path.name, history.records, history.step_losses)]), run.path / "curves.png")
+    curves = Curves(run.path.name, history.records, history.step_losses, test_acc=history.test_acc)
+    save(curves_figure([curves]), run.path / "curves.png")
     if len(data.test) == 0:
         return None
     result = evaluate_classes(model, data.test, data.classes, name="test", batch_size=batch_size)
@@ -57,7 +59,16 @@ def read_curves(run_dir: str | Path) -> Curves:
         raise NntrainError(f"cannot read the metrics of '{run}': {e}; the run directory is damaged") from None
     if not records:
         raise NntrainError(f"'{run}/metrics.csv' has no epochs yet; wait for the run's first epoch")
-    return Curves(run.name, records, steps)
+    return Curves(run.resolve().name, records, steps, test_acc=_test_acc(run))
+
+
+def _test_acc(run: Path) -> float | None:
+    """The run's test accuracy from summary.json (None when absent or unreadable: the title says so)."""
+    try:
+        v = json.loads((run / "summary.json").read_text()).get("test_acc")
+        return float(v) if v is not None else None
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
 
 
 def _num(v: str | None) -> float:

@@ -14,10 +14,25 @@ from typing import Any
 from nntrain.errors import CheckpointError, NntrainError
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (other threads write files too)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600: give the mode open() would (umask 022: 0644)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -50,11 +50,13 @@ def train_one_epoch(
     progress: EpochProgress | None = None,
     should_stop: Callable[[], bool] | None = None,
     shard: Any = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> EpochStats:
     """One pass over ``split`` in random order. ``progress`` resumes an interrupted epoch;
     ``should_stop`` is polled after every step (a signal handler's flag: no host sync).
     ``shard`` (a ``distributed.Context``, under torchrun): train on this rank's chunk of
-    every global batch; the returned stats are summed over ranks."""
+    every global batch; the returned stats are summed over ranks. ``on_step(steps_done, n_steps)``
+    (Python ints: no host sync) follows every step, for progress displays."""
     model.train()
     precision = precision or Precision()
     n = len(split)
@@ -100,6 +102,8 @@ def train_one_epoch(
             optimizer.step()
         step_losses[step] = loss.detach() if shard is None else loss.detach() / shard.world  # ddp: this rank's share
         correct += (logits.detach().argmax(1) == yb).sum()
+        if on_step is not None:
+            on_step(step + 1, n_steps)
         if should_stop is not None and step < n_steps - 1 and should_stop():
             if shard is not None:  # ddp: the position's losses and counts, summed over ranks
                 shard.reduce(step_losses[: step + 1]), shard.reduce(correct)
@@ -219,8 +223,14 @@ def fit(
         "history": history,
         "start_epoch": len(history.records) + 1,
         "layers": list(named_weights(raw)),
+        "run_dir": getattr(run, "path", None),
     }
     dispatch(callbacks, "on_fit_start", info)
+    steppers = [cb.on_step for cb in callbacks if hasattr(cb, "on_step")]  # progress inside an epoch
+
+    def on_step(step: int, n_steps: int) -> None:
+        for f in steppers:
+            f(step, n_steps)
 
     last_write = time.perf_counter()  # when last.pt was last written (perf_counter seconds)
     last_written = len(history.records)  # the epoch whose end state last.pt holds
@@ -266,6 +276,7 @@ def fit(
             progress=progress,
             should_stop=should_stop,
             shard=ddp,
+            on_step=on_step if steppers else None,
         )
         progress = None
         if stats.interrupted is not None:
