@@ -9,11 +9,8 @@ import re
 import stat
 
 from conftest import run_cli
-from typer.testing import CliRunner
+from helpers import cli
 
-from nntrain.cli.app import app
-
-runner = CliRunner()
 TINY = ["--set", "model.channels=[4]", "--set", "model.hidden=[16]", "--set", "device=cpu"]
 
 
@@ -69,28 +66,28 @@ def test_a_second_ctrl_c_prints_the_resume_command(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(cli_train, "FreezeHeap", SecondCtrlC)
     # checkpoint_seconds=0: last.pt every epoch; 3600: none written before the interruption
-    res = runner.invoke(app, ["train", *TINY, "--set", "train.epochs=3", "--set", "output.checkpoint_seconds=3600"])
+    res = cli(*["train", *TINY, "--set", "train.epochs=3", "--set", "output.checkpoint_seconds=3600"])
     assert res.exit_code == 130 and "nothing to resume" in res.output and "--resume" not in res.output, res.output
-    res = runner.invoke(app, ["train", *TINY, "--set", "train.epochs=3", "--set", "output.checkpoint_seconds=0"])
+    res = cli(*["train", *TINY, "--set", "train.epochs=3", "--set", "output.checkpoint_seconds=0"])
     assert res.exit_code == 130, res.output
     m = re.search(r"Resume with: nntrain train --resume (\S+)", res.output)
     assert m, res.output
     run = tmp_path / m.group(1)
     assert run.parent == tmp_path / "runs" and (run / "last.pt").is_file()
     monkeypatch.setattr(cli_train, "FreezeHeap", real)
-    res = runner.invoke(app, ["train", "--resume", m.group(1)])
+    res = cli(*["train", "--resume", m.group(1)])
     assert res.exit_code == 0, res.output
 
 
 def test_data_and_plot_curves_write_nothing_into_the_current_folder_unasked(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    res = runner.invoke(app, ["data", "--set", "device=cpu"])
+    res = cli(*["data", "--set", "device=cpu"])
     assert res.exit_code == 0, res.output
     assert "--grid FILE.png" in res.output
-    assert runner.invoke(app, ["train", *TINY, "--set", "train.epochs=1"]).exit_code == 0
+    assert cli(*["train", *TINY, "--set", "train.epochs=1"]).exit_code == 0
     (run,) = (tmp_path / "runs").iterdir()
     before = (run / "curves.png").read_bytes()
-    res = runner.invoke(app, ["plot-curves", str(run)])
+    res = cli(*["plot-curves", str(run)])
     assert res.exit_code == 2 and "--out" in res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]  # no data-grid.png, no curves.png
     assert (run / "curves.png").read_bytes() == before
