@@ -8,8 +8,7 @@ import os
 import re
 import stat
 
-from conftest import run_cli
-from helpers import cli
+from helpers import cli, run_cli
 
 TINY = ["--set", "model.channels=[4]", "--set", "model.hidden=[16]", "--set", "device=cpu"]
 
