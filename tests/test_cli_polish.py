@@ -37,7 +37,8 @@ def test_command_help_is_reflowed_paragraphs_in_workflow_order(tmp_path):
     assert re.search(r"regularization, overfitting 20 samples, gradients", res.stdout), res.stdout
     names = re.findall(r"^│ (\S+)\s{2,}", res.stdout, flags=re.M)
     cmds = [n for n in names if not n.startswith("-")]
-    assert cmds == ["data", "sanity", "lr-sweep", "train", "eval", "plot-curves", "plot-filters", "cv", "config"]
+    assert cmds == ["data", "sanity", "lr-sweep", "train", "eval", "predict", "export", "plot-curves", "plot-filters",
+                    "report", "runs", "cv", "config"]  # fmt: skip
 
 
 def test_run_files_honour_the_umask(tmp_path, monkeypatch):

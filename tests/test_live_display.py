@@ -148,7 +148,7 @@ def test_cv_progress_leaves_no_empty_running_table(terminal):
 
 
 def test_the_result_gives_the_whole_commands_wall_time_beside_the_training_time(tmp_path):
-    from conftest import run_cli
+    from helpers import run_cli
 
     res = run_cli(
         ["train", "--set", "model.channels=[4]", "--set", "model.hidden=[16]", "--set", "train.epochs=1"], cwd=tmp_path
