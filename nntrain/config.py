@@ -232,6 +232,9 @@ class DiagnosticsConfig(_Section):
     """Healthy ‖ΔW‖/‖W‖ of one SGD step per layer (cs231n: about 1e-3)."""
     update_ratio_factor: float = Field(100.0, gt=1.0)
     """Report a layer whose early update/weight ratio is more than this many times above or below update_ratio."""
+    chance_margin: float = Field(0.25, gt=0.0, lt=1.0)
+    """'Learned little' when the best val accuracy stays below chance + this × (1 − chance) (10 classes: 0.325),
+    or has fallen back by more than half its gain over chance; the advice lists the likely causes."""
 
 
 class Config(_Section):

@@ -91,7 +91,9 @@ def test_falling_loss_is_not_flat_and_rising_loss_says_too_high():
     assert rules(falling) == []
     rising = Diagnostics()
     run_records(rising, [record(1, 2.5), record(2, 2.6), record(3, 2.7)], first_step_loss=2.3)
-    assert rules(rising) == ["rising"] and "too high" in rising.advice[0].message
+    # reported in the first epoch that ends above the loss at initialization, not at early_epochs
+    assert rules(rising) == ["above_init"] and "too high" in rising.advice[0].message
+    assert rising.advice[0].epoch == 1 and rising.verdict() == "too high"
 
 
 def test_overfitting_gap_reported_once_and_only_above_the_threshold():
@@ -119,7 +121,7 @@ def test_update_ratio_names_the_layer_and_the_direction_early_only():
         diag,
         [
             record(1, 2.0, conv1=0.5, fc1=1e-3, out=2e-3),  # conv1 500x too big
-            record(2, 1.5, conv1=0.4, fc1=1e-6, out=1e-3),  # fc1 1000x too small; conv1 already said
+            record(2, 1.5, conv1=2e-3, fc1=1e-6, out=1e-3),  # fc1 1000x too small (a same-epoch "lower" would silence it)
             record(3, 1.0, conv1=0.5, fc1=1e-3, out=1.0),  # past early_epochs: not checked
         ],
     )

@@ -219,6 +219,12 @@ def fit(
         "history": history,
         "start_epoch": len(history.records) + 1,
         "layers": list(named_weights(raw)),
+        # what a callback needs to measure the loss at initialization (advice.initial_loss)
+        "model": raw,
+        "train": train,
+        "batch_size": cfg.batch_size,
+        "reg": cfg.reg,
+        "num_classes": data.num_classes,
     }
     dispatch(callbacks, "on_fit_start", info)
 
