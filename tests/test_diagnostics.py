@@ -222,7 +222,7 @@ def test_too_low_lr_gets_the_too_low_advice_and_finishes(tmp_path):
     assert "learning rate may be too low" in res.output
     # at lr 1e-7 every layer's update/weight ratio is far below 1e-3: each layer named once
     for layer in ("conv1", "fc1", "out"):
-        assert res.output.count(f"layer {layer}: update/weight ratio") == 1
+        assert res.output.count(f"advice (epoch 1): layer {layer}: update/weight ratio") == 1
 
 
 def test_update_ratio_in_metrics_csv_matches_the_weights_it_describes(tmp_path):
