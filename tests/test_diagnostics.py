@@ -121,7 +121,9 @@ def test_update_ratio_names_the_layer_and_the_direction_early_only():
         diag,
         [
             record(1, 2.0, conv1=0.5, fc1=1e-3, out=2e-3),  # conv1 500x too big
-            record(2, 1.5, conv1=2e-3, fc1=1e-6, out=1e-3),  # fc1 1000x too small (a same-epoch "lower" would silence it)
+            record(
+                2, 1.5, conv1=2e-3, fc1=1e-6, out=1e-3
+            ),  # fc1 1000x too small (a same-epoch "lower" would silence it)
             record(3, 1.0, conv1=0.5, fc1=1e-3, out=1.0),  # past early_epochs: not checked
         ],
     )
