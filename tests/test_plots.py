@@ -335,3 +335,45 @@ def test_tensorboard_missing_is_a_clear_config_error(tmp_path, monkeypatch):
     assert res.exit_code == 2
     assert "output.tensorboard: true, but the 'tensorboard' package is not installed" in res.output
     assert "pip install" in res.output and not any(tmp_path.iterdir())
+
+
+def test_lr_sweep_classifies_the_four_curves_of_the_lecture():
+    # synthetic curves, judged by train's own rules (Diagnostics) then by shape against the best
+    from nntrain.pipeline.lrsweep import SweepRun, recommend
+    from nntrain.plots import Curves
+    from nntrain.training.advice import Diagnostics
+
+    def sweep_run(lr, losses, acc):
+        diag = Diagnostics()
+        diag.on_fit_start({"epochs": len(losses), "initial_loss": 2.3})
+        diverged = False
+        for e, loss in enumerate(losses, start=1):
+            r = {"epoch": e, "train_loss": loss, "train_acc": acc, "val_acc": acc, "val_loss": loss, "lr": lr}
+            try:
+                diag.on_epoch_metrics(r)
+            except Exception:
+                diverged = True
+            diag.on_epoch_end(r)
+            if diverged:
+                break
+        recs = [{"train_loss": x, "val_acc": acc} for x in losses[:e]]
+        return SweepRun(
+            lr,
+            Curves(str(lr), recs, []),
+            diverged,
+            None,
+            [a.rule for a in diag.advice],
+            rule_verdict=diag.verdict(diverged=diverged),
+            initial_loss=2.3,
+        )
+
+    runs = [
+        sweep_run(1e-4, [2.299, 2.298, 2.297], 0.12),  # low: barely moved
+        sweep_run(1e-2, [1.0, 0.4, 0.2], 0.95),  # good
+        sweep_run(1e-1, [1.9, 1.9, 1.9], 0.4),  # high: fast drop, then a plateau far above the best
+        sweep_run(10.0, [90.0], 0.1),  # very high: diverged in epoch 1
+    ]
+    recommend(runs)
+    verdicts = [r.verdict.split(":")[0] for r in runs]
+    assert verdicts == ["too low", "best", "too high", "too high"]
+    assert runs[3].rule_verdict == "diverged" and runs[3].verdict == "too high: diverged"
