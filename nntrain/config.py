@@ -48,7 +48,7 @@ class DataConfig(_Section):
     """Convert images to 1 (gray) or 3 (RGB) channels; null keeps the dataset's own (imagefolder: 3)."""
     image_size: int | None = Field(None, gt=0)
     """Resize images to image_size x image_size pixels; null keeps the native size
-    (imagefolder: the most common size; others are resized to it)."""
+    (imagefolder: the most common size, others are resized to it; larger than 64 px: 64x64)."""
     memory_limit_mb: float = Field(2048.0, gt=0.0)
     """Largest float32 copy of the dataset (N·C·H·W·4 bytes) kept in memory on the training device;
     a larger dataset streams through a DataLoader instead."""
@@ -81,7 +81,8 @@ class DataConfig(_Section):
 
 class ModelConfig(_Section):
     name: Literal["cnn", "mlp"] = "cnn"
-    """cnn: [Conv3x3 → (BN) → ReLU → MaxPool2]×len(channels) → MLP head; mlp: Flatten → MLP."""
+    """cnn: [Conv3x3 → (BN) → ReLU → MaxPool2]×len(channels) → (average-pool maps larger than 4x4 to 4x4)
+    → MLP head; mlp: Flatten → MLP."""
     channels: tuple[int, ...] = (32, 64)
     """cnn only: output channels of each conv stage (each stage halves H and W)."""
     hidden: tuple[int, ...] = (128,)
@@ -232,6 +233,9 @@ class DiagnosticsConfig(_Section):
     """Healthy ‖ΔW‖/‖W‖ of one SGD step per layer (cs231n: about 1e-3)."""
     update_ratio_factor: float = Field(100.0, gt=1.0)
     """Report a layer whose early update/weight ratio is more than this many times above or below update_ratio."""
+    chance_margin: float = Field(0.25, gt=0.0, lt=1.0)
+    """'Learned little' when the best val accuracy stays below chance + this × (1 − chance) (10 classes: 0.325),
+    or has fallen back by more than half its gain over chance; the advice lists the likely causes."""
 
 
 class Config(_Section):

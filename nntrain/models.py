@@ -14,6 +14,10 @@ from torch import nn
 from nntrain.config import ModelConfig
 from nntrain.errors import CheckpointError, ConfigError
 
+HEAD_SIZE = 4
+"""cnn: feature maps larger than HEAD_SIZE² after the conv stages are average-pooled to it, so the
+first Linear layer has channels·16 inputs whatever the image size (digits' 2x2 maps are unchanged)."""
+
 WEIGHTED = (nn.Conv2d, nn.Linear)
 """Layers whose weights are regularized and counted as 'W' (not biases, not norm layers)."""
 
@@ -34,6 +38,9 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes
             layers[f"relu{i}"] = nn.ReLU(inplace=True)
             layers[f"pool{i}"] = nn.MaxPool2d(2)
             c, h, w = out, h // 2, w // 2
+    if cfg.name == "cnn" and max(h, w) > HEAD_SIZE:  # the head does not grow with the input size
+        layers["avgpool"] = nn.AdaptiveAvgPool2d((min(h, HEAD_SIZE), min(w, HEAD_SIZE)))
+        h, w = min(h, HEAD_SIZE), min(w, HEAD_SIZE)
     layers["flatten"] = nn.Flatten()
     features = c * h * w
     for j, width in enumerate(cfg.hidden, start=1):

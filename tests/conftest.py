@@ -7,6 +7,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import importlib.util  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -54,3 +55,31 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def make_photo_folder(root: Path, per_class: int = 100, seed: int = 0) -> Path:
+    """A folder of real photos in 3 classes: random 100-300 px JPEG crops of scikit-learn's
+    china.jpg and flower.jpg and matplotlib's grace_hopper.jpg (class = which photo)."""
+    import numpy as np
+    from matplotlib import cbook
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    china, flower = (Image.fromarray(a) for a in load_sample_images().images)
+    with cbook.get_sample_data("grace_hopper.jpg") as f:
+        hopper = Image.open(f).convert("RGB")
+    rng = np.random.default_rng(seed)
+    for name, im in (("china", china), ("flower", flower), ("hopper", hopper)):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        w, h = im.size
+        for i in range(per_class):
+            side = int(rng.integers(100, 301))
+            x0, y0 = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
+            im.crop((x0, y0, x0 + side, y0 + side)).save(root / name / f"{i:03d}.jpg", quality=90)
+    return root
+
+
+@pytest.fixture(scope="session")
+def photo_folder(tmp_path_factory):
+    """300 real photo crops (100-300 px) in 3 class folders."""
+    return make_photo_folder(tmp_path_factory.mktemp("photos"))

@@ -410,3 +410,45 @@ def test_plot_filters_has_a_neutral_background_the_layer_and_the_scaling_note(ru
     assert gap.sum() > 100  # the padding between tiles is drawn in the neutral background
     hsv_sat = (img.max(axis=2).astype(int) - img.min(axis=2)) / np.maximum(img.max(axis=2), 1)
     assert hsv_sat.max() < 0.1  # a grayscale model: nothing saturated anywhere in the picture
+
+
+def test_lr_sweep_classifies_the_four_curves_of_the_lecture():
+    # synthetic curves, judged by train's own rules (Diagnostics) then by shape against the best
+    from nntrain.pipeline.lrsweep import SweepRun, recommend
+    from nntrain.plots import Curves
+    from nntrain.training.advice import Diagnostics
+
+    def sweep_run(lr, losses, acc):
+        diag = Diagnostics()
+        diag.on_fit_start({"epochs": len(losses), "initial_loss": 2.3})
+        diverged = False
+        for e, loss in enumerate(losses, start=1):
+            r = {"epoch": e, "train_loss": loss, "train_acc": acc, "val_acc": acc, "val_loss": loss, "lr": lr}
+            try:
+                diag.on_epoch_metrics(r)
+            except Exception:
+                diverged = True
+            diag.on_epoch_end(r)
+            if diverged:
+                break
+        recs = [{"train_loss": x, "val_acc": acc} for x in losses[:e]]
+        return SweepRun(
+            lr,
+            Curves(str(lr), recs, []),
+            diverged,
+            None,
+            [a.rule for a in diag.advice],
+            rule_verdict=diag.verdict(diverged=diverged),
+            initial_loss=2.3,
+        )
+
+    runs = [
+        sweep_run(1e-4, [2.299, 2.298, 2.297], 0.12),  # low: barely moved
+        sweep_run(1e-2, [1.0, 0.4, 0.2], 0.95),  # good
+        sweep_run(1e-1, [1.9, 1.9, 1.9], 0.4),  # high: fast drop, then a plateau far above the best
+        sweep_run(10.0, [90.0], 0.1),  # very high: diverged in epoch 1
+    ]
+    recommend(runs)
+    verdicts = [r.verdict.split(":")[0] for r in runs]
+    assert verdicts == ["too low", "best", "too high", "too high"]
+    assert runs[3].rule_verdict == "diverged" and runs[3].verdict == "too high: diverged"

@@ -90,7 +90,9 @@ def test_falling_loss_is_not_flat_and_rising_loss_says_too_high():
     assert rules(falling) == []
     rising = Diagnostics()
     run_records(rising, [record(1, 2.5), record(2, 2.6), record(3, 2.7)], first_step_loss=2.3)
-    assert rules(rising) == ["rising"] and "too high" in rising.advice[0].message
+    # reported in the first epoch that ends above the loss at initialization, not at early_epochs
+    assert rules(rising) == ["above_init"] and "too high" in rising.advice[0].message
+    assert rising.advice[0].epoch == 1 and rising.verdict() == "too high"
 
 
 def test_overfitting_gap_reported_once_and_only_above_the_threshold():
@@ -118,7 +120,9 @@ def test_update_ratio_names_the_layer_and_the_direction_early_only():
         diag,
         [
             record(1, 2.0, conv1=0.5, fc1=1e-3, out=2e-3),  # conv1 500x too big
-            record(2, 1.5, conv1=0.4, fc1=1e-6, out=1e-3),  # fc1 1000x too small; conv1 already said
+            record(
+                2, 1.5, conv1=2e-3, fc1=1e-6, out=1e-3
+            ),  # fc1 1000x too small (a same-epoch "lower" would silence it)
             record(3, 1.0, conv1=0.5, fc1=1e-3, out=1.0),  # past early_epochs: not checked
         ],
     )
@@ -219,7 +223,7 @@ def test_too_low_lr_gets_the_too_low_advice_and_finishes(tmp_path):
     assert "learning rate may be too low" in res.output
     # at lr 1e-7 every layer's update/weight ratio is far below 1e-3: each layer named once
     for layer in ("conv1", "fc1", "out"):
-        assert res.output.count(f"layer {layer}: update/weight ratio") == 1
+        assert res.output.count(f"advice (epoch 1): layer {layer}: update/weight ratio") == 1
 
 
 def test_update_ratio_in_metrics_csv_matches_the_weights_it_describes(tmp_path):
@@ -242,3 +246,60 @@ def test_json_output_stays_parseable_with_advice_on_stderr(tmp_path):
     assert res.exit_code == 1
     assert json.loads(res.stdout)["diverged"] is True  # stdout: the JSON summary only
     assert "advice (epoch 1): train loss is nan" in res.stderr
+
+
+# --------------------------------------------------------------------------- issue 15: real short runs
+
+
+def test_a_run_stuck_near_chance_gets_causes_and_commands_in_summary_and_panel(tmp_path):
+    # lr 1e-6: the loss barely moves, val accuracy stays at chance; the run is never silent
+    res = invoke(["train", *TINY, "--set", "train.epochs=2", "--set", "train.optimizer.lr=1e-6"], tmp_path)
+    assert res.exit_code == 0, res.output
+    (run,) = (tmp_path / "runs").iterdir()
+    advice = json.loads((run / "summary.json").read_text())["advice"]
+    poor = [a for a in advice if a["rule"] == "poor"]
+    assert len(poor) == 1 and "near chance" in poor[0]["message"]
+    msg = poor[0]["message"]
+    assert msg.index("too low") < msg.index("too high") < msg.index("input scale") < msg.index("too big")
+    assert "nntrain lr-sweep --lrs" in msg and "nntrain sanity" in msg
+    assert f"advice         (epoch 2) {msg}" in res.output  # repeated in the final panel
+
+
+def test_healthy_run_has_no_advice_and_one_epoch_never_says_flat(tmp_path):
+    res = invoke(["train", *TINY, "--set", "train.epochs=1"], tmp_path)
+    assert res.exit_code == 0 and "advice (epoch" not in res.output, res.output
+    (run,) = (tmp_path / "runs").iterdir()
+    assert json.loads((run / "summary.json").read_text())["advice"] == []
+
+
+def test_huge_lr_diverges_in_epoch_1_against_the_initial_loss_and_never_says_too_low(tmp_path):
+    res = invoke(["train", *TINY, "--set", "train.epochs=3", "--set", "train.optimizer.lr=1"], tmp_path)
+    (run,) = (tmp_path / "runs").iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    rules_seen = [a["rule"] for a in summary["advice"]]
+    assert "flat" not in rules_seen and not any(r.endswith(".low") for r in rules_seen)
+    first = summary["advice"][0]
+    assert first["rule"] in ("diverged", "above_init") and first["epoch"] == 1  # judged in epoch 1
+    if summary["diverged"]:  # stopped in the epoch it happened, exit 1
+        assert res.exit_code == 1 and summary["epochs_run"] == 1
+
+
+def test_flat_never_fires_above_the_initial_loss_or_rising():
+    above = Diagnostics()
+    run_records(above, [record(1, 2.31), record(2, 2.31), record(3, 2.31)], first_step_loss=2.30)
+    assert "flat" not in rules(above)
+    rising = Diagnostics()
+    run_records(rising, [record(1, 2.0), record(2, 2.1), record(3, 2.29)], first_step_loss=2.30)
+    assert "flat" not in rules(rising)
+
+
+def test_cv_fold_keeps_the_rules_advice(tmp_path):
+    from nntrain.cv.folds import run_fold
+
+    cfg = load_config(
+        None, ["device=cpu", "model.channels=[4]", "model.hidden=[16]", "train.epochs=2", "train.optimizer.lr=1e-6"]
+    )
+    idx = list(range(0, 1797, 3))
+    job = {"config": cfg.model_dump(mode="json"), "combo": 0, "fold": 0, "train_idx": idx[:400], "val_idx": idx[400:]}
+    result = run_fold(job)
+    assert "poor" in [a["rule"] for a in result["advice"]]

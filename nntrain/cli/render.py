@@ -68,6 +68,10 @@ def train_summary(summary: dict[str, Any], run_dir: str, wall_seconds: float | N
     ]
     if summary.get("stopped"):
         lines.append(f"stopped        {summary['stopped']}")
+    for a in summary.get("advice") or ():  # the run's advice, repeated where the user looks last
+        if summary.get("stopped") and a["message"] in summary["stopped"]:
+            continue  # the divergence advice is the 'stopped' line already
+        lines.append(f"advice         (epoch {a['epoch']}) {a['message']}")
     if is_tty():
         console.print(Panel("\n".join(lines), title="result", expand=False))
     else:

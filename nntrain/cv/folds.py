@@ -140,7 +140,10 @@ def run_fold(job: dict[str, Any], report: Callable[[dict], None] | None = None) 
     seed = fold_seed(cfg.seed, job["fold"])
     torch.manual_seed(seed)  # fresh weights per fold: nothing leaks from another fold
     model = build_model(cfg.model, data.input_shape, data.num_classes)
-    callbacks = [_Progress(report, job["combo"], job["fold"])] if report else []
+    from nntrain.training.advice import Diagnostics
+
+    diag = Diagnostics(cfg.diagnostics)  # train's rules, kept in the fold result (nothing printed)
+    callbacks = ([_Progress(report, job["combo"], job["fold"])] if report else []) + [diag]
     h = fit(model, data, cfg.train, seed=seed, device=device, callbacks=callbacks)
     model.eval()  # fit left the best epoch's weights in ``model``
     pred = predict(
@@ -159,6 +162,7 @@ def run_fold(job: dict[str, Any], report: Callable[[dict], None] | None = None) 
         "epochs_run": len(h.records),
         "stopped": h.stopped,
         "diverged": h.diverged,
+        "advice": [a.as_dict() for a in diag.advice],
         "records": [{k: v for k, v in r.items() if k != "best"} for r in h.records],
         "oof": {"index": val_idx.tolist(), "y_true": ds.y[val_idx].tolist(), "y_pred": pred.tolist()},
     }

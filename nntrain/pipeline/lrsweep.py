@@ -5,6 +5,14 @@ diverged run is a result (a curve that leaves the plot, a row marked 'diverged')
 crash. The recommendation is the lr with the best final val accuracy among the runs that
 did not diverge, with a hint when it sits at the edge of the grid (cs231n: widen the
 search when the best value is on its border).
+
+Each run is classified by ``train``'s own rules (the ``Diagnostics`` callback, one
+implementation): diverged (stopped: loss non-finite or > explode_factor × its initial
+value), too high (loss ended an epoch above its initial value, or updates too large),
+too low (loss barely moved, or updates too small), else good. Among the runs the rules
+call good, the shape of the curve against the best run's separates the lecture's
+"high" (falls fast, then plateaus well above the best: a larger lr) from "low" (still far
+above the best: a smaller lr, the slow nearly linear descent).
 """
 
 from __future__ import annotations
@@ -27,8 +35,10 @@ class SweepRun:
     curves: Curves
     diverged: bool
     stopped: str | None
-    advice: list[str]  # rules the diagnostics saw: 'flat', 'rising', 'overfit', 'update_ratio.<layer>.<way>'
+    advice: list[str]  # rules the diagnostics saw: 'above_init', 'flat', 'overfit', 'update_ratio.<layer>.<way>'...
     verdict: str = ""
+    rule_verdict: str = "good"  # the Diagnostics verdict: diverged | too high | too low | good
+    initial_loss: float = math.nan
 
     @property
     def final_loss(self) -> float:
@@ -49,6 +59,7 @@ class SweepRun:
             "val_acc": num(self.val_acc),
             "diverged": self.diverged,
             "verdict": self.verdict,
+            "advice": list(self.advice),
         }
 
 
@@ -80,9 +91,10 @@ def lr_sweep(
         cfg = override(s.cfg, {"train.optimizer.lr": lr, "train.epochs": epochs})
         diag = Diagnostics(cfg.diagnostics)  # stops an exploding run; collects advice, prints nothing
         h = fit(s.new_model(), s.data, cfg.train, seed=cfg.seed, device=s.device, callbacks=[diag])
-        run = SweepRun(
-            lr, Curves(f"lr={lr:g}", h.records, h.step_losses), h.diverged, h.stopped, [a.rule for a in diag.advice]
-        )
+        curves = Curves(f"lr={lr:g}", h.records, h.step_losses)
+        rules = [a.rule for a in diag.advice]
+        init = diag.initial_loss if diag.initial_loss is not None else math.nan
+        run = SweepRun(lr, curves, h.diverged, h.stopped, rules, diag.verdict(diverged=h.diverged), init)
         runs.append(run)
         if progress is not None:
             progress(run)
@@ -90,16 +102,34 @@ def lr_sweep(
     return runs
 
 
+PLATEAU = 0.5
+"""A good-by-the-rules run whose loss fell by less than this fraction of the best run's drop is
+called too high (lr above the best's: it plateaued) or too low (below: it is still descending)."""
+
+
+def drop(r: SweepRun) -> float:
+    """How far the loss fell, as a fraction of its initial value (nan when unknown)."""
+    if not (math.isfinite(r.initial_loss) and r.initial_loss > 0 and math.isfinite(r.final_loss)):
+        return math.nan
+    return (r.initial_loss - r.final_loss) / r.initial_loss
+
+
 def recommend(runs: list[SweepRun]) -> SweepRun | None:
     """Mark each run's verdict; return the recommended run (None when every run diverged)."""
-    alive = [r for r in runs if not r.diverged and math.isfinite(r.final_loss)]
+    alive = [r for r in runs if r.rule_verdict != "diverged" and not r.diverged and math.isfinite(r.final_loss)]
     for r in runs:
-        if r.diverged or r not in alive:
+        if r not in alive:
             r.verdict = "too high: diverged"
-        elif "rising" in r.advice:
-            r.verdict = "too high: loss went up"
-        elif "flat" in r.advice:
-            r.verdict = "too low: loss barely moved"
+        elif r.rule_verdict == "too high":
+            r.verdict = (
+                "too high: loss went above its initial value"
+                if "above_init" in r.advice
+                else ("too high: updates too large")
+            )
+        elif r.rule_verdict == "too low":
+            r.verdict = "too low: loss barely moved" if "flat" in r.advice else "too low: updates too small"
+        else:
+            r.verdict = "good"
     if not alive:
         return None
 
@@ -108,6 +138,15 @@ def recommend(runs: list[SweepRun]) -> SweepRun | None:
         return (acc, -r.final_loss)
 
     best = max(alive, key=key)
+    for r in alive:
+        if r is best or r.verdict != "good" or not math.isfinite(drop(best)) or not math.isfinite(drop(r)):
+            continue
+        if drop(r) < PLATEAU * drop(best):  # the lecture's figure: the shape against the best curve
+            r.verdict = (
+                "too high: loss plateaued well above the best"
+                if r.lr > best.lr
+                else "too low: loss still far above the best"
+            )
     best.verdict = "best"
     return best
 

@@ -75,6 +75,7 @@ def _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, *, resume) ->
     from nntrain.pipeline.artifacts import write_run_pictures
     from nntrain.pipeline.tensorboard import TensorBoardLogger
 
+    callbacks = list(callbacks)
     tb = None
     if cfg.output.tensorboard and run is not None:
         tb = TensorBoardLogger(run.path / "tensorboard", model, s.data.input_shape)
@@ -106,7 +107,8 @@ def _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, *, resume) ->
     # fit left the best model in ``model``: its test confusion matrix and per-class accuracy
     result = write_run_pictures(run, history, model, s.data, batch_size=cfg.train.eval_batch_size)
     per_class = {"per_class_test": result.per_class() if result is not None else None}
-    notes = {"load_note": load.verdict()}  # other processes slowed the run (None: they did not)
+    advice = [a.as_dict() for cb in callbacks for a in getattr(cb, "advice", ())]  # the Diagnostics callback's
+    notes = {"advice": advice, "load_note": load.verdict()}  # load_note: other processes slowed the run (or None)
     run.write_json("summary.json", {**summary(cfg, s, history, started=t0), **per_class, **notes})
     return history
 

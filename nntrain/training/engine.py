@@ -224,6 +224,12 @@ def fit(
         "start_epoch": len(history.records) + 1,
         "layers": list(named_weights(raw)),
         "run_dir": getattr(run, "path", None),
+        # what a callback needs to measure the loss at initialization (advice.initial_loss)
+        "model": raw,
+        "train": train,
+        "batch_size": cfg.batch_size,
+        "reg": cfg.reg,
+        "num_classes": data.num_classes,
     }
     dispatch(callbacks, "on_fit_start", info)
     steppers = [cb.on_step for cb in callbacks if hasattr(cb, "on_step")]  # progress inside an epoch

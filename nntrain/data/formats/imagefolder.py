@@ -21,6 +21,9 @@ from nntrain.config import DataConfig
 from nntrain.errors import DataError
 
 LAYOUT = "root/<class>/<image>.png (one sub-folder per class)"
+DEFAULT_MAX_SIZE = 64
+"""data.image_size null: photos larger than this are resized to DEFAULT_MAX_SIZE² (a CPU-friendly
+working size that the default CNN and lr train well on); smaller images keep their size."""
 
 
 def image_extensions() -> set[str]:
@@ -182,6 +185,8 @@ def load(cfg: DataConfig, notes: Callable[[str], None]):
     size = (cfg.image_size, cfg.image_size) if cfg.image_size else None
     name = f"imagefolder:{root}"
     guess = size or header_size(paths[0])
+    if size is None and max(guess) > DEFAULT_MAX_SIZE:
+        guess = (DEFAULT_MAX_SIZE, DEFAULT_MAX_SIZE)
     mb = footprint_mb((len(paths), channels, guess[1], guess[0]))
     if mb > cfg.memory_limit_mb:
         if size is None:
@@ -218,6 +223,16 @@ def load(cfg: DataConfig, notes: Callable[[str], None]):
             notes(
                 f"images have {len(sizes)} different sizes: {len(odd)} resized to the most common, {h}x{w} "
                 f"(e.g. '{paths[odd[0]]}'); set data.image_size to choose the size"
+            )
+        h, w = arrays[0].shape[:2]
+        if max(h, w) > DEFAULT_MAX_SIZE:
+            from PIL import Image
+
+            side = DEFAULT_MAX_SIZE
+            arrays = [np.asarray(Image.fromarray(a).resize((side, side), Image.Resampling.BILINEAR)) for a in arrays]
+            notes(
+                f"images of {h}x{w} resized to {side}x{side} (data.image_size is null: photos larger than "
+                f"{side} px train at {side}x{side}); set data.image_size to choose the size"
             )
     return Dataset(
         x=to_tensor(arrays), y=torch.from_numpy(y), classes=classes, name=name, sources=tuple(map(str, paths))
