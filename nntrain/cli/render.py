@@ -282,8 +282,8 @@ def _params(p: dict[str, Any]) -> str:
 class CvProgress:
     """cv progress callable: a live table of running folds on a terminal, plain lines otherwise."""
 
-    def __init__(self, n_combos: int, n_folds: int, *, live: bool | None = None):
-        self.n_combos, self.n_folds = n_combos, n_folds
+    def __init__(self, search: bool, n_folds: int, *, live: bool | None = None):
+        self.search, self.n_folds = search, n_folds
         self.live = is_tty() if live is None else live
         self.running: dict[tuple[int, int], dict[str, Any]] = {}
         self.finished = 0
@@ -294,9 +294,13 @@ class CvProgress:
 
     def _name(self, m: dict[str, Any]) -> str:
         fold = f"fold {m['fold'] + 1}/{self.n_folds}"
-        return f"combo {m['combo'] + 1}/{self.n_combos} {fold}" if self.n_combos > 1 else fold
+        return f"trial {m['combo']} {fold}" if self.search else fold
 
     def __call__(self, m: dict[str, Any]) -> None:
+        if m["event"] == "pruned":
+            if not self.live:
+                plain(f"cv trial {m['combo']}: pruned after {m['folds_run']} of {self.n_folds} folds ({_acc(m)})")
+            return
         key = (m["combo"], m["fold"])
         if m["event"] == "done":
             self.running.pop(key, None)
@@ -337,20 +341,25 @@ def _pm(mean: float, std: float) -> str:
     return "-" if mean is None or math.isnan(mean) else f"{mean:.4f} ± {std:.4f}"
 
 
+def _acc(m: dict[str, Any]) -> str:
+    return f"val {_pm(m['score'], m['std'])} at epoch {m['epoch']}"
+
+
 def cv_report(summary: dict[str, Any], cv_dir: str) -> None:
-    """Fold table of the best combination (mean ± std last), then the ranking when several were tried."""
+    """Fold table of the best trial (honest mean ± std last), then the ranking and the pruned trials."""
     best = summary["combos"][summary["best"]]
-    folds = Table(title=f"folds of {_params(best['params'])}", title_justify="left")
-    for col in ("fold", "train", "val", "best val acc", "epoch", "val loss", "time"):
+    e = best["epoch"]
+    folds = Table(title=f"folds of {_params(best['params'])} (trial {best['trial']})", title_justify="left")
+    for col in ("fold", "train", "val", f"val acc @{e}", "own best", "epoch", "time"):
         folds.add_column(col, justify="right")
     for r in best["folds"]:
         folds.add_row(
             str(r["fold"] + 1),
             str(r["n_train"]),
             str(r["n_val"]),
+            fmt_acc(r["val_acc_at"]) if "val_acc_at" in r else "",
             fmt_acc(r["best_val_acc"]),
             str(r["best_epoch"]),
-            f"{r['val_loss']:.4f}",
             f"{r['seconds']:.2f}s",
         )
     folds.add_row(
@@ -358,20 +367,42 @@ def cv_report(summary: dict[str, Any], cv_dir: str) -> None:
         "",
         "",
         _pm(best["mean_val_acc"], best["std_val_acc"]),
+        f"{best['mean_best_val_acc']:.4f}",
         f"{best['mean_best_epoch']:.1f}",
-        _pm(best["mean_val_loss"], best["std_val_loss"]),
         f"{best['mean_seconds']:.2f}s",
         style="bold",
     )
     tables = [folds]
-    if len(summary["combos"]) > 1:
-        rank = Table(title="ranking by mean val accuracy", title_justify="left")
-        for col in ("rank", "hyperparameters", "mean ± std val acc", "out-of-fold acc"):
+    cols = ("rank", "trial", "hyperparameters", "mean ± std val acc", "epoch", "last epoch", "out-of-fold acc")
+    if len(summary["ranking"]) > 1 or summary["pruned"]:
+        rank = Table(title="ranking by mean val accuracy at one epoch common to all folds", title_justify="left")
+        for col in cols:
             rank.add_column(col, justify="right" if col != "hyperparameters" else "left")
         for i, c in enumerate(summary["ranking"], start=1):
             s = summary["combos"][c]
-            rank.add_row(str(i), _params(s["params"]), _pm(s["mean_val_acc"], s["std_val_acc"]), fmt_acc(s["oof_acc"]))
+            rank.add_row(
+                str(i),
+                str(s["trial"]),
+                _params(s["params"]),
+                _pm(s["mean_val_acc"], s["std_val_acc"]),
+                str(s["epoch"]),
+                _pm(s["last_val_acc"], s["last_std_val_acc"]),
+                fmt_acc(s["oof_acc"]),
+            )
         tables.append(rank)
+    if summary["pruned"]:
+        pruned = Table(title="pruned trials (score over the folds they ran)", title_justify="left")
+        for col in ("trial", "hyperparameters", "folds run", "mean ± std val acc"):
+            pruned.add_column(col, justify="right" if col != "hyperparameters" else "left")
+        for c in summary["pruned"]:
+            s = summary["combos"][c]
+            pruned.add_row(
+                str(s["trial"]),
+                _params(s["params"]),
+                f"{s['folds_run']}/{summary['folds']}",
+                _pm(s["mean_val_acc"], s["std_val_acc"]),
+            )
+        tables.append(pruned)
     for t in tables:
         if is_tty():
             console.print(t)
@@ -387,4 +418,5 @@ def cv_report(summary: dict[str, Any], cv_dir: str) -> None:
                 )
     for w in summary["warnings"]:
         warn(w)
+    plain(f"fold-epochs    {summary['fold_epochs']} trained in this study")
     plain(f"cv directory   {cv_dir}")
