@@ -57,13 +57,12 @@ def recover(study: Any, cvdir: CvDir) -> None:
 
 
 def _grid_left(study: Any) -> int:
-    """Grid points no trial of the study has taken yet (finished or running)."""
+    """Grid points no trial of the study holds (complete, pruned or running; a failed one is re-run)."""
     from optuna.trial import TrialState
 
+    held = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
     taken = {
-        t.system_attrs["grid_id"]
-        for t in study.get_trials(deepcopy=False)
-        if "grid_id" in t.system_attrs and (t.state.is_finished() or t.state == TrialState.RUNNING)
+        t.system_attrs["grid_id"] for t in study.get_trials(deepcopy=False, states=held) if "grid_id" in t.system_attrs
     }
     return len(study.sampler._all_grids) - len(taken)
 

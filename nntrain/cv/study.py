@@ -86,7 +86,11 @@ def make_sampler(name: str, plan: Plan, seed: int | None) -> Any:
     if name == "grid":
         from nntrain.cv.space import grid_choices
 
-        return optuna.samplers.GridSampler({k: grid_choices(v) for k, v in plan.grid.items()}, seed=seed)
+        class AskTellGrid(optuna.samplers.GridSampler):
+            def after_trial(self, study, trial, state, values):  # noqa: ANN001
+                """GridSampler stops study.optimize when the grid is done; ask-and-tell checks that itself."""
+
+        return AskTellGrid({k: grid_choices(v) for k, v in plan.grid.items()}, seed=seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed)
