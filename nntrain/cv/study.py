@@ -18,7 +18,7 @@ from nntrain.errors import ConfigError
 
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "asha", "none")
-DRIVERS = {"postgresql": ("postgres", "psycopg2"), "mysql": ("mysql", "pymysql")}
+DRIVERS = {"postgresql": ("postgres", "psycopg"), "mysql": ("mysql", "pymysql")}
 
 
 def safe_url(url: str) -> str:
