@@ -128,7 +128,12 @@ def open_study(plan: Plan, url: str, *, seed: int | None) -> Any:
     sampler, pruner = make_sampler(plan.sampler, plan, seed), make_pruner(plan.pruner)
     try:
         study = optuna.create_study(
-            storage=storage, study_name=plan.study, sampler=sampler, pruner=pruner, load_if_exists=True
+            storage=storage,
+            study_name=plan.study,
+            sampler=sampler,
+            pruner=pruner,
+            direction="maximize",
+            load_if_exists=True,
         )
     except Exception as e:  # e.g. the database went away between the two calls
         raise ConfigError(f"--storage {safe_url(url)}: cannot create study {plan.study!r} ({e})") from None
