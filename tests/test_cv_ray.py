@@ -51,7 +51,7 @@ def tiny(tmp_path: Path) -> Path:
 
 def test_readme_test_command_is_what_ci_runs():
     ci = [ln for ln in (REPO / ".ci" / "run").read_text().splitlines() if "pytest" in ln]
-    assert ci == ['pip install ".[dev,ray]" && python -m pytest']
+    assert ci == ['pip install ".[dev,ray,postgres]" && python -m pytest']
     assert ci[0] in (REPO / "README.md").read_text().split("## Quickstart")[1].split("\n## ")[0]
 
 
