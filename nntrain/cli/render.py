@@ -274,9 +274,7 @@ def sweep_table(rows: list[dict[str, Any]]) -> None:
 
 
 def _params(p: dict[str, Any]) -> str:
-    return (
-        "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in p.items()) or "(config as given)"
-    )
+    return "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in p.items()) or "(config as is)"
 
 
 class CvProgress:
@@ -297,10 +295,10 @@ class CvProgress:
         return f"trial {m['combo']} {fold}" if self.search else fold
 
     def __call__(self, m: dict[str, Any]) -> None:
-        if m["event"] == "pruned":
-            if not self.live:
-                plain(f"cv trial {m['combo']}: pruned after {m['folds_run']} of {self.n_folds} folds ({_acc(m)})")
-            return
+        if m["event"] == "pruned":  # a pruned trial's line, on a terminal too
+            return plain(
+                f"cv trial {m['combo']}: pruned after {m['folds_run']} of {self.n_folds} folds ({m['score']:.4f})"
+            )
         key = (m["combo"], m["fold"])
         if m["event"] == "done":
             self.running.pop(key, None)
@@ -341,81 +339,61 @@ def _pm(mean: float, std: float) -> str:
     return "-" if mean is None or math.isnan(mean) else f"{mean:.4f} ± {std:.4f}"
 
 
-def _acc(m: dict[str, Any]) -> str:
-    return f"val {_pm(m['score'], m['std'])} at epoch {m['epoch']}"
+def _tab(title: str, cols: tuple[str, ...], rows: list[list[str]]) -> Table:
+    t = Table(title=title, title_justify="left")
+    for col in cols:
+        t.add_column(col, justify="left" if col == "hyperparameters" else "right")
+    for row in rows:
+        t.add_row(*row)
+    return t
 
 
 def cv_report(summary: dict[str, Any], cv_dir: str) -> None:
     """Fold table of the best trial (honest mean ± std last), then the ranking and the pruned trials."""
-    best = summary["combos"][summary["best"]]
-    e = best["epoch"]
-    folds = Table(title=f"folds of {_params(best['params'])} (trial {best['trial']})", title_justify="left")
-    for col in ("fold", "train", "val", f"val acc @{e}", "own best", "epoch", "time"):
-        folds.add_column(col, justify="right")
-    for r in best["folds"]:
-        folds.add_row(
+    best, c = summary["combos"][summary["best"]], summary["combos"]
+    rows = [
+        [
             str(r["fold"] + 1),
             str(r["n_train"]),
             str(r["n_val"]),
-            fmt_acc(r["val_acc_at"]) if "val_acc_at" in r else "",
+            fmt_acc(r.get("val_acc_at")),
             fmt_acc(r["best_val_acc"]),
-            str(r["best_epoch"]),
-            f"{r['seconds']:.2f}s",
-        )
+        ]
+        + [str(r["best_epoch"]), f"{r['seconds']:.2f}s"]
+        for r in best["folds"]
+    ]
+    cols = ("fold", "train", "val", f"val acc @{best['epoch']}", "own best", "epoch", "time")
+    folds = _tab(f"folds of {_params(best['params'])} (trial {best['trial']})", cols, rows)
     folds.add_row(
-        "mean ± std",
-        "",
-        "",
-        _pm(best["mean_val_acc"], best["std_val_acc"]),
-        f"{best['mean_best_val_acc']:.4f}",
-        f"{best['mean_best_epoch']:.1f}",
-        f"{best['mean_seconds']:.2f}s",
-        style="bold",
-    )
+        "mean ± std", "", "", _pm(best["mean_val_acc"], best["std_val_acc"]), f"{best['mean_best_val_acc']:.4f}",
+        f"{best['mean_best_epoch']:.1f}", f"{best['mean_seconds']:.2f}s", style="bold",
+    )  # fmt: skip
     tables = [folds]
-    cols = ("rank", "trial", "hyperparameters", "mean ± std val acc", "epoch", "last epoch", "out-of-fold acc")
     if len(summary["ranking"]) > 1 or summary["pruned"]:
-        rank = Table(title="ranking by mean val accuracy at one epoch common to all folds", title_justify="left")
-        for col in cols:
-            rank.add_column(col, justify="right" if col != "hyperparameters" else "left")
-        for i, c in enumerate(summary["ranking"], start=1):
-            s = summary["combos"][c]
-            rank.add_row(
-                str(i),
-                str(s["trial"]),
-                _params(s["params"]),
-                _pm(s["mean_val_acc"], s["std_val_acc"]),
-                str(s["epoch"]),
-                _pm(s["last_val_acc"], s["last_std_val_acc"]),
-                fmt_acc(s["oof_acc"]),
-            )
-        tables.append(rank)
+        cols = ("rank", "trial", "hyperparameters", "mean ± std val acc", "epoch", "last epoch", "out-of-fold acc")
+        rows = [
+            [str(i), str(s["trial"]), _params(s["params"]), _pm(s["mean_val_acc"], s["std_val_acc"]), str(s["epoch"])]
+            + [_pm(s["last_val_acc"], s["last_std_val_acc"]), fmt_acc(s["oof_acc"])]
+            for i, s in enumerate((c[k] for k in summary["ranking"]), start=1)
+        ]
+        tables.append(_tab("ranking by mean val accuracy at one epoch common to all folds", cols, rows))
     if summary["pruned"]:
-        pruned = Table(title="pruned trials (score over the folds they ran)", title_justify="left")
-        for col in ("trial", "hyperparameters", "folds run", "mean ± std val acc"):
-            pruned.add_column(col, justify="right" if col != "hyperparameters" else "left")
-        for c in summary["pruned"]:
-            s = summary["combos"][c]
-            pruned.add_row(
-                str(s["trial"]),
-                _params(s["params"]),
-                f"{s['folds_run']}/{summary['folds']}",
-                _pm(s["mean_val_acc"], s["std_val_acc"]),
-            )
-        tables.append(pruned)
+        cols = ("trial", "hyperparameters", "folds run", "mean ± std val acc")
+        rows = [
+            [str(s["trial"]), _params(s["params"]), f"{s['folds_run']}/{summary['folds']}"]
+            + [_pm(s["mean_val_acc"], s["std_val_acc"])]
+            for s in (c[k] for k in summary["pruned"])
+        ]
+        tables.append(_tab("pruned trials (score over the folds they ran)", cols, rows))
     for t in tables:
         if is_tty():
             console.print(t)
-        else:
-            cols = [[str(c.header)] + [str(x) for x in c.cells] for c in t.columns]
-            widths = [max(len(x) for x in col) for col in cols]
-            plain(str(t.title))
-            for row in zip(*cols):
-                plain(
-                    "  ".join(
-                        x.rjust(w) if c.justify == "right" else x.ljust(w) for x, w, c in zip(row, widths, t.columns)
-                    ).rstrip()
-                )
+            continue
+        cols = [[str(c.header)] + [str(x) for x in c.cells] for c in t.columns]
+        widths, just = [max(len(x) for x in col) for col in cols], [c.justify for c in t.columns]
+        plain(str(t.title))
+        for row in zip(*cols):
+            plain("  ".join(x.rjust(w) if j == "right" else x.ljust(w) for x, w, j in zip(row, widths, just)).rstrip())
     for w in summary["warnings"]:
         warn(w)
     plain(f"fold-epochs    {summary['fold_epochs']} trained in this study")
