@@ -47,11 +47,13 @@ def main() -> None:
     import ray
 
     from nntrain.config import load_config, override
-    from nntrain.cv.folds import pool_folds, run_cv
+    from nntrain.cv.folds import pool_folds
     from nntrain.cv.local import LocalExecutor, usable_cores
     from nntrain.cv.plan import Plan
     from nntrain.cv.ray_cluster import RayExecutor, runtime_env
+    from nntrain.cv.search import run_search
     from nntrain.cv.store import CvDir
+    from nntrain.cv.study import default_storage, open_study
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = override(load_config(args.config, args.set), {"output.runs_dir": tmp, "device": "cpu"})
@@ -61,7 +63,8 @@ def main() -> None:
         def cv_wall(executor) -> tuple[float, dict]:
             d = CvDir.create(plan, [va for _, va in folds])
             t = time.perf_counter()
-            s = run_cv(plan, d, folds, executor=executor)
+            study = open_study(plan, default_storage(d.path), seed=cfg.seed)
+            s = run_search(plan, d, folds, study, executor=executor, parallel=2)
             return time.perf_counter() - t, s
 
         local = LocalExecutor(2, args.threads)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +16,13 @@ import yaml
 from helpers import cli, collector_states
 
 from nntrain.config import load_config
-from nntrain.cv.folds import fold_seed, make_jobs, pool_folds, run_cv, run_fold
+from nntrain.cv.folds import fold_job, fold_seed, pool_folds, run_fold
 from nntrain.cv.local import LocalExecutor
 from nntrain.cv.plan import Plan
-from nntrain.cv.space import Dist, combinations, edge_warnings, parse_grid, parse_sample
+from nntrain.cv.search import run_search
+from nntrain.cv.space import Dist, distributions, edge_warnings, parse_grid, parse_sample
 from nntrain.cv.store import CvDir
+from nntrain.cv.study import default_storage, open_study
 from nntrain.errors import ConfigError
 
 TINY = {
@@ -97,9 +98,8 @@ def test_same_seed_same_folds_other_seed_other_folds(tiny):
 def test_fold_seeds_differ_per_fold_and_a_fold_is_reproducible_alone(tiny):
     cfg = load_config(tiny)
     assert len({fold_seed(0, f) for f in range(10)}) == 10
-    plan = Plan(cfg, 3)
     _, _, folds = pool_folds(cfg, 3)
-    jobs = make_jobs(plan, folds, lambda c, f: False)
+    jobs = [fold_job(cfg, 0, f, tr, va) for f, (tr, va) in enumerate(folds)]
     a = [run_fold(j) for j in jobs]
     again = run_fold(jobs[2])  # alone, after other folds trained in this process: nothing leaks in
     strip = lambda r: {k: v for k, v in r.items() if k not in ("seconds", "records")}  # noqa: E731
@@ -114,9 +114,9 @@ def test_fold_seeds_differ_per_fold_and_a_fold_is_reproducible_alone(tiny):
 def test_cv_outputs_and_aggregate_match_per_fold_files(tiny, tmp_path, monkeypatch):
     import gc
 
-    import nntrain.cv.folds
+    import nntrain.cv.search
 
-    seen = collector_states(monkeypatch, nntrain.cv.folds, "run_cv")  # the folds: collector on, heap frozen
+    seen = collector_states(monkeypatch, nntrain.cv.search, "run_search")  # the folds: collector on, heap frozen
     r = cli("cv", "--config", str(tiny), "--folds", "3")
     assert r.exit_code == 0, r.output
     assert seen[0][0] and seen[0][1] > 10_000
@@ -126,7 +126,7 @@ def test_cv_outputs_and_aggregate_match_per_fold_files(tiny, tmp_path, monkeypat
     assert "cv fold 2/3 epoch 2/2" in r.output  # the live view (plain lines off a terminal)
     summary = json.loads((d / "summary.json").read_text())
     combo = summary["combos"][0]
-    accs, losses = [], []
+    accs, curves, loss_curves = [], [], []
     for f, row in enumerate(combo["folds"]):
         metrics = list(csv.DictReader(open(d / "combo-000" / f"fold-{f}" / "metrics.csv")))
         assert len(metrics) == 2
@@ -134,12 +134,19 @@ def test_cv_outputs_and_aggregate_match_per_fold_files(tiny, tmp_path, monkeypat
         assert row["best_val_acc"] == float(metrics[best]["val_acc"]) and row["best_epoch"] == best + 1
         assert row["val_loss"] == float(metrics[best]["val_loss"])
         accs.append(row["best_val_acc"])
-        losses.append(row["val_loss"])
+        curves.append([float(m["val_acc"]) for m in metrics])
+        loss_curves.append([float(m["val_loss"]) for m in metrics])
         assert row["n_train"] + row["n_val"] == 1527  # the pool: 1797 minus 270 test
-    assert combo["mean_val_acc"] == pytest.approx(np.mean(accs), abs=1e-12)
-    assert combo["std_val_acc"] == pytest.approx(np.std(accs), abs=1e-12)
-    assert combo["mean_val_loss"] == pytest.approx(np.mean(losses), abs=1e-12)
-    assert f"{np.mean(accs):.4f} ± {np.std(accs):.4f}" in r.output
+    # honest score: every fold at the one epoch where the mean val-accuracy curve peaks
+    e = int(np.argmax(np.mean(curves, axis=0)))
+    at = [c[e] for c in curves]
+    assert combo["epoch"] == e + 1 and summary["refit_epochs"] == e + 1
+    assert combo["mean_val_acc"] == pytest.approx(np.mean(at), abs=1e-12)
+    assert combo["std_val_acc"] == pytest.approx(np.std(at), abs=1e-12)
+    assert combo["mean_val_loss"] == pytest.approx(np.mean([c[e] for c in loss_curves]), abs=1e-12)
+    assert combo["last_val_acc"] == pytest.approx(np.mean([c[-1] for c in curves]), abs=1e-12)
+    assert combo["mean_best_val_acc"] == pytest.approx(np.mean(accs), abs=1e-12)  # information only
+    assert f"{np.mean(at):.4f} ± {np.std(at):.4f}" in r.output
     # out-of-fold predictions: every pool sample once; per-fold accuracy = that fold's best val acc
     oof = list(csv.DictReader(open(d / "combo-000" / "oof.csv")))
     _, test, folds = pool_folds(load_config(tiny), 3)
@@ -175,7 +182,7 @@ def test_jobs_2_identical_to_sequential(tiny, tmp_path):
             rel = Path(f"combo-{c:03d}") / f"fold-{f}" / "metrics.csv"
             assert metrics_without_time(a / rel) == metrics_without_time(b / rel)
     assert (a / "combo-001" / "oof.csv").read_text() == (b / "combo-001" / "oof.csv").read_text()
-    assert "cv combo 2/2 fold 2/2 epoch 2/2" in r2.output  # progress travels back from the workers
+    assert "cv trial 1 fold 2/2 epoch 2/2" in r2.output  # progress travels back from the workers
 
 
 class StopAfter(LocalExecutor):
@@ -196,33 +203,34 @@ def test_resume_skips_finished_folds_and_matches_a_full_run(tiny, tmp_path):
     full = cli("cv", "--config", str(tiny), "--folds", "3", "--grid", "train.reg=0,0.01")
     assert full.exit_code == 0, full.output
     (full_dir,) = cv_dirs(tmp_path)
-    # an interrupted run: 4 of the 6 (combination, fold) jobs finish
+    # an interrupted run: 4 of the 6 (trial, fold) jobs finish
     cfg = load_config(tiny)
     grid = parse_grid(["train.reg=0,0.01"], cfg)
-    plan = Plan(cfg, 3, combinations(cfg, grid, {}, None), grid)
+    plan = Plan(cfg, 3, grid, trials=2)
     _, _, folds = pool_folds(cfg, 3)
     part = CvDir.create(plan, [va for _, va in folds])
+    study = open_study(plan, default_storage(part.path), seed=cfg.seed)
     with pytest.raises(KeyboardInterrupt):
-        run_cv(plan, part, folds, executor=StopAfter(4))
+        run_search(plan, part, folds, study, executor=StopAfter(4))
     done = {
         p.parent.relative_to(part.path).as_posix(): p.read_bytes() for p in part.path.glob("combo-*/fold-*/result.json")
     }
     assert sorted(done) == ["combo-000/fold-0", "combo-000/fold-1", "combo-000/fold-2", "combo-001/fold-0"]
     assert not (part.path / "summary.json").exists()
+    assert [t.state.name for t in study.get_trials()] == ["FAIL", "FAIL"]  # interrupted trials: failed
 
     r = cli("cv", "--resume", str(part.path))
     assert r.exit_code == 0, r.output
     assert "resumed: 4 finished folds were skipped" in r.output
-    ran = {line.split(":")[0] for line in r.output.splitlines() if line.startswith("cv combo")}
-    assert {x.split(" epoch")[0] for x in ran} == {"cv combo 2/2 fold 2/3", "cv combo 2/2 fold 3/3"}
+    ran = {line.split(":")[0] for line in r.output.splitlines() if line.startswith("cv trial")}
+    assert {x.split(" epoch")[0] for x in ran} == {"cv trial 3 fold 2/3", "cv trial 3 fold 3/3"}
     for rel, content in done.items():  # finished folds were not touched
         assert (part.path / rel / "result.json").read_bytes() == content
     s_full, s_res = (json.loads((d / "summary.json").read_text()) for d in (full_dir, part.path))
+    assert [c["trial"] for c in s_res["combos"]] == [2, 3]  # the re-run trials, numbered after the failed ones
     assert comparable(s_full) == comparable(s_res)
-    assert (
-        s_full["ranking"] == s_res["ranking"]
-        and s_full["combos"][0]["mean_val_acc"] == s_res["combos"][0]["mean_val_acc"]
-    )
+    assert s_full["ranking"] == s_res["ranking"] and s_full["best_params"] == s_res["best_params"]
+    assert s_full["combos"][0]["mean_val_acc"] == s_res["combos"][0]["mean_val_acc"]
 
 
 def test_grid_runs_cross_product_ranks_by_mean_and_warns_at_the_edge(tiny, tmp_path):
@@ -240,14 +248,18 @@ def test_grid_runs_cross_product_ranks_by_mean_and_warns_at_the_edge(tiny, tmp_p
     )
     assert r.exit_code == 0, r.output
     s = json.loads(r.output)
-    params = [c["params"] for c in s["combos"]]
-    assert params == [{"train.optimizer.lr": lr, "model.hidden": h} for lr in (0.001, 0.01, 0.3) for h in ([8], [16])]
+    params = sorted(json.dumps(c["params"], sort_keys=True) for c in s["combos"])
+    assert params == sorted(
+        json.dumps({"train.optimizer.lr": lr, "model.hidden": h}, sort_keys=True)
+        for lr in (0.001, 0.01, 0.3)
+        for h in ([8], [16])
+    )  # every grid point once, in the grid sampler's (seeded) order
     means = [s["combos"][c]["mean_val_acc"] for c in s["ranking"]]
     assert means == sorted(means, reverse=True) and s["best"] == s["ranking"][0]
     assert s["best_params"]["train.optimizer.lr"] == 0.3  # 2 epochs: the largest step learns most
     assert any("train.optimizer.lr=0.3 is the largest value tried" in w for w in s["warnings"])
     for c in s["combos"]:  # each combination really trained with its values
-        saved = json.loads((Path(s["cv_dir"]) / f"combo-{c['index']:03d}" / "fold-0" / "result.json").read_text())
+        saved = json.loads((Path(s["cv_dir"]) / f"combo-{c['trial']:03d}" / "fold-0" / "result.json").read_text())
         assert [k for k in saved["records"][0] if k.startswith("update_ratio.")] == [
             "update_ratio.fc1",
             "update_ratio.out",
@@ -267,37 +279,41 @@ def test_edge_warnings_oracle():
     assert edge_warnings({"train.optimizer.lr": 3e-3}, {}, space) == []  # log-middle of the range
 
 
-def test_random_search_is_seeded_and_stays_in_range(tiny):
+def test_search_space_becomes_optuna_distributions(tiny):
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
     cfg = load_config(tiny)
     space = parse_sample(["train.optimizer.lr=log:1e-4:1e-1", "train.batch_size=uniform:16:256"], cfg)
-    a = combinations(cfg, {}, space, 50)
-    assert a == combinations(load_config(tiny), {}, space, 50)
-    assert a != combinations(load_config(tiny, ["seed=3"]), {}, space, 50)
-    lrs = np.array([c["train.optimizer.lr"] for c in a])
-    assert len(a) == 50 and np.all((lrs >= 1e-4) & (lrs <= 1e-1))
-    # log-uniform: about half the draws below the geometric middle (1e-4·1e-1)^½ ≈ 3.2e-3
-    assert 15 <= np.sum(lrs < math.sqrt(1e-5)) <= 35
-    assert all(isinstance(c["train.batch_size"], int) and 16 <= c["train.batch_size"] <= 256 for c in a)
+    d = distributions({}, space)
+    assert d == {
+        "train.optimizer.lr": FloatDistribution(1e-4, 1e-1, log=True),
+        "train.batch_size": IntDistribution(16, 256),
+    }
+    grid = parse_grid(["model.hidden=[8],[16]", "train.reg=0,0.01"], cfg)
+    assert distributions(grid, {}) == {  # lists travel as JSON text (Optuna choices are scalars)
+        "model.hidden": CategoricalDistribution(["[8]", "[16]"]),
+        "train.reg": CategoricalDistribution([0.0, 0.01]),
+    }
 
 
-def test_sample_trials_through_the_cli(tiny, tmp_path):
-    r = cli(
-        "cv",
-        "--config",
-        str(tiny),
-        "--folds",
-        "2",
-        "--sample",
-        "train.optimizer.lr=log:1e-3:0.5",
-        "--trials",
-        "3",
-        "--json",
-    )
+def test_sample_trials_through_the_cli_are_seeded_and_in_range(tiny, tmp_path):
+    args = ["cv", "--config", str(tiny), "--folds", "2", "--sample", "train.optimizer.lr=log:1e-3:0.5"]
+    r = cli(*args, "--trials", "3", "--json")
     assert r.exit_code == 0, r.output
     s = json.loads(r.output)
-    cfg = load_config(tiny)
-    expected = combinations(cfg, {}, parse_sample(["train.optimizer.lr=log:1e-3:0.5"], cfg), 3)
-    assert [c["params"] for c in s["combos"]] == expected
+    lrs = [c["params"]["train.optimizer.lr"] for c in s["combos"]]
+    assert len(set(lrs)) == 3 and all(1e-3 <= lr <= 0.5 for lr in lrs)
+    assert s["sampler"] == "tpe" and s["pruner"] == "none"  # the defaults with --sample
+    r2 = cli(*args, "--trials", "3", "--json", "--set", "seed=0")  # the config's seed (0) seeds the sampler
+    assert r2.exit_code == 0, r2.output
+    assert [c["params"]["train.optimizer.lr"] for c in json.loads(r2.output)["combos"]] == lrs
+    # the study holds each trial's folds as user attributes: Optuna's own tools read them
+    import optuna
+
+    study = optuna.load_study(study_name="nntrain-cv", storage=default_storage(Path(s["cv_dir"])))
+    attrs = study.trials[0].user_attrs
+    assert [f["fold"] for f in attrs["folds"]] == [0, 1] and attrs["params"] == s["combos"][0]["params"]
+    assert study.trials[0].value == pytest.approx(s["combos"][0]["mean_val_acc"])
 
 
 def test_refit_trains_on_the_pool_and_tests_once(tiny, tmp_path):
@@ -311,6 +327,7 @@ def test_refit_trains_on_the_pool_and_tests_once(tiny, tmp_path):
     s = json.loads(r.output)
     ref = s["refit"]
     assert ref["params"] == s["best_params"] and ref["n_train"] == 1527 and ref["n_test"] == 270
+    assert ref["epochs_run"] == s["refit_epochs"] == s["combos"][s["best"]]["epoch"]
     # oracle: the saved model, normalized with its saved statistics, scores test_acc on the test split
     ckpt = load_checkpoint(Path(s["cv_dir"]) / "refit" / "last.pt")
     cfg = load_config(tiny, [f"train.optimizer.lr={s['best_params']['train.optimizer.lr']}"])
@@ -345,7 +362,11 @@ def test_refit_trains_on_the_pool_and_tests_once(tiny, tmp_path):
         (["--sample", "train.optimizer.lr=normal:1:2"], "expected key=log:LOW:HIGH"),
         (["--sample", "model.dropout=uniform:0:2"], "model.dropout"),
         (["--sample", "train.optimizer.lr=log:1e-3:1", "--grid", "train.reg=0,1"], "cannot be combined"),
-        (["--trials", "3"], "--trials needs --sample"),
+        (["--trials", "3"], "--trials needs --grid or --sample"),
+        (["--sample", "train.optimizer.lr=log:1e-3:1", "--sampler", "grid"], "--sampler grid needs values"),
+        (["--grid", "train.reg=0,1", "--sampler", "bayes"], "--sampler 'bayes': use tpe, random or grid"),
+        (["--grid", "train.reg=0,1", "--pruner", "hyperband"], "--pruner 'hyperband': use median, asha or none"),
+        (["--storage", "mongodb://h/db"], "--storage mongodb://h/db: use sqlite:///"),
         (["--jobs", "0"], "--jobs 0"),
         (["--threads", "0"], "--threads 0"),
     ],

@@ -13,7 +13,6 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import pytest
 import yaml
 from helpers import cli
 
-from tests.test_cv import TINY, comparable, cv_dirs, metrics_without_time
+from tests.test_cv import TINY, StopAfter, comparable, cv_dirs, metrics_without_time
 
 REPO = Path(__file__).resolve().parent.parent
 HAVE_RAY = importlib.util.find_spec("ray") is not None
@@ -52,7 +51,7 @@ def tiny(tmp_path: Path) -> Path:
 
 def test_readme_test_command_is_what_ci_runs():
     ci = [ln for ln in (REPO / ".ci" / "run").read_text().splitlines() if "pytest" in ln]
-    assert ci == ['pip install ".[dev,ray]" && python -m pytest']
+    assert ci == ['pip install ".[dev,ray,postgres]" && python -m pytest']
     assert ci[0] in (REPO / "README.md").read_text().split("## Quickstart")[1].split("\n## ")[0]
 
 
@@ -193,18 +192,27 @@ def test_ray_cv_gives_the_local_executors_numbers_and_files(two_runs, ray_cluste
 
 @needs_ray
 def test_resume_on_ray_runs_only_the_missing_fold(two_runs, tmp_path, monkeypatch):
+    from nntrain.config import load_config
+    from nntrain.cv.folds import pool_folds
+    from nntrain.cv.plan import Plan
+    from nntrain.cv.search import run_search
+    from nntrain.cv.store import CvDir
+    from nntrain.cv.study import default_storage, open_study
+
     _, ray_dir, _, _ = two_runs
-    d = tmp_path / ray_dir.name
-    shutil.copytree(ray_dir, d)
-    before = json.loads((d / "summary.json").read_text())
-    shutil.rmtree(d / "combo-000" / "fold-1")  # as if interrupted while fold 2 was running
-    (d / "summary.json").unlink()
+    before = json.loads((ray_dir / "summary.json").read_text())
+    cfg = load_config(write_tiny(tmp_path))
+    plan = Plan(cfg, 3)
+    _, _, folds = pool_folds(cfg, 3)
+    d = CvDir.create(plan, [va for _, va in folds])
+    with pytest.raises(KeyboardInterrupt):  # interrupted while fold 3 was running
+        run_search(plan, d, folds, open_study(plan, default_storage(d.path), seed=cfg.seed), executor=StopAfter(2))
     recorded = record_executors(monkeypatch)
-    r = cli("cv", "--resume", str(d), "--executor", "ray", "--threads", "1")
+    r = cli("cv", "--resume", str(d.path), "--executor", "ray", "--threads", "1")
     assert r.exit_code == 0, r.output
     assert "resumed: 2 finished folds were skipped" in r.output
-    assert sorted(recorded[0].ran_on) == [(0, 1)]  # one Ray task: the missing fold
-    after = json.loads((d / "summary.json").read_text())
+    assert sorted(recorded[0].ran_on) == [(1, 2)]  # one Ray task: the missing fold, in the re-run trial 1
+    after = json.loads((d.path / "summary.json").read_text())
     assert comparable(after) == comparable(before)
 
 

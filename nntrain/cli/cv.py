@@ -31,7 +31,32 @@ def cv(
         "(repeatable).",
     ),
     trials: Optional[int] = typer.Option(
-        None, "--trials", help="Combinations drawn by --sample (seeded by the config's seed; default 10)."
+        None,
+        "--trials",
+        help="Trials this process runs (Optuna's n_trials; default: the whole grid, 10 with --sample). Two processes "
+        "with --trials 4 on one --study leave 8 trials.",
+    ),
+    sampler: Optional[str] = typer.Option(
+        None,
+        "--sampler",
+        help="tpe (model-based; default with --sample), random, or grid (every --grid combination; default with "
+        "--grid). Seeded by the config's seed (with --storage: by the OS, so processes draw different points).",
+    ),
+    pruner: str = typer.Option(
+        "none",
+        "--pruner",
+        help="Stop poor trials between folds: median, asha, or none. A pruned trial is kept as PRUNED with the "
+        "folds it ran; only complete trials are ranked best.",
+    ),
+    storage: Optional[str] = typer.Option(
+        None,
+        "--storage",
+        help="Where the Optuna study lives: sqlite:///path.db or postgresql://user:pw@host/db (pip install "
+        "'nntrain[postgres]'); processes on any machine that reach it share the study. Default: study.db in the "
+        "cv directory.",
+    ),
+    study_name: Optional[str] = typer.Option(
+        None, "--study", help="Study name in --storage (default nntrain-cv); one name per search space."
     ),
     jobs: int = typer.Option(
         1, "--jobs", "-j", help="Worker processes running folds in parallel (torch threads are divided among them)."
@@ -72,13 +97,16 @@ def cv(
         help="--executor ray: GPUs each fold job reserves (default 0; fractions such as 0.5 share a GPU).",
     ),
 ) -> None:
-    """k-fold cross-validation; with --grid/--sample, rank hyperparameters by mean val accuracy."""
+    """k-fold cross-validation; with --grid/--sample, an Optuna search ranking hyperparameters by honest mean val
+    accuracy (every fold scored at one common epoch)."""
     from nntrain.cli.live import EpochReporter
     from nntrain.cli.render import CvProgress, cv_report, plain, warn
-    from nntrain.cv.folds import check, refit, run_cv
+    from nntrain.cv.folds import check, refit
     from nntrain.cv.local import LocalExecutor
     from nntrain.cv.plan import Plan
+    from nntrain.cv.search import run_search
     from nntrain.cv.store import CvDir
+    from nntrain.cv.study import check_choices, default_storage, open_storage, open_study
     from nntrain.errors import ConfigError, Diverged
 
     if jobs < 1:
@@ -109,6 +137,10 @@ def cv(
                 ("--grid", grid),
                 ("--sample", sample),
                 ("--trials", trials),
+                ("--sampler", sampler),
+                ("--pruner", pruner if pruner != "none" else None),
+                ("--storage", storage),
+                ("--study", study_name),
             )
             if v
         ]
@@ -119,26 +151,51 @@ def cv(
             )
         cvdir, plan = CvDir.open(resume)
     else:
-        from nntrain.cv.space import combinations, parse_grid, parse_sample
+        from nntrain.cv.space import check_space, parse_grid, parse_sample
 
         cfg = load_cfg(config, set_)
         g, space = parse_grid(grid or [], cfg), parse_sample(sample or [], cfg)
-        plan = Plan(cfg, 5 if folds is None else folds, combinations(cfg, g, space, trials), g, space)
+        n_grid = len(check_space(cfg, g, space)) if not space else 0
+        if trials is not None and trials < 1:
+            raise ConfigError(f"--trials {trials}: run at least 1 trial")
+        if trials is not None and not (g or space):
+            raise ConfigError("--trials needs --grid or --sample: without them every trial is the same config")
+        chosen = sampler or ("tpe" if space else "grid")
+        plan = Plan(
+            cfg,
+            5 if folds is None else folds,
+            g,
+            space,
+            trials or (10 if space else n_grid),
+            chosen,
+            pruner,
+            storage,
+            study_name or "nntrain-cv",
+        )
+        check_choices(plan, chosen, pruner)
+        if storage is not None:
+            open_storage(storage)  # unreachable or missing driver: exit 2 before any data is loaded
     if executor_name == "ray":
         executor.check_device(plan.base.device)
     fold_idx = check(plan, device_here=executor_name == "local")  # all bad input is rejected here, before any training
     if executor_name == "ray":
         executor.connect()  # unreachable cluster, or no node large enough for one job: before the cv directory
     vals = [va for _, va in fold_idx]
+    study = None
+    if plan.storage is not None:  # a shared study: each process draws its own points; space checked before the cv dir
+        study = open_study(plan, plan.storage, seed=None)
     if resume is not None:
         cvdir.check_folds(vals)
     else:
         cvdir = CvDir.create(plan, vals)
 
+    if study is None:
+        study = open_study(plan, default_storage(cvdir.path), seed=plan.base.seed)  # own study: seeded by the config
     settle_heap()  # start-up done (imports, data, checks): the collector walks only what the folds create
-    progress = None if json_out else CvProgress(len(plan.combos), plan.folds)
+    progress = None if json_out else CvProgress(bool(plan.grid or plan.space), plan.folds)
+    parallel = jobs if executor_name == "local" else plan.folds
     try:
-        summary = run_cv(plan, cvdir, fold_idx, executor=executor, report=progress)
+        summary = run_search(plan, cvdir, fold_idx, study, executor=executor, parallel=parallel, report=progress)
     except KeyboardInterrupt:
         if progress:
             progress.close()
@@ -156,7 +213,9 @@ def cv(
     if refit_:
         reporter = EpochReporter("refit on the whole pool", live=False if json_out else None)
         try:
-            refit_summary = refit(plan, summary["best"], cvdir, callbacks=[] if json_out else [reporter])
+            refit_summary = refit(
+                plan, summary["best_params"], summary["refit_epochs"], cvdir, callbacks=[] if json_out else [reporter]
+            )
         finally:
             reporter.close()
     if json_out:

@@ -223,16 +223,14 @@ def sweep_table(rows: list[dict[str, Any]]) -> None:
 
 
 def _params(p: dict[str, Any]) -> str:
-    return (
-        "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in p.items()) or "(config as given)"
-    )
+    return "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in p.items()) or "(config as is)"
 
 
 class CvProgress:
     """cv progress callable: a live table of running folds on a terminal, plain lines otherwise."""
 
-    def __init__(self, n_combos: int, n_folds: int, *, live: bool | None = None):
-        self.n_combos, self.n_folds = n_combos, n_folds
+    def __init__(self, search: bool, n_folds: int, *, live: bool | None = None):
+        self.search, self.n_folds = search, n_folds
         self.live = is_tty() if live is None else live
         self.running: dict[tuple[int, int], dict[str, Any]] = {}
         self.finished = 0
@@ -244,9 +242,13 @@ class CvProgress:
 
     def _name(self, m: dict[str, Any]) -> str:
         fold = f"fold {m['fold'] + 1}/{self.n_folds}"
-        return f"combo {m['combo'] + 1}/{self.n_combos} {fold}" if self.n_combos > 1 else fold
+        return f"trial {m['combo']} {fold}" if self.search else fold
 
     def __call__(self, m: dict[str, Any]) -> None:
+        if m["event"] == "pruned":  # a pruned trial's line, on a terminal too
+            return plain(
+                f"cv trial {m['combo']}: pruned after {m['folds_run']} of {self.n_folds} folds ({m['score']:.4f})"
+            )
         key = (m["combo"], m["fold"])
         if m["event"] == "done":
             self.running.pop(key, None)
@@ -287,54 +289,62 @@ def _pm(mean: float, std: float) -> str:
     return "-" if mean is None or math.isnan(mean) else f"{mean:.4f} ± {std:.4f}"
 
 
+def _tab(title: str, cols: tuple[str, ...], rows: list[list[str]]) -> Table:
+    t = Table(title=title, title_justify="left")
+    for col in cols:
+        t.add_column(col, justify="left" if col == "hyperparameters" else "right")
+    for row in rows:
+        t.add_row(*row)
+    return t
+
+
 def cv_report(summary: dict[str, Any], cv_dir: str) -> None:
-    """Fold table of the best combination (mean ± std last), then the ranking when several were tried."""
-    best = summary["combos"][summary["best"]]
-    folds = Table(title=f"folds of {_params(best['params'])}", title_justify="left")
-    for col in ("fold", "train", "val", "best val acc", "epoch", "val loss", "time"):
-        folds.add_column(col, justify="right")
-    for r in best["folds"]:
-        folds.add_row(
+    """Fold table of the best trial (honest mean ± std last), then the ranking and the pruned trials."""
+    best, c = summary["combos"][summary["best"]], summary["combos"]
+    rows = [
+        [
             str(r["fold"] + 1),
             str(r["n_train"]),
             str(r["n_val"]),
+            fmt_acc(r.get("val_acc_at")),
             fmt_acc(r["best_val_acc"]),
-            str(r["best_epoch"]),
-            f"{r['val_loss']:.4f}",
-            f"{r['seconds']:.2f}s",
-        )
+        ]
+        + [str(r["best_epoch"]), f"{r['seconds']:.2f}s"]
+        for r in best["folds"]
+    ]
+    cols = ("fold", "train", "val", f"val acc @{best['epoch']}", "own best", "epoch", "time")
+    folds = _tab(f"folds of {_params(best['params'])} (trial {best['trial']})", cols, rows)
     folds.add_row(
-        "mean ± std",
-        "",
-        "",
-        _pm(best["mean_val_acc"], best["std_val_acc"]),
-        f"{best['mean_best_epoch']:.1f}",
-        _pm(best["mean_val_loss"], best["std_val_loss"]),
-        f"{best['mean_seconds']:.2f}s",
-        style="bold",
-    )
+        "mean ± std", "", "", _pm(best["mean_val_acc"], best["std_val_acc"]), f"{best['mean_best_val_acc']:.4f}",
+        f"{best['mean_best_epoch']:.1f}", f"{best['mean_seconds']:.2f}s", style="bold",
+    )  # fmt: skip
     tables = [folds]
-    if len(summary["combos"]) > 1:
-        rank = Table(title="ranking by mean val accuracy", title_justify="left")
-        for col in ("rank", "hyperparameters", "mean ± std val acc", "out-of-fold acc"):
-            rank.add_column(col, justify="right" if col != "hyperparameters" else "left")
-        for i, c in enumerate(summary["ranking"], start=1):
-            s = summary["combos"][c]
-            rank.add_row(str(i), _params(s["params"]), _pm(s["mean_val_acc"], s["std_val_acc"]), fmt_acc(s["oof_acc"]))
-        tables.append(rank)
+    if len(summary["ranking"]) > 1 or summary["pruned"]:
+        cols = ("rank", "trial", "hyperparameters", "mean ± std val acc", "epoch", "last epoch", "out-of-fold acc")
+        rows = [
+            [str(i), str(s["trial"]), _params(s["params"]), _pm(s["mean_val_acc"], s["std_val_acc"]), str(s["epoch"])]
+            + [_pm(s["last_val_acc"], s["last_std_val_acc"]), fmt_acc(s["oof_acc"])]
+            for i, s in enumerate((c[k] for k in summary["ranking"]), start=1)
+        ]
+        tables.append(_tab("ranking by mean val accuracy at one epoch common to all folds", cols, rows))
+    if summary["pruned"]:
+        cols = ("trial", "hyperparameters", "folds run", "mean ± std val acc")
+        rows = [
+            [str(s["trial"]), _params(s["params"]), f"{s['folds_run']}/{summary['folds']}"]
+            + [_pm(s["mean_val_acc"], s["std_val_acc"])]
+            for s in (c[k] for k in summary["pruned"])
+        ]
+        tables.append(_tab("pruned trials (score over the folds they ran)", cols, rows))
     for t in tables:
         if is_tty():
             console.print(t)
-        else:
-            cols = [[str(c.header)] + [str(x) for x in c.cells] for c in t.columns]
-            widths = [max(len(x) for x in col) for col in cols]
-            plain(str(t.title))
-            for row in zip(*cols):
-                plain(
-                    "  ".join(
-                        x.rjust(w) if c.justify == "right" else x.ljust(w) for x, w, c in zip(row, widths, t.columns)
-                    ).rstrip()
-                )
+            continue
+        cols = [[str(c.header)] + [str(x) for x in c.cells] for c in t.columns]
+        widths, just = [max(len(x) for x in col) for col in cols], [c.justify for c in t.columns]
+        plain(str(t.title))
+        for row in zip(*cols):
+            plain("  ".join(x.rjust(w) if j == "right" else x.ljust(w) for x, w, j in zip(row, widths, just)).rstrip())
     for w in summary["warnings"]:
         warn(w)
+    plain(f"fold-epochs    {summary['fold_epochs']} trained in this study")
     plain(f"cv directory   {cv_dir}")

@@ -1,11 +1,9 @@
-"""k-fold cross-validation: folds × hyperparameter combinations, aggregated as mean ± std
-and ranked by mean val accuracy (the lecture: pick hyperparameters by *mean* accuracy).
+"""k-fold cross-validation: the folds, one fold's training, and the refit.
 
 The pool is train+val of the holdout split; test is never touched (only ``refit``
-evaluates on it, once). One (combination, fold) job is a plain dict — config, fold
-index, dataset indices — and ``run_fold`` turns it into a plain-dict result, so any
-executor can map jobs (``executor.py``). Results land in a cv directory as they finish,
-which is what ``--resume`` reads back.
+evaluates on it, once). One (trial, fold) job is a plain dict — config, fold index,
+dataset indices — and ``run_fold`` turns it into a plain-dict result, so any executor
+(``local.py``, ``ray_cluster.py``) can map jobs. ``search.py`` drives the trials.
 """
 
 from __future__ import annotations
@@ -36,6 +34,9 @@ FOLD_FIELDS = (
     "epochs_run",
     "stopped",
     "diverged",
+    "val_acc_curve",
+    "val_loss_curve",
+    "oof_hits",
 )
 
 
@@ -80,24 +81,22 @@ def check(plan: Plan, *, device_here: bool = True) -> list[tuple[np.ndarray, np.
         resolve_device(plan.base.device)
     _, _, folds = pool_folds(plan.base, plan.folds)  # K < 2 or K > smallest class: DataError
     ds = dataset_for(plan.base)
-    for combo in plan.combos:  # e.g. too many conv stages for the image size
+    from nntrain.cv.space import check_space
+
+    for combo in check_space(plan.base, plan.grid, plan.space):  # e.g. too many conv stages for the image size
         build_model(override(plan.base, combo).model, ds.input_shape, ds.num_classes)
     return folds
 
 
-def make_jobs(plan: Plan, folds: list[tuple[np.ndarray, np.ndarray]], skip: Callable[[int, int], bool]) -> list[dict]:
-    return [
-        {
-            "config": override(plan.base, combo).model_dump(mode="json"),
-            "combo": c,
-            "fold": f,
-            "train_idx": tr.tolist(),
-            "val_idx": va.tolist(),
-        }
-        for c, combo in enumerate(plan.combos)
-        for f, (tr, va) in enumerate(folds)
-        if not skip(c, f)
-    ]
+def fold_job(cfg: Config, trial: int, fold: int, train_idx: np.ndarray, val_idx: np.ndarray) -> dict[str, Any]:
+    """One (trial, fold) job as plain data (``combo`` = the trial number: its directory and progress lines)."""
+    return {
+        "config": cfg.model_dump(mode="json"),
+        "combo": trial,
+        "fold": fold,
+        "train_idx": train_idx.tolist(),
+        "val_idx": val_idx.tolist(),
+    }
 
 
 class _Progress:
@@ -163,86 +162,19 @@ def run_fold(job: dict[str, Any], report: Callable[[dict], None] | None = None) 
         "stopped": h.stopped,
         "diverged": h.diverged,
         "advice": [a.as_dict() for a in diag.advice],
+        "val_acc_curve": [r["val_acc"] for r in h.records],
+        "val_loss_curve": [r["val_loss"] for r in h.records],
+        "oof_hits": int(sum(t == p for t, p in zip(ds.y[val_idx].tolist(), pred.tolist()))),
         "records": [{k: v for k, v in r.items() if k != "best"} for r in h.records],
         "oof": {"index": val_idx.tolist(), "y_true": ds.y[val_idx].tolist(), "y_pred": pred.tolist()},
     }
 
 
-# --------------------------------------------------------------------------- run, aggregate
-
-
-def run_cv(
-    plan: Plan,
-    cvdir: CvDir,
-    folds: list[tuple[np.ndarray, np.ndarray]],
-    *,
-    executor: Any,
-    report: Callable[[dict], None] | None = None,
+def refit(
+    plan: Plan, params: dict[str, Any], epochs: int, cvdir: CvDir, *, callbacks: Iterable[Any] = ()
 ) -> dict[str, Any]:
-    """Run every (combination, fold) not yet in ``cvdir``; write and return the summary."""
-    jobs = make_jobs(plan, folds, cvdir.done)
-    for result in executor.map(run_fold, jobs, report):
-        cvdir.save(result)  # saved as each fold finishes: an interrupted cv resumes from here
-        if report:
-            report({"event": "done", **{k: result[k] for k in FOLD_FIELDS}, "combo": result["combo"]})
-    results = [[cvdir.load(c, f) for f in range(plan.folds)] for c in range(len(plan.combos))]
-    for c, per_fold in enumerate(results):
-        rows = [(i, t, p, r["fold"]) for r in per_fold for i, t, p in zip(*r["oof"].values())]
-        text = "index,y_true,y_pred,fold\n" + "".join(f"{i},{t},{p},{f}\n" for i, t, p, f in sorted(rows))
-        atomic_write_text(cvdir.path / f"combo-{c:03d}" / "oof.csv", text)
-    summary = aggregate(plan, results)
-    summary["skipped_done"] = len(plan.combos) * plan.folds - len(jobs)
-    atomic_write_text(cvdir.path / "summary.json", json_text(summary))
-    return summary
-
-
-def aggregate(plan: Plan, results: list[list[dict[str, Any]]]) -> dict[str, Any]:
-    """Per combination: per-fold rows, mean ± std (population std, as scikit-learn) and out-of-fold accuracy."""
-    from nntrain.cv.space import edge_warnings
-
-    combos = []
-    for c, per_fold in enumerate(results):
-        acc = np.array([r["best_val_acc"] for r in per_fold], dtype=float)
-        loss = np.array([r["val_loss"] for r in per_fold], dtype=float)
-        hits = sum(sum(t == p for t, p in zip(r["oof"]["y_true"], r["oof"]["y_pred"])) for r in per_fold)
-        combos.append(
-            {
-                "index": c,
-                "params": plan.combos[c],
-                "folds": [{k: r[k] for k in FOLD_FIELDS} for r in per_fold],
-                "mean_val_acc": float(acc.mean()),
-                "std_val_acc": float(acc.std()),
-                "mean_val_loss": float(loss.mean()),
-                "std_val_loss": float(loss.std()),
-                "mean_best_epoch": float(np.mean([r["best_epoch"] for r in per_fold])),
-                "mean_seconds": float(np.mean([r["seconds"] for r in per_fold])),
-                "oof_acc": hits / sum(r["n_val"] for r in per_fold),
-            }
-        )
-    # highest mean first; ties: smaller std; a diverged combination (NaN) last
-    ranking = sorted(
-        range(len(combos)),
-        key=lambda c: (
-            math.isnan(combos[c]["mean_val_acc"]),
-            -np.nan_to_num(combos[c]["mean_val_acc"]),
-            combos[c]["std_val_acc"],
-            c,
-        ),
-    )
-    best = ranking[0]
-    return {
-        "folds": plan.folds,
-        "seed": plan.base.seed,
-        "combos": combos,
-        "ranking": ranking,
-        "best": best,
-        "best_params": plan.combos[best],
-        "warnings": edge_warnings(plan.combos[best], plan.grid, plan.space),
-    }
-
-
-def refit(plan: Plan, combo: int, cvdir: CvDir, *, callbacks: Iterable[Any] = ()) -> dict[str, Any]:
-    """Train ``combo`` on the whole pool (no val: the last epoch is kept) and test it once."""
+    """Train ``params`` on the whole pool for ``epochs`` (the epoch its cv score was taken at; no val:
+    the last epoch is kept) and test it once."""
     import torch
 
     from nntrain.data.memory import prepare
@@ -251,7 +183,7 @@ def refit(plan: Plan, combo: int, cvdir: CvDir, *, callbacks: Iterable[Any] = ()
     from nntrain.training.device import resolve_device
     from nntrain.training.engine import fit
 
-    cfg = override(plan.base, plan.combos[combo])
+    cfg = override(plan.base, {**params, "train.epochs": max(1, epochs)})
     pool, test, _ = pool_folds(cfg, plan.folds)
     device = resolve_device(cfg.device)
     ds = dataset_for(cfg)
@@ -269,8 +201,7 @@ def refit(plan: Plan, combo: int, cvdir: CvDir, *, callbacks: Iterable[Any] = ()
     model = build_model(cfg.model, data.input_shape, data.num_classes)
     h = fit(model, data, cfg.train, seed=cfg.seed, device=device, callbacks=callbacks, run=run, checkpoint_extra=extra)
     summary = {
-        "params": plan.combos[combo],
-        "combo": combo,
+        "params": params,
         "test_acc": h.test_acc,
         "test_loss": h.test_loss,
         "n_train": len(data.train),

@@ -1,4 +1,4 @@
-"""What a cv run does (folds, combinations, search space), saved as ``plan.json``."""
+"""What a cv run does (folds, search space, how it searches, where the study lives), saved as ``plan.json``."""
 
 from __future__ import annotations
 
@@ -11,20 +11,31 @@ from nntrain.cv.space import Dist
 
 @dataclass
 class Plan:
-    """What a cv run does; saved as ``plan.json`` so ``--resume`` repeats it exactly."""
+    """What a cv run does; saved as ``plan.json`` so ``--resume`` repeats it exactly.
+
+    ``trials``: how many trials this process runs (Optuna's ``n_trials``); ``storage`` None: the
+    study lives in ``study.db`` inside the cv directory."""
 
     base: Config
     folds: int
-    combos: list[dict[str, Any]] = field(default_factory=lambda: [{}])
     grid: dict[str, list[Any]] = field(default_factory=dict)
     space: dict[str, Dist] = field(default_factory=dict)
+    trials: int = 1
+    sampler: str = "grid"
+    pruner: str = "none"
+    storage: str | None = None
+    study: str = "nntrain-cv"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "folds": self.folds,
-            "combos": self.combos,
             "grid": self.grid,
             "sample": {k: vars(d) for k, d in self.space.items()},
+            "trials": self.trials,
+            "sampler": self.sampler,
+            "pruner": self.pruner,
+            "storage": self.storage,
+            "study": self.study,
             "config": self.base.model_dump(mode="json"),
         }
 
@@ -33,7 +44,25 @@ class Plan:
         return cls(
             Config.model_validate(d["config"]),
             d["folds"],
-            d["combos"],
             d["grid"],
             {k: Dist(**v) for k, v in d["sample"].items()},
+            d["trials"],
+            d["sampler"],
+            d["pruner"],
+            d["storage"],
+            d["study"],
         )
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What every process sharing a study must agree on: folds, search space, the base config
+        (less where it writes, which device, and where this machine keeps the data)."""
+        cfg = self.base.model_dump(mode="json")
+        cfg.pop("output", None)
+        cfg.pop("device", None)
+        cfg.get("data", {}).pop("root", None)
+        return {
+            "folds": self.folds,
+            "grid": self.grid,
+            "sample": {k: vars(d) for k, d in self.space.items()},
+            "config": cfg,
+        }

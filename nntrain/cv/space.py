@@ -1,6 +1,7 @@
-"""Hyperparameter search spaces for ``nntrain cv``: ``--grid`` (cross product) and
-``--sample`` (random search, seeded), checked against the config before any training,
-and the lecture's "best value on the edge of the range → widen the search" warning.
+"""Hyperparameter search spaces for ``nntrain cv``: ``--grid`` (values) and ``--sample``
+(ranges), checked against the config before any training, turned into Optuna distributions
+(the sampling itself is Optuna's), and the lecture's "best value on the edge of the range →
+widen the search" warning.
 
 A combination is a plain ``{dotted key: value}`` dict, applied with ``config.override``.
 """
@@ -8,11 +9,11 @@ A combination is a plain ``{dotted key: value}`` dict, applied with ``config.ove
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import yaml
 
 from nntrain.config import Config, override, parse_assignment
@@ -26,14 +27,7 @@ class Dist:
     kind: str
     low: float
     high: float
-    integer: bool  # the config field holds an int: draws are rounded
-
-    def draw(self, rng: np.random.Generator) -> float | int:
-        if self.kind == "log":
-            v = math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
-        else:
-            v = rng.uniform(self.low, self.high)
-        return int(round(v)) if self.integer else float(v)
+    integer: bool  # the config field holds an int: an Optuna IntDistribution
 
 
 def get_dotted(cfg: Config, key: str) -> Any:
@@ -106,28 +100,57 @@ def parse_sample(items: list[str], cfg: Config) -> dict[str, Dist]:
     return space
 
 
-def combinations(
-    cfg: Config, grid: dict[str, list[Any]], space: dict[str, Dist], trials: int | None
-) -> list[dict[str, Any]]:
-    """The grid's cross product, or ``trials`` seeded random draws; each one validated."""
+def check_space(cfg: Config, grid: dict[str, list[Any]], space: dict[str, Dist]) -> list[dict[str, Any]]:
+    """Combinations that must be valid before any training: the grid's cross product, or the corners
+    of the sampled box (keys valid one by one can still clash together, e.g. nesterov + momentum 0)."""
     if grid and space:
-        raise ConfigError("--grid and --sample cannot be combined; sweep with one of them (random search: --sample)")
-    if trials is not None and not space:
-        raise ConfigError("--trials needs --sample (random search draws); a --grid runs every combination")
-    if trials is not None and trials < 1:
-        raise ConfigError(f"--trials {trials}: draw at least 1 combination")
+        raise ConfigError("--grid and --sample cannot be combined; sweep with one of them (ranges: --sample)")
     if space:
-        rng = np.random.default_rng(cfg.seed)
-        combos = [{k: d.draw(rng) for k, d in space.items()} for _ in range(trials or 10)]
+        combos = [
+            {k: (int(round(v)) if space[k].integer else v) for k, v in zip(space, vals)}
+            for vals in itertools.product(*[(d.low, d.high) for d in space.values()])
+        ]
     else:
         keys = list(grid)
         combos = [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
-    for c in combos:  # keys valid one by one can still clash together (e.g. nesterov + momentum 0)
+    for c in combos:
         try:
             override(cfg, c)
         except ConfigError as e:
             raise ConfigError(f"combination {c}: {e}") from None
     return combos or [{}]
+
+
+def _primitive(v: Any) -> bool:
+    return v is None or isinstance(v, (bool, int, float, str))
+
+
+def grid_choices(values: list[Any]) -> list[Any]:
+    """Optuna choices hold None/bool/int/float/str: other values (e.g. [16, 32]) travel as JSON text."""
+    return list(values) if all(_primitive(v) for v in values) else [json.dumps(v) for v in values]
+
+
+def distributions(grid: dict[str, list[Any]], space: dict[str, Dist]) -> dict[str, Any]:
+    """The search space as Optuna distributions: --grid → categorical, --sample → float/int (log or not)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    out: dict[str, Any] = {k: CategoricalDistribution(grid_choices(v)) for k, v in grid.items()}
+    for k, d in space.items():
+        if d.integer:
+            out[k] = IntDistribution(int(round(d.low)), int(round(d.high)), log=d.kind == "log")
+        else:
+            out[k] = FloatDistribution(d.low, d.high, log=d.kind == "log")
+    return out
+
+
+def decode(params: dict[str, Any], grid: dict[str, list[Any]]) -> dict[str, Any]:
+    """Optuna's trial params → config values (grid values that travelled as JSON text decoded)."""
+    out = {}
+    for k, v in params.items():
+        if k in grid and grid_choices(grid[k]) != grid[k]:
+            v = json.loads(v)
+        out[k] = v
+    return out
 
 
 def edge_warnings(best: dict[str, Any], grid: dict[str, list[Any]], space: dict[str, Dist]) -> list[str]:

@@ -1,0 +1,236 @@
+"""nntrain cv on a real Optuna study: honest scores, pruning, SQLite and PostgreSQL shared by
+several processes, kill -9 and --resume, bad storage URLs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from nntrain.cv.score import honest
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"device": "cpu", "model": {"name": "mlp", "hidden": [16]}, "train": {"epochs": 2, "batch_size": 128}}
+SPACE = ["--folds", "2", "--sample", "train.optimizer.lr=log:1e-3:0.5"]
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump({**TINY, "output": {"runs_dir": str(tmp_path / "runs")}}))
+    return path
+
+
+def nntrain(*args: str, cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "nntrain.cli.app", *args]
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def trials(url: str, name: str = "shared") -> list:
+    import optuna
+
+    return optuna.load_study(study_name=name, storage=url).get_trials()
+
+
+# --------------------------------------------------------------------------- honest scores
+
+
+def test_per_fold_best_is_biased_upward_on_noisy_curves_and_the_common_epoch_much_less():
+    """Oracle: every epoch's true accuracy is 0.8; val accuracy is that plus noise (sd 0.03), 40 epochs, 5 folds."""
+    rng = np.random.default_rng(0)
+    own_best, common = [], []
+    for _ in range(200):
+        curves = 0.8 + 0.03 * rng.standard_normal((5, 40))
+        folds = [{"val_acc_curve": c.tolist(), "val_loss_curve": (1 - c).tolist(), "diverged": False} for c in curves]
+        own_best.append(curves.max(axis=1).mean())
+        common.append(honest(folds)["score"])
+    bias_own, bias_common = np.mean(own_best) - 0.8, np.mean(common) - 0.8
+    assert bias_own > 0.06  # ≈ 0.03 · E[max of 40 normals] ≈ 0.067
+    assert bias_common < bias_own / 2  # one epoch for all folds: noise averaged over folds before the max
+    # scored at the argmax of the mean curve, reported as mean ± std of the folds at that one epoch
+    folds = [
+        {"val_acc_curve": [0.5, 0.9, 0.7], "val_loss_curve": [1, 1, 1]},
+        {"val_acc_curve": [0.6, 0.7, 0.95], "val_loss_curve": [1, 1, 1]},
+    ]
+    h = honest(folds)
+    assert h["epoch"] == 3 and h["score"] == pytest.approx(0.825) and h["std"] == pytest.approx(0.125)
+    assert h["last"] == pytest.approx(0.825)
+    short = [folds[0], {"val_acc_curve": [0.6, 0.95], "val_loss_curve": [1, 1]}]  # early stop: common epochs only
+    assert honest(short)["epoch"] == 2 and honest(short)["score"] == pytest.approx(0.925)
+    assert np.isnan(honest([{**folds[0], "diverged": True}, folds[1]])["score"])
+
+
+# --------------------------------------------------------------------------- pruning
+
+
+def test_median_pruner_stops_poor_trials_after_a_fold_and_ranks_them_apart(tiny, tmp_path):
+    grid = "train.optimizer.lr=0.3,0.2,0.1,0.00001,0.00002,0.00003,0.00004"
+    p = nntrain(
+        "cv", "--config", str(tiny), "--folds", "3", "--grid", grid, "--pruner", "median", "--json", cwd=tmp_path
+    )
+    out, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, out
+    s = json.loads(out[out.index("{") :])
+    pruned = [s["combos"][i] for i in s["pruned"]]
+    assert pruned, "no trial was pruned"
+    for c in pruned:  # kept with the folds they ran, never among the ranked
+        assert c["state"] == "pruned" and 1 <= c["folds_run"] < 3 and len(c["folds"]) == c["folds_run"]
+        assert c["index"] not in s["ranking"]
+    # oracle, the median rule: a pruned trial's running score after its last fold lies below the median of
+    # the earlier complete trials' running scores after that fold (from the 4th trial on)
+    ts = {t.number: t for t in trials(f"sqlite:///{s['cv_dir']}/study.db", "nntrain-cv")}
+    for n, t in ts.items():
+        if t.state.name != "PRUNED":
+            continue
+        step = max(t.intermediate_values)
+        earlier = [u.intermediate_values[step] for m, u in ts.items() if m < n and u.state.name == "COMPLETE"]
+        assert len(earlier) >= 3 and t.intermediate_values[step] < np.median(earlier)
+        assert step + 1 == s["combos"][[c["trial"] for c in s["combos"]].index(n)]["folds_run"]
+    best = s["combos"][s["best"]]
+    assert best["state"] == "complete" and best["folds_run"] == 3  # the best trial ran every fold
+    assert s["fold_epochs"] == sum(c["fold_epochs"] for c in s["combos"]) < 7 * 3 * 2
+    assert sorted(c["trial"] for c in pruned) == sorted(n for n, t in ts.items() if t.state.name == "PRUNED")
+
+
+# --------------------------------------------------------------------------- shared studies
+
+
+def two_processes(url: str, tiny: Path, tmp_path: Path) -> None:
+    procs = [
+        nntrain(
+            "cv", "--config", str(tiny), *SPACE, "--trials", "2", "--storage", url, "--study", "shared", cwd=tmp_path
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    ts = trials(url)
+    assert sorted(t.number for t in ts) == [0, 1, 2, 3]  # two processes × --trials 2, no duplicate numbers
+    assert all(t.state.name == "COMPLETE" and len(t.user_attrs["folds"]) == 2 for t in ts)  # no lost results
+    assert len({t.user_attrs["cv_dir"] for t in ts}) == 2  # each process wrote its folds into its own cv dir
+    for t in ts:
+        assert (Path(t.user_attrs["cv_dir"]) / f"combo-{t.number:03d}" / "fold-1" / "result.json").is_file()
+    assert "ranking" in outs[0] and "ranking" in outs[1]  # each process ranks the whole study it saw
+
+
+def test_two_processes_share_one_sqlite_study(tiny, tmp_path):
+    two_processes(f"sqlite:///{tmp_path / 'shared.db'}", tiny, tmp_path)
+
+
+def test_resume_after_kill_9_mid_trial_finishes_the_study(tiny, tmp_path):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    slow = ["--set", "train.epochs=4"]
+    p = nntrain(
+        "cv", "--config", str(tiny), *SPACE, *slow, "--trials", "3", "--storage", url, "--study", "shared", cwd=tmp_path
+    )
+    deadline = time.monotonic() + 300
+    while not list((tmp_path / "runs").glob("cv-*/combo-001/fold-0/result.json")):  # trial 1 half done
+        assert p.poll() is None and time.monotonic() < deadline, p.stdout.read() if p.poll() is not None else "slow"
+        time.sleep(0.2)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    (cv_dir,) = (tmp_path / "runs").glob("cv-*")
+    assert [t.state.name for t in trials(url)] == ["COMPLETE", "RUNNING"]
+    r = nntrain("cv", "--resume", str(cv_dir), cwd=tmp_path)
+    out = r.communicate(timeout=600)[0]
+    assert r.returncode == 0, out
+    ts = trials(url)
+    # the killed trial is marked FAIL and its parameters re-run as a new trial, reusing its finished fold
+    assert [t.state.name for t in ts] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    assert ts[2].user_attrs["retry_of"] == 1 and ts[2].params == ts[1].params
+    assert "resumed: 3 finished folds were skipped" in out  # trial 0's two folds and trial 1's first
+    summary = json.loads((cv_dir / "summary.json").read_text())
+    assert sorted(c["trial"] for c in summary["combos"]) == [0, 2, 3]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def postgres(tmp_path):
+    """A real PostgreSQL server (Debian's postgresql package), on 127.0.0.1 only, run by the postgres user."""
+    bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not bins:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run does it)")
+    pytest.importorskip("psycopg", reason="the postgres extra: pip install 'nntrain[postgres]'")
+    bindir = bins[-1].parent
+    top = Path(tempfile.mkdtemp(prefix="nntrain-pg-"))  # pytest's tmp dirs are private to this user
+    top.chmod(0o755)
+    data = top / "data"
+    as_pg: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses root
+        as_pg = ["runuser", "-u", "postgres", "--"]
+        data.mkdir()
+        shutil.chown(data, "postgres")
+    port = _free_port()
+    subprocess.run(
+        [*as_pg, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
+        check=True,
+        capture_output=True,
+    )
+    opts = f"-h 127.0.0.1 -p {port} -k {data}"
+    subprocess.run(
+        [*as_pg, str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-w", "-l", str(data / "log"), "start"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [*as_pg, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+        )
+
+
+def test_two_processes_share_one_postgresql_study(postgres, tiny, tmp_path):
+    two_processes(postgres, tiny, tmp_path)
+
+
+# --------------------------------------------------------------------------- bad storage
+
+
+def test_unreachable_storage_exits_2_naming_the_url_without_its_password(tiny, tmp_path):
+    port = _free_port()  # nothing listens there
+    url = f"postgresql://ann:s3cret@127.0.0.1:{port}/db"
+    p = nntrain("cv", "--config", str(tiny), *SPACE, "--storage", url, cwd=tmp_path)
+    out = p.communicate(timeout=120)[0]
+    assert p.returncode == 2, out
+    assert f"--storage postgresql://ann:***@127.0.0.1:{port}/db: cannot open the database" in out
+    assert "s3cret" not in out and "Traceback" not in out and not (tmp_path / "runs").exists()
+
+
+def test_missing_driver_says_how_to_install(tiny, tmp_path, monkeypatch):
+    from nntrain.cv.study import open_storage
+    from nntrain.errors import ConfigError
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if the postgres extra were not installed
+    with pytest.raises(ConfigError, match=r"driver is missing .*pip install 'nntrain\[postgres\]'"):
+        open_storage("postgresql://ann:pw@127.0.0.1:1/db")
+
+
+def test_study_with_another_search_space_exits_2_saying_how_to_start_a_new_one(tiny, tmp_path):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    args = ["cv", "--config", str(tiny), "--folds", "2", "--storage", url, "--study", "s", "--trials", "1"]
+    p = nntrain(*args, "--sample", "train.optimizer.lr=log:1e-3:0.5", cwd=tmp_path)
+    assert p.wait(timeout=600) == 0, p.stdout.read()
+    p = nntrain(*args, "--sample", "train.optimizer.lr=log:1e-2:0.5", cwd=tmp_path)
+    out = p.communicate(timeout=600)[0]
+    assert p.returncode == 2, out
+    assert "study 's' in sqlite:///" in out and "was started with another search space (differs in: sample)" in out
+    assert "another --study NAME" in out and "Traceback" not in out
+    assert len(list((tmp_path / "runs").glob("cv-*"))) == 1  # refused before its cv directory
