@@ -142,17 +142,23 @@ def test_resume_after_kill_9_mid_trial_finishes_the_study(tiny, tmp_path):
     p.send_signal(signal.SIGKILL)
     p.wait()
     (cv_dir,) = (tmp_path / "runs").glob("cv-*")
-    assert [t.state.name for t in trials(url)] == ["COMPLETE", "RUNNING"]
+    before = trials(url)
+    # the kill lands inside a trial (when exactly depends on the machine's speed): earlier ones are complete
+    (killed,) = [t.number for t in before if t.state.name == "RUNNING"]
+    assert killed >= 1 and all(t.state.name == "COMPLETE" for t in before if t.number < killed)
+    done_folds = len(list(cv_dir.glob("combo-*/fold-*/result.json")))
     r = nntrain("cv", "--resume", str(cv_dir), cwd=tmp_path)
     out = r.communicate(timeout=600)[0]
     assert r.returncode == 0, out
     ts = trials(url)
-    # the killed trial is marked FAIL and its parameters re-run as a new trial, reusing its finished fold
-    assert [t.state.name for t in ts] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
-    assert ts[2].user_attrs["retry_of"] == 1 and ts[2].params == ts[1].params
-    assert "resumed: 3 finished folds were skipped" in out  # trial 0's two folds and trial 1's first
+    # the killed trial is marked FAIL and its parameters re-run as a new trial, reusing its finished folds
+    states = {t.number: t.state.name for t in ts}
+    assert states[killed] == "FAIL" and sum(s == "COMPLETE" for s in states.values()) == 3 and len(ts) == 4
+    (retry,) = [t for t in ts if t.user_attrs.get("retry_of") == killed]
+    assert retry.state.name == "COMPLETE" and retry.params == ts[killed].params
+    assert f"resumed: {done_folds} finished folds were skipped" in out
     summary = json.loads((cv_dir / "summary.json").read_text())
-    assert sorted(c["trial"] for c in summary["combos"]) == [0, 2, 3]
+    assert sorted(c["trial"] for c in summary["combos"]) == sorted(n for n, s in states.items() if s == "COMPLETE")
 
 
 def _free_port() -> int:
