@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from nntrain.cli.common import ConfigOpt, SetOpt, guarded, load_cfg
+from nntrain.cli.common import ConfigOpt, SetOpt, guarded, load_cfg, out_path
 
 
 @guarded
@@ -26,18 +26,17 @@ def data_cmd(
     cfg = load_cfg(config, set_)
     from nntrain.cli.render import note, plain, warn
     from nntrain.data.report import describe, image_grid, network_view, report_lines
-    from nntrain.errors import NntrainError
     from nntrain.pipeline.setup import setup
+    from nntrain.plots import save
 
-    if grid.suffix.lower() != ".png" or not grid.parent.is_dir():
-        raise NntrainError(f"--grid {grid}: must be a .png file in an existing folder")
+    out_path(grid, "--grid")
     s = setup(cfg)
     for line in s.dataset.notes:
         note(line)
     report = describe(s)
     x, y = network_view(s, min(images, len(s.data.train)))
     fig = image_grid(x, y, s.data.classes, title=f"{cfg.data.dataset}: train images as the network sees them")
-    fig.savefig(grid, dpi=100)
+    save(fig, grid)
     report["grid"] = str(grid)
     if json_out:
         plain(json.dumps(report, indent=2))

@@ -57,7 +57,7 @@ def read_curves(run_dir: str | Path) -> Curves:
         raise NntrainError(f"cannot read the metrics of '{run}': {e}; the run directory is damaged") from None
     if not records:
         raise NntrainError(f"'{run}/metrics.csv' has no epochs yet; wait for the run's first epoch")
-    return Curves(run.name, records, steps)
+    return Curves(run.resolve().name, records, steps)
 
 
 def _num(v: str | None) -> float:

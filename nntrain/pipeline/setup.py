@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import platform
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -59,7 +61,26 @@ def checkpoint_extra(s: Setup) -> dict[str, Any]:
         "norm_mean": s.data.mean.tolist(),
         "norm_std": s.data.std.tolist(),
         "versions": versions(),
+        **({"data_sha256": split_fingerprints(s)} if s.data.splits is not None else {}),
     }
+
+
+def split_fingerprints(s: Setup) -> dict[str, dict[str, Any]]:
+    """Per split: its size and a SHA-256 of its samples in order (file names as class/file, labels and,
+    for in-memory data, the raw values), so ``eval`` can tell that the data changed since training."""
+    import hashlib
+
+    ds, out = s.dataset, {}
+    for name in ("train", "val", "test"):
+        idx = np.asarray(getattr(s.data.splits, name), dtype=np.int64)
+        h = hashlib.sha256(ds.y[torch.from_numpy(idx)].numpy().astype("<i8").tobytes())
+        if ds.sources is not None:
+            for i in idx:
+                h.update("/".join(Path(ds.sources[i]).parts[-2:]).encode() + b"\0")
+        elif isinstance(ds.x, torch.Tensor) and not ds.stream:
+            h.update(ds.x[torch.from_numpy(idx)].contiguous().numpy().tobytes())
+        out[name] = {"n": int(len(idx)), "sha256": h.hexdigest()}
+    return out
 
 
 def versions() -> dict[str, str]:

@@ -1,0 +1,187 @@
+"""What a new user hit (issue 13): bad input gives one ``error:`` line and exit 2, reading a run never
+writes into it, and a run evaluated on changed data or with a foreign checkpoint is refused."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from data_files import write_imagefolder
+from nntrain.cli.app import app
+
+runner = CliRunner()
+TINY = ["--set", "device=cpu", "--set", "model.channels=[4]", "--set", "model.hidden=[16]"]
+
+
+def _train(tmp: Path, *extra: str) -> Path:
+    res = runner.invoke(
+        app, ["train", *TINY, "--set", "train.epochs=1", "--set", f"output.runs_dir={tmp / 'runs'}", *extra]
+    )
+    assert res.exit_code == 0, res.output
+    (run,) = [p for p in (tmp / "runs").iterdir() if p.is_dir()]
+    return run
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, one_torch_thread):
+    """A finished tiny cnn run on digits, and one MLP run (copy it before changing it)."""
+    tmp = tmp_path_factory.mktemp("runs")
+    cnn = _train(tmp / "cnn")
+    mlp = _train(tmp / "mlp", "--set", "model.name=mlp")
+    return cnn, mlp
+
+
+def _snapshot(d: Path) -> dict[str, tuple[int, str]]:
+    return {
+        str(p.relative_to(d)): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+        for p in sorted(d.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _one_error_line(res, *needles: str) -> str:
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output and res.exception is None or isinstance(res.exception, SystemExit)
+    lines = res.stderr.strip().splitlines()
+    assert [ln for ln in lines if ln.startswith("error: ")] == lines[-1:], res.stderr  # one error line, the last
+    err = lines[-1]
+    for n in needles:
+        assert n in err, err
+    assert "weights_only" not in err
+    return err
+
+
+# --------------------------------------------------------------------------- files that are not checkpoints
+
+
+@pytest.mark.parametrize(
+    "content, what",
+    [
+        (b"", "empty (0 bytes"),
+        (b"hi\n", "holds text"),
+        (b'{"model": 1}', "JSON"),
+        (bytes(range(256)) * 3, "unrecognised binary"),
+    ],
+)
+def test_a_file_that_is_not_a_checkpoint_is_named_so(tmp_path, monkeypatch, content, what):
+    monkeypatch.chdir(tmp_path)
+    f = tmp_path / "x.pt"
+    f.write_bytes(content)
+    _one_error_line(runner.invoke(app, ["plot-filters", str(f)]), "is not a PyTorch checkpoint", what)
+    assert not list(tmp_path.glob("*.png"))
+
+
+def test_zero_byte_last_pt_on_resume_and_text_best_pt_on_eval(trained, tmp_path):
+    cnn, _ = trained
+    run = Path(shutil.copytree(cnn, tmp_path / "r"))
+    (run / "summary.json").unlink()
+    (run / "last.pt").write_bytes(b"")
+    _one_error_line(runner.invoke(app, ["train", "--resume", str(run)]), "last.pt", "empty (0 bytes")
+    (run / "best.pt").write_bytes(b"hi")
+    _one_error_line(runner.invoke(app, ["eval", str(run)]), "best.pt", "is not a PyTorch checkpoint")
+
+
+def test_hostile_pickle_is_refused_without_relaying_the_weights_only_advice(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    torch.save({"model": Payload()}, tmp_path / "evil.pt")
+    err = _one_error_line(runner.invoke(app, ["plot-filters", str(tmp_path / "evil.pt")]), "refused", "run code")
+    assert "holds objects other than tensors" in err
+    assert not marker.exists()
+
+
+# --------------------------------------------------------------------------- outputs and read-only places
+
+
+def test_reading_a_run_never_writes_into_it(trained, tmp_path, monkeypatch):
+    cnn, _ = trained
+    run = Path(shutil.copytree(cnn, tmp_path / "archived"))
+    before = _snapshot(run)
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["eval", str(run)])
+    assert res.exit_code == 0, res.output and "wrote" not in res.output
+    assert runner.invoke(app, ["plot-filters", str(run)]).exit_code == 0
+    assert (tmp_path / "archived-filters.png").is_file()  # the default: the current directory, named after the run
+    monkeypatch.chdir(run)
+    res = runner.invoke(app, ["plot-curves", "."])  # inside the run: refused, the run's curves.png untouched
+    _one_error_line(res, "is a run directory", "--out")
+    res = runner.invoke(app, ["plot-curves", ".", "--out", str(tmp_path / "c.png")])
+    assert res.exit_code == 0 and "(1 run(s): archived)" in res.output, res.output
+    assert _snapshot(run) == before
+    res = runner.invoke(app, ["eval", str(run), "--out", str(tmp_path / "conf.png")])
+    assert res.exit_code == 0 and (tmp_path / "conf.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["plot-filters", "{run}", "--out", "{out}/f.png"],
+        ["plot-curves", "{run}", "--out", "{out}/c.png"],
+        ["data", *TINY, "--grid", "{out}/g.png"],
+    ],
+)
+def test_output_on_a_read_only_file_system_is_one_error_line(trained, tmp_path, monkeypatch, args):
+    import tempfile
+
+    def erofs(*a, **k):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(tempfile, "mkstemp", erofs)
+    argv = [a.format(run=trained[0], out=tmp_path) for a in args]
+    _one_error_line(runner.invoke(app, argv), "cannot write", "Read-only file system")
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores directory permissions")
+def test_output_into_a_read_only_directory(trained, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        _one_error_line(
+            runner.invoke(app, ["plot-curves", str(trained[0]), "--out", str(ro / "c.png")]), "cannot write"
+        )
+    finally:
+        ro.chmod(0o755)
+
+
+@pytest.mark.parametrize("cmd", [["plot-curves", "{run}"], ["data", *TINY, "--grid"]])
+def test_a_picture_with_another_extension_is_refused(trained, tmp_path, cmd):
+    argv = [a.format(run=trained[0]) for a in cmd]
+    option = "--grid" if "--grid" in argv else "--out"
+    argv = argv + ([str(tmp_path / "f.txt")] if option == "--grid" else ["--out", str(tmp_path / "f.txt")])
+    _one_error_line(runner.invoke(app, argv), f"{option} ", ".png")
+    assert not (tmp_path / "f.txt").exists()
+
+
+# --------------------------------------------------------------------------- silently wrong results
+
+
+def test_a_checkpoint_of_another_model_is_refused_by_eval(trained, tmp_path):
+    cnn, mlp = trained
+    run = Path(shutil.copytree(cnn, tmp_path / "r"))
+    shutil.copy(mlp / "best.pt", run / "best.pt")
+    _one_error_line(runner.invoke(app, ["eval", str(run)]), "different model", "model.name: 'mlp'", "'cnn'")
+
+
+def test_eval_refuses_an_image_folder_that_changed_since_training(tmp_path, one_torch_thread):
+    data = tmp_path / "d"
+    write_imagefolder(data, {"a": 12, "b": 12}, size=(8, 8))
+    run = _train(tmp_path, "--set", "data.dataset=imagefolder", "--set", f"data.root={data}")
+    assert runner.invoke(app, ["eval", str(run)]).exit_code == 0  # unchanged: evaluated
+    victim = sorted((data / "b").iterdir())[0]
+    victim.rename(data / "b" / "zzz.png")  # renamed: the split re-draws other files
+    _one_error_line(runner.invoke(app, ["eval", str(run)]), "changed since training", "split")
+    (data / "b" / "zzz.png").unlink()  # removed
+    err = _one_error_line(runner.invoke(app, ["eval", str(run)]), "changed since training")
+    assert "samples at training" in err
