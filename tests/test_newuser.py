@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from data_files import write_imagefolder
 from typer.testing import CliRunner
 
-from data_files import write_imagefolder
 from nntrain.cli.app import app
 
 runner = CliRunner()
@@ -185,3 +185,49 @@ def test_eval_refuses_an_image_folder_that_changed_since_training(tmp_path, one_
     (data / "b" / "zzz.png").unlink()  # removed
     err = _one_error_line(runner.invoke(app, ["eval", str(run)]), "changed since training")
     assert "samples at training" in err
+
+
+# --------------------------------------------------------------------------- words
+
+
+@pytest.mark.parametrize("name,where", [("mnist", "MNIST/raw"), ("cifar10", "cifar-10-batches-py")])
+def test_a_failed_download_says_so_and_leaves_no_empty_folders(tmp_path, monkeypatch, name, where):
+    import urllib.error
+    import urllib.request
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    root = tmp_path / "data"
+    args = ["data", "--set", f"data.dataset={name}", "--set", f"data.root={root}", "--set", "data.download=true"]
+    err = _one_error_line(runner.invoke(app, [*args, "--grid", str(tmp_path / "g.png")]), "download", where)
+    assert "set data.download" not in err.lower()
+    assert not root.exists()  # the folders the download created are gone again
+
+
+def test_a_bad_set_is_named_and_a_list_shows_its_form():
+    err = _one_error_line(runner.invoke(app, ["train", "--set", "train.epochs=ten"]), "--set train.epochs=ten")
+    assert "built-in defaults" not in err
+    err = _one_error_line(runner.invoke(app, ["train", "--set", "model.channels=16,32"]), "--set model.channels")
+    assert "model.channels=[16,32]" in err
+
+
+def test_a_config_key_given_as_an_option_points_to_set():
+    res = runner.invoke(app, ["train", "--epochs", "3"])
+    assert res.exit_code == 2 and "--set train.epochs=" in " ".join(res.output.replace("│", " ").split())
+    res = runner.invoke(app, ["train", "--nonsense", "3"])
+    assert res.exit_code == 2 and "config keys are set with" not in " ".join(res.output.replace("│", " ").split())
+
+
+def test_lecture_config_header_states_its_lr():
+    import re
+
+    import yaml
+
+    path = Path(__file__).resolve().parent.parent / "configs" / "lecture-two-layer.yaml"
+    text = path.read_text()
+    lr = yaml.safe_load(text)["train"]["optimizer"]["lr"]
+    header = " ".join(line for line in text.splitlines() if line.startswith("#"))
+    stated = [float(v) for v in re.findall(r"\blr (?:of |=|at )?([0-9.]+(?:e-?[0-9]+)?)", header)]
+    assert stated and all(v == lr for v in stated), header

@@ -83,3 +83,24 @@ def default_out(name: str) -> Path:
 def run_name(path: Path) -> str:
     """The name of the run at ``path`` ('.' and 'runs/x/' resolved to the folder's own name)."""
     return Path(path).resolve().name
+
+
+def set_hint(option: str, command: str | None) -> str | None:
+    """``--epochs`` → "config keys are set with --set: --set train.epochs=VALUE" (None if no key matches)."""
+    from nntrain.config import Config
+
+    name = option.lstrip("-").replace("-", "_")
+    found: list[str] = []
+
+    def walk(model: Any, prefix: str) -> None:
+        for key, field in model.model_fields.items():
+            ann = field.annotation
+            if isinstance(ann, type) and hasattr(ann, "model_fields"):
+                walk(ann, f"{prefix}{key}.")
+            elif key == name:
+                found.append(f"{prefix}{key}")
+
+    walk(Config, "")
+    if not found or command not in ("train", "sanity", "lr-sweep", "cv", "data", "config"):
+        return None
+    return "config keys are set with --set: " + " or ".join(f"--set {k}=VALUE" for k in found[:3])
