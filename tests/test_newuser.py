@@ -231,3 +231,107 @@ def test_lecture_config_header_states_its_lr():
     header = " ".join(line for line in text.splitlines() if line.startswith("#"))
     stated = [float(v) for v in re.findall(r"\blr (?:of |=|at )?([0-9.]+(?:e-?[0-9]+)?)", header)]
     assert stated and all(v == lr for v in stated), header
+
+
+# --------------------------------------------------------------------------- notes and warnings on the data
+
+
+def _npz(tmp_path: Path, y, n_per=1) -> Path:
+    import numpy as np
+
+    y = np.repeat(np.asarray(y, dtype=np.int64), n_per)
+    x = np.random.default_rng(0).integers(0, 256, (len(y), 8, 8), dtype=np.uint8)
+    p = tmp_path / "d.npz"
+    np.savez(p, x=x, y=y)
+    return p
+
+
+def test_every_class_without_samples_is_listed(tmp_path):
+    from nntrain.config import load_config
+    from nntrain.data.registry import load_dataset
+
+    ds = load_dataset(load_config(None, ["data.dataset=npz", f"data.root={_npz(tmp_path, [0, 5, 9], 10)}"]).data)
+    (line,) = [n for n in ds.notes if "no samples" in n]
+    assert "7 class(es)" in line and line.endswith(": 1, 2, 3, 4, 6, 7, 8")
+    ds = load_dataset(load_config(None, ["data.dataset=npz", f"data.root={_npz(tmp_path, [0, 29], 10)}"]).data)
+    (line,) = [n for n in ds.notes if "no samples" in n]
+    assert "28 class(es)" in line and line.endswith(": 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 and 18 more")
+
+
+@pytest.mark.parametrize("n_bad", [3, 12])
+def test_every_corrupt_image_is_named_up_to_a_limit(tmp_path, n_bad):
+    written = sorted(write_imagefolder(tmp_path / "d", {"a": 8, "b": 8}, size=(8, 8)))
+    for p in written[:n_bad]:
+        p.write_bytes(b"not a png")
+    res = runner.invoke(
+        app,
+        [
+            "data",
+            "--set",
+            "data.dataset=imagefolder",
+            "--set",
+            f"data.root={tmp_path / 'd'}",
+            "--grid",
+            str(tmp_path / "g.png"),
+        ],
+    )
+    err = _one_error_line(res, f"{n_bad} images cannot be decoded")
+    named = [p for p in written[:n_bad] if f"'{p}'" in err]
+    assert len(named) == min(n_bad, 10) and (n_bad <= 10 or f"and {n_bad - 10} more" in err)
+    assert not any(f"'{p}'" in err for p in written[n_bad:])
+
+
+def _notes(*overrides: str, root: Path | None = None):
+    from nntrain.config import load_config
+    from nntrain.pipeline.setup import setup
+
+    return [n for n in setup(load_config(None, ["device=cpu", *overrides])).dataset.notes]
+
+
+def test_a_class_absent_from_val_or_test_is_named(tmp_path):
+    import numpy as np
+
+    from nntrain.config import load_config
+    from nntrain.data.registry import load_dataset
+    from nntrain.data.types import SplitIndices
+    from nntrain.pipeline.setup import setting_notes
+
+    cfg = load_config(None, ["data.dataset=npz", f"data.root={_npz(tmp_path, [0] * 30 + [1] * 30 + [2] * 2)}"])
+    ds = load_dataset(cfg.data)
+    i = np.arange(62)
+    # class 2 (samples 60, 61) only in train: named for val and for test
+    broken = setting_notes(
+        cfg,
+        torch.device("cpu"),
+        ds,
+        SplitIndices(i[np.r_[0:20, 30:50, 60:62]], i[np.r_[20:25, 50:55]], i[np.r_[25:30, 55:60]]),
+    )
+    absent = [n for n in broken if "have no sample in the" in n]
+    assert len(absent) == 2 and all("class(es) have no sample in the" in n and ": 2;" in n for n in absent), broken
+    assert "in the val split" in absent[0] and "in the test split" in absent[1]
+    healthy = setting_notes(cfg, torch.device("cpu"), ds, SplitIndices(i[2:59], i[[0, 30, 60]], i[[1, 31, 61]]))
+    assert not [n for n in healthy if "have no sample in the" in n], healthy
+
+
+def test_settings_that_do_nothing_here_get_a_note():
+    notes = _notes("train.batch_size=4096", "train.amp=bf16")
+    assert any("train.batch_size=4096 > 1257 train samples" in n for n in notes), notes
+    assert any("train.amp=bf16 is ignored on cpu" in n for n in notes), notes
+    quiet = _notes()
+    assert not any("batch_size" in n or "amp" in n for n in quiet), quiet
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the warning is about a machine without CUDA")
+def test_compile_on_cpu_leaks_no_cuda_runtime_warning(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "from nntrain.config import load_config; from nntrain.pipeline.setup import setup;"
+        "setup(load_config(None, ['device=cpu', 'train.compile=true']));"
+        "import torch.utils.cpp_extension"  # what torch.compile imports on its first call
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent), CUDA_HOME=str(tmp_path))
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "No CUDA runtime" not in res.stderr

@@ -6,7 +6,7 @@ Commands differ only in their ending (ARCHITECTURE.md, "One pipeline, several ve
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,8 @@ from nntrain.config import Config
 from nntrain.data.memory import prepare
 from nntrain.data.registry import load_dataset
 from nntrain.data.splits import make_splits
-from nntrain.data.types import Dataset, Prepared
+from nntrain.data.types import Dataset, Prepared, SplitIndices
+from nntrain.errors import name_some
 from nntrain.models import build_model
 from nntrain.training import distributed
 from nntrain.training.device import resolve_device
@@ -47,9 +48,40 @@ def setup(cfg: Config) -> Setup:
     ds = load_dataset(cfg.data)
     splits = make_splits(ds, cfg)
     data = prepare(ds, splits.train, splits.val, splits.test, device, splits=splits)
+    ds = replace(ds, notes=ds.notes + tuple(setting_notes(cfg, device, ds, splits)))
     s = Setup(cfg, device, ds, data)
     build_model(cfg.model, data.input_shape, data.num_classes)  # shape errors surface now
     return s
+
+
+def setting_notes(cfg: Config, device: torch.device, ds: Dataset, splits: SplitIndices) -> list[str]:
+    """What the user should know about how the settings meet this data and device."""
+    notes = []
+    n_train = len(splits.train)
+    if cfg.train.batch_size > n_train:
+        notes.append(
+            f"train.batch_size={cfg.train.batch_size} > {n_train} train samples: every step uses the whole "
+            "train split (full-batch gradient descent, one step per epoch)"
+        )
+    if cfg.train.amp != "off" and device.type != "cuda":
+        notes.append(f"train.amp={cfg.train.amp} is ignored on {device.type}: mixed precision is CUDA only")
+    if cfg.train.compile and device.type != "cuda":
+        import logging
+
+        # torch.compile imports cpp_extension, which logs "No CUDA runtime is found" on a CPU machine
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    y = ds.y.numpy()
+    for name in ("val", "test"):
+        idx = np.asarray(getattr(splits, name))
+        if len(idx) == 0:
+            continue
+        absent = [c for c, k in zip(ds.classes, np.bincount(y[idx], minlength=len(ds.classes))) if k == 0]
+        if absent:
+            notes.append(
+                f"warning: {len(absent)} class(es) have no sample in the {name} split: {name_some(absent)}; "
+                f"its {name} accuracy says nothing about them: add images of those classes"
+            )
+    return notes
 
 
 def checkpoint_extra(s: Setup) -> dict[str, Any]:
