@@ -61,7 +61,8 @@ def out_path(out: Path, option: str = "--out") -> Path:
         raise NntrainError(f"{option} {out}: nntrain writes PNG pictures; give a file name ending in .png")
     if not out.parent.is_dir():
         raise NntrainError(
-            f"{option} {out}: the directory '{out.parent}' does not exist; create it or choose another path"
+            f"{option} {out}: the directory '{out.parent}' does not exist; create it or choose a path in an "
+            "existing folder"
         )
     return out
 
