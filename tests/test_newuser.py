@@ -340,3 +340,14 @@ def test_compile_on_cpu_leaks_no_cuda_runtime_warning(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert "No CUDA runtime" not in res.stderr
+
+
+@pytest.mark.parametrize(
+    "flag,value,guess",
+    [("--grid", "train.optimizr.lr=0.1,0.2", "optimizer"), ("--sample", "train.optimizer.lrr=log:1e-3:1e-1", "lr")],
+)
+def test_grid_and_sample_keys_get_did_you_mean(tmp_path, flag, value, guess):
+    res = runner.invoke(app, ["cv", *TINY, "--set", f"output.runs_dir={tmp_path}", "--folds", "2", flag, value])
+    err = " ".join(res.stderr.split())
+    assert res.exit_code == 2 and f"{flag} {value}" in err and f"did you mean '{guess}'?" in err, res.output
+    assert not list(tmp_path.iterdir())  # refused before any cv directory

@@ -32,6 +32,12 @@ class Setup:
     dataset: Dataset
     data: Prepared
 
+    def fingerprints(self) -> dict[str, dict[str, Any]]:
+        """``split_fingerprints``, computed once per set-up (every checkpoint records them)."""
+        if "_fingerprints" not in self.__dict__:
+            self.__dict__["_fingerprints"] = split_fingerprints(self)
+        return self.__dict__["_fingerprints"]
+
     def new_model(self, seed: int | None = None) -> nn.Module:
         """A freshly initialized model; same seed → same weights."""
         torch.manual_seed(self.cfg.seed if seed is None else seed)
@@ -93,7 +99,7 @@ def checkpoint_extra(s: Setup) -> dict[str, Any]:
         "norm_mean": s.data.mean.tolist(),
         "norm_std": s.data.std.tolist(),
         "versions": versions(),
-        **({"data_sha256": split_fingerprints(s)} if s.data.splits is not None else {}),
+        **({"data_sha256": s.fingerprints()} if s.data.splits is not None else {}),
     }
 
 
