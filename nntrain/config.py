@@ -277,10 +277,12 @@ class Config(_Section):
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Read ``path`` (None: built-in defaults), apply ``--set`` overrides, validate once."""
     raw = read_yaml(path) if path is not None else {}
+    origins: dict[str, str] = {}
     for item in overrides:
         key, value = parse_assignment(item, flag="--set")
         set_dotted(raw, key, value, source=f"--set {item}")
-    return validate(raw, source=str(path) if path is not None else "built-in defaults")
+        origins[key] = f"--set {item}"
+    return validate(raw, source=str(path) if path is not None else "built-in defaults", origins=origins)
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -337,12 +339,31 @@ def set_dotted(raw: dict[str, Any], key: str, value: Any, *, source: str) -> Non
     node[parts[-1]] = value
 
 
-def validate(raw: dict[str, Any], *, source: str = "config") -> Config:
+def validate(raw: dict[str, Any], *, source: str = "config", origins: dict[str, str] | None = None) -> Config:
+    """``origins``: dotted key → the ``--set`` that set it, named in the message instead of ``source``."""
     try:
         return Config.model_validate(raw)
     except ValidationError as e:
-        lines = [_describe(err) for err in e.errors()]
+        errors = e.errors()
+        blamed = [_origin(err, origins or {}) for err in errors]
+        lines = [_describe(err) for err in errors]
+        if all(blamed):
+            if len(set(blamed)) == 1:
+                raise ConfigError(f"invalid {blamed[0]}: " + "; ".join(lines)) from None
+            lines = [f"{b}: {line}" for b, line in zip(blamed, lines)]
+            raise ConfigError("invalid --set:\n  " + "\n  ".join(lines)) from None
+        lines = [f"{line} (from {b})" if b else line for b, line in zip(blamed, lines)]
         raise ConfigError(f"invalid config ({source}):\n  " + "\n  ".join(lines)) from None
+
+
+def _origin(err: dict[str, Any], origins: dict[str, str]) -> str | None:
+    """The --set behind a validation error: the one whose key is the error's location or contains it."""
+    loc = [str(p) for p in err["loc"] if not isinstance(p, int)]
+    for n in range(len(loc), 0, -1):
+        found = origins.get(".".join(loc[:n]))
+        if found:
+            return found
+    return None
 
 
 def override(cfg: Config, changes: dict[str, Any]) -> Config:
@@ -366,6 +387,9 @@ def _describe(err: dict[str, Any]) -> str:
         hint = f"did you mean '{guess[0]}'? " if guess else ""
         return f"{dotted}: unknown key; {hint}allowed keys: {', '.join(allowed)}"
     msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] in ("list_type", "tuple_type") and isinstance(err.get("input"), (str, int, float)):
+        items = str(err["input"]).replace(" ", "")
+        return f"{dotted}: expected a list (got {err['input']!r}); write it in brackets: {dotted}=[{items}]"
     if "input" in err and err["type"] not in ("missing",):
         return f"{dotted}: {msg} (got {err['input']!r})"
     return f"{dotted}: {msg}"

@@ -38,3 +38,9 @@ class Interrupted(NntrainError):
     """Ctrl-C / SIGTERM: the run was checkpointed and can be resumed."""
 
     exit_code = 130
+
+
+def name_some(items: list[str] | tuple[str, ...], limit: int = 10) -> str:
+    """'a, b, c' — every item up to ``limit``, then how many more (for messages naming files or classes)."""
+    shown = ", ".join(map(str, items[:limit]))
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")

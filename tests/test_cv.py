@@ -407,3 +407,18 @@ def test_parse_grid_values_are_validated_and_typed(tiny):
     }
     with pytest.raises(ConfigError, match="swept twice"):
         parse_grid(["train.reg=0", "train.reg=1"], cfg)
+
+
+def test_jobs_do_not_change_the_numbers_with_the_default_threads(tiny, tmp_path):
+    """No --threads: `cv --jobs 1` and `cv --jobs 2` give identical folds (issue 13: they differed by more
+    than their std, because the default thread count followed --jobs)."""
+    from nntrain.cv.local import LocalExecutor
+
+    assert LocalExecutor(1).threads == LocalExecutor(2).threads == LocalExecutor(8).threads
+    cnn = ["--set", "model.name=cnn", "--set", "model.channels=[8]", "--set", "model.hidden=[32]"]
+    r1 = cli("cv", "--config", str(tiny), "--folds", "2", *cnn, "--jobs", "1")
+    r2 = cli("cv", "--config", str(tiny), "--folds", "2", *cnn, "--jobs", "2")
+    assert r1.exit_code == 0 and r2.exit_code == 0, r1.output + r2.output
+    a, b = cv_dirs(tmp_path)
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
+    assert comparable(sa) == comparable(sb) and sa["ranking"] == sb["ranking"]

@@ -120,12 +120,13 @@ def ray_cluster():
         pytest.skip('the ray extra is not installed: pip install ".[dev,ray]"')
     import ray
 
-    from nntrain.cv.ray_cluster import runtime_env
+    from nntrain.cv.ray_cluster import loopback_only, runtime_env
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report over the network
     # address="local": a new instance even if a cluster runs on this machine
     ray.init(
         address="local",
+        **loopback_only(ray),  # tests talk to this machine's loopback only
         num_cpus=2,
         include_dashboard=False,
         runtime_env=runtime_env(),
@@ -276,3 +277,33 @@ def test_a_worker_that_dies_gives_one_message_and_stops_the_cv(ray_cluster):
     msg = str(e.value)
     assert "the Ray task for combination 1 fold 2 failed" in msg and "WorkerCrashedError" in msg
     assert "continue with nntrain cv --resume <cv dir> --executor ray" in msg
+
+
+@needs_ray
+def test_local_ray_listens_on_loopback_only(ray_cluster, monkeypatch):
+    import ipaddress
+
+    # the tests' instance: every node's address is a loopback one
+    nodes = [n for n in ray_cluster.nodes() if n.get("Alive")]
+    assert nodes and all(ipaddress.ip_address(n["NodeManagerAddress"]).is_loopback for n in nodes), nodes
+    assert ipaddress.ip_address(ray_cluster._private.worker.global_worker.node.node_ip_address).is_loopback
+    # and the one `cv --executor ray` starts without an address asks Ray for the loopback address
+    from nntrain.cv import ray_cluster as rc
+    from nntrain.errors import ConfigError
+
+    seen = {}
+
+    class FakeRay:
+        def is_initialized(self):
+            return False
+
+        def init(self, **kwargs):
+            seen.update(kwargs)
+            raise RuntimeError("stop here")
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    executor = rc.RayExecutor(None, 1.0, 0.0, None)
+    monkeypatch.setattr(executor, "ray", FakeRay(), raising=False)
+    with pytest.raises(ConfigError):
+        executor.connect()
+    assert seen["address"] == "local" and ipaddress.ip_address(seen["_node_ip_address"]).is_loopback

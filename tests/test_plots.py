@@ -120,10 +120,10 @@ def test_plot_filters_png_shows_one_tile_per_conv_filter(runs, tmp_path):
         assert (t[..., 0] == t[..., 1]).all() and (t[..., 1] == t[..., 2]).all()
 
 
-def test_plot_filters_compare_init_puts_initial_filters_beside_trained(runs):
-    res = cli("plot-filters", runs["cnn"], "--compare-init")
+def test_plot_filters_compare_init_puts_initial_filters_beside_trained(runs, tmp_path):
+    out = tmp_path / "filters-vs-init.png"
+    res = cli("plot-filters", runs["cnn"], "--compare-init", "--out", out)
     assert res.exit_code == 0, res.output
-    out = runs["cnn"] / "filters-vs-init.png"
     assert out.is_file() and str(out) in res.output
     k = tile_scale(np.zeros((1, 3, 3)))
     assert len(png_tiles(out, 3 * k, 3 * k)) == 8
@@ -289,8 +289,8 @@ def test_confusion_and_per_class_accuracy_agree_with_the_test_accuracy(runs):
     cm = np.array(ev["confusion"])
     assert cm.sum() == summary["split_sizes"]["test"] and (cm.sum(axis=1) == [r["n"] for r in per_class]).all()
 
-    res = cli("eval", run, "--split", "val")
-    assert res.exit_code == 0 and (run / "confusion-val.png").is_file()
+    res = cli("eval", run, "--split", "val", "--out", run.parent / "confusion-val.png")
+    assert res.exit_code == 0 and (run.parent / "confusion-val.png").is_file()
     assert f"val accuracy {summary['best_val_acc']:.4f}" in res.output  # best.pt's val accuracy, recomputed
 
 

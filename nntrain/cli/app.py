@@ -13,6 +13,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from nntrain.cli import config_cmd, cv, data, evaluate, export, lrsweep, plots, predict, report, runs, sanity, train
+from nntrain.cli.common import set_hint
 from nntrain.cli.startup import before_exit
 from nntrain.training.threads import passive_waits
 
@@ -37,8 +38,23 @@ class _Group(TyperGroup):
 
 HELP = {"help_option_names": ["-h", "--help"]}
 
+
+class _Commands(_Group):
+    """An unknown option that names a config key (``--epochs 3``) points to the ``--set`` that sets it."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as e:  # click's NoSuchOption (typer vendors its own click: matched by name)
+            if type(e).__name__ == "NoSuchOption" and isinstance(getattr(e, "option_name", None), str):
+                hint = set_hint(e.option_name, ctx.invoked_subcommand)
+                if hint:
+                    e.message = f"{e.message}; {hint}"
+            raise
+
+
 app = typer.Typer(
-    cls=_Group,
+    cls=_Commands,
     help="Train small image classifiers with PyTorch the disciplined way: "
     "sanity checks, SGD watched epoch by epoch, cross-validation, pictures.",
     no_args_is_help=True,

@@ -71,11 +71,55 @@ def load_cfg(config: Optional[Path], overrides: Optional[List[str]]):
     return load_config(config, overrides or [])
 
 
-def out_path(out: Path) -> Path:
+def out_path(out: Path, option: str = "--out") -> Path:
+    """An output picture the user asked for: a .png in an existing folder (the write itself reports a read-only one)."""
     from nntrain.errors import NntrainError
 
+    if out.suffix.lower() != ".png":
+        raise NntrainError(f"{option} {out}: nntrain writes PNG pictures; give a file name ending in .png")
     if not out.parent.is_dir():
         raise NntrainError(
-            f"--out {out}: the directory '{out.parent}' does not exist; create it or choose another path"
+            f"{option} {out}: the directory '{out.parent}' does not exist; create it or choose a path in an "
+            "existing folder"
         )
     return out
+
+
+def default_out(name: str) -> Path:
+    """A picture's default place: ``name`` in the current directory, unless that directory is a run
+    (reading a run never writes into it)."""
+    from nntrain.errors import NntrainError
+
+    here = Path.cwd()
+    if (here / "config.yaml").is_file() and ((here / "metrics.csv").is_file() or (here / "last.pt").is_file()):
+        raise NntrainError(
+            f"the current directory '{here}' is a run directory and nntrain never writes into a run unless asked; "
+            f"pass --out (e.g. --out ../{name})"
+        )
+    return Path(name)
+
+
+def run_name(path: Path) -> str:
+    """The name of the run at ``path`` ('.' and 'runs/x/' resolved to the folder's own name)."""
+    return Path(path).resolve().name
+
+
+def set_hint(option: str, command: str | None) -> str | None:
+    """``--epochs`` → "config keys are set with --set: --set train.epochs=VALUE" (None if no key matches)."""
+    from nntrain.config import Config
+
+    name = option.lstrip("-").replace("-", "_")
+    found: list[str] = []
+
+    def walk(model: Any, prefix: str) -> None:
+        for key, field in model.model_fields.items():
+            ann = field.annotation
+            if isinstance(ann, type) and hasattr(ann, "model_fields"):
+                walk(ann, f"{prefix}{key}.")
+            elif key == name:
+                found.append(f"{prefix}{key}")
+
+    walk(Config, "")
+    if not found or command not in ("train", "sanity", "lr-sweep", "cv", "data", "config"):
+        return None
+    return "config keys are set with --set: " + " or ".join(f"--set {k}=VALUE" for k in found[:3])

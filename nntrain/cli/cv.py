@@ -59,13 +59,13 @@ def cv(
         None, "--study", help="Study name in --storage (default nntrain-cv); one name per search space."
     ),
     jobs: int = typer.Option(
-        1, "--jobs", "-j", help="Worker processes running folds in parallel (torch threads are divided among them)."
+        1, "--jobs", "-j", help="Worker processes running folds in parallel; the scores do not depend on it."
     ),
     threads: Optional[int] = typer.Option(
         None,
         "--threads",
-        help="torch threads per fold job (default: CPU cores // --jobs). CPU results are bit-identical across --jobs "
-        "for equal --threads.",
+        help="torch threads per fold job (default 1, whatever --jobs is: on CPU the thread count changes the "
+        "float sums, so the same --threads gives bit-identical results across --jobs).",
     ),
     refit_: bool = typer.Option(
         False, "--refit", help="Train the best combination on the whole pool and evaluate it once on the test split."

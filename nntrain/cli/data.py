@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from nntrain.cli.common import ConfigOpt, SetOpt, guarded, load_cfg
+from nntrain.cli.common import ConfigOpt, SetOpt, guarded, load_cfg, out_path
 
 
 @guarded
@@ -29,11 +29,11 @@ def data_cmd(
     cfg = load_cfg(config, set_)
     from nntrain.cli.render import note, plain, warn
     from nntrain.data.report import describe, image_grid, network_view, report_lines
-    from nntrain.errors import NntrainError
     from nntrain.pipeline.setup import setup
+    from nntrain.plots import save
 
-    if grid is not None and (grid.suffix.lower() != ".png" or not grid.parent.is_dir()):
-        raise NntrainError(f"--grid {grid}: must be a .png file in an existing folder")
+    if grid is not None:
+        out_path(grid, "--grid")
     s = setup(cfg)
     for line in s.dataset.notes:
         note(line)
@@ -42,7 +42,7 @@ def data_cmd(
     if grid is not None:
         x, y = network_view(s, min(images, len(s.data.train)))
         fig = image_grid(x, y, s.data.classes, title=f"{cfg.data.dataset}: train images as the network sees them")
-        fig.savefig(grid, dpi=100)
+        save(fig, grid)
         n_grid = len(x)
     report["grid"] = None if grid is None else str(grid)
     if json_out:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import typer
 
-from nntrain.cli.common import guarded
+from nntrain.cli.common import guarded, out_path
 
 
 @guarded
@@ -15,6 +16,12 @@ def eval_cmd(
     run_dir: Path = typer.Argument(..., help="A run directory written by nntrain train."),
     split: str = typer.Option("test", "--split", help="Which split to evaluate: test or val."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    out: Optional[Path] = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Also draw the confusion matrix into this PNG (default: no picture; the run is only read).",
+    ),
 ) -> None:
     """Recompute a run's confusion matrix and per-class accuracy (best.pt) on its test or val split."""
     from nntrain.errors import ConfigError
@@ -25,9 +32,10 @@ def eval_cmd(
     from nntrain.pipeline.reopen import eval_run
     from nntrain.plots import confusion_figure, save
 
+    target = out_path(out) if out is not None else None
     result = eval_run(run_dir, split=split)
-    target = run_dir / ("confusion.png" if split == "test" else f"confusion-{split}.png")
-    save(confusion_figure(result.confusion, result.classes, title=f"{split} confusion"), target)
+    if target is not None:
+        save(confusion_figure(result.confusion, result.classes, title=f"{split} confusion"), target)
     if json_out:
         plain(
             json.dumps(
@@ -37,7 +45,7 @@ def eval_cmd(
                     "accuracy": result.accuracy,
                     "per_class": result.per_class(),
                     "confusion": result.confusion.tolist(),
-                    "figure": str(target),
+                    "figure": str(target) if target is not None else None,
                 },
                 indent=2,
             )
@@ -45,4 +53,5 @@ def eval_cmd(
         return
     per_class_table(result.per_class(), f"per-class {split} accuracy")
     plain(f"{split} accuracy {result.accuracy:.4f} (n={result.n})")
-    plain(f"wrote {target}")
+    if target is not None:
+        plain(f"wrote {target}")

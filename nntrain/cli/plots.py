@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 import typer
 
@@ -13,8 +13,12 @@ from nntrain.cli.common import guarded, out_path
 @guarded
 def plot_filters(
     source: Path = typer.Argument(..., help="A run directory (uses its best.pt) or a .pt checkpoint."),
-    out: Optional[Path] = typer.Option(
-        None, "--out", "-o", help="PNG to write (default: filters.png beside the checkpoint)."
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="PNG to write (required: reading a run never writes into it, and nothing lands in the current folder "
+        "unasked).",
     ),
     compare_init: bool = typer.Option(
         False, "--compare-init", help="Put the filters at initialization (the run's init.pt) beside the trained ones."
@@ -40,6 +44,7 @@ def plot_filters(
         return ckpt, filter_tiles(weights, ckpt["input_shape"])
 
     path = resolve_checkpoint(source)
+    target = out_path(out)
     ckpt, trained = tiles(path)
     kind = "conv filters" if ckpt["config"]["model"]["name"] == "cnn" else "hidden units"
     panels = [(f"{len(trained)} {kind}, trained (epoch {ckpt.get('epoch', '?')})", trained)]
@@ -50,7 +55,6 @@ def plot_filters(
                 f"no init.pt beside '{path}': that run did not keep its initial weights; run without --compare-init"
             )
         panels.insert(0, (f"{len(trained)} {kind}, at initialization", tiles(init)[1]))
-    target = out_path(out) if out else path.parent / ("filters-vs-init.png" if compare_init else "filters.png")
     save(filters_figure(panels, layer=layer), target)
     plain(f"wrote {target}")
 
@@ -73,6 +77,7 @@ def plot_curves(
     from nntrain.pipeline.artifacts import read_curves
     from nntrain.plots import curves_figure, save
 
+    target = out_path(out)
     curves = [read_curves(r) for r in runs]
-    save(curves_figure(curves), out_path(out))
-    plain(f"wrote {out} ({len(curves)} run(s): {', '.join(c.label for c in curves)})")
+    save(curves_figure(curves), target)
+    plain(f"wrote {target} ({len(curves)} run(s): {', '.join(c.label for c in curves)})")

@@ -29,13 +29,15 @@ def usable_cores() -> int:
 
 class LocalExecutor:
     """``jobs=1``: in this process, one job after another (data and torch loaded once).
-    ``jobs=N``: N worker processes (forkserver, else spawn). Every job runs with ``threads`` torch threads
-    (default ``cores // N``). On CPU the thread count changes float summation order, so
-    bit-identical numbers across different ``jobs`` need the same ``threads``."""
+    ``jobs=N``: N worker processes (forkserver, else spawn). Every job runs with ``threads`` torch threads,
+    default ``DEFAULT_THREADS`` whatever ``jobs`` is: on CPU the thread count changes float summation
+    order, so a default that followed ``jobs`` would make ``--jobs`` change the scores and the ranking."""
+
+    DEFAULT_THREADS = 1  # per fold job; parallelism across folds comes from --jobs (or --threads)
 
     def __init__(self, jobs: int = 1, threads: int | None = None):
         self.jobs = jobs
-        self.threads = threads or max(1, usable_cores() // jobs)
+        self.threads = threads or self.DEFAULT_THREADS
 
     def _context(self):
         import multiprocessing as mp

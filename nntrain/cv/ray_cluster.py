@@ -28,6 +28,22 @@ from nntrain import errors
 from nntrain.cv.local import Job, JobFn, Report
 from nntrain.errors import ConfigError, DataError, NntrainError
 
+LOOPBACK = "127.0.0.1"  # the node address of a Ray instance nntrain starts itself
+
+
+def loopback_only(ray: Any) -> dict[str, Any]:
+    """Make a local Ray instance listen on 127.0.0.1, not on the machine's external interface; returns
+    the ``ray.init`` arguments. Ray turns ``_node_ip_address="127.0.0.1"`` into the external address
+    unless it runs in single-machine mode (its default on macOS and Windows), which is what
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` selects: set for the raylet and workers started next, and
+    for this process, whose ``ray`` read that setting at import."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    constants = getattr(getattr(ray, "_private", None), "ray_constants", None)
+    if constants is not None and hasattr(constants, "ENABLE_RAY_CLUSTER"):
+        constants.ENABLE_RAY_CLUSTER = False
+    return {"_node_ip_address": LOOPBACK}
+
+
 INSTALL = 'pip install "nntrain[ray]"'
 DATA_HINT = (
     "every Ray node must read the data at the same absolute path (a shared filesystem, or a copy "
@@ -96,7 +112,7 @@ class RayExecutor:
         if not ray.is_initialized():
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report over the network
             local = self.address == "local" or (self.address is None and not os.environ.get("RAY_ADDRESS"))
-            kwargs: dict[str, Any] = {"include_dashboard": False} if local else {}
+            kwargs: dict[str, Any] = {"include_dashboard": False, **loopback_only(ray)} if local else {}
             self._reachable()
             try:
                 ray.init(

@@ -52,7 +52,7 @@ def load_model(ckpt: dict[str, Any], source: Path) -> nn.Module:
 def eval_run(run_dir: str | Path, *, split: str = "test", checkpoint: str = "best.pt") -> EvalResult:
     """Rebuild a run's data (same config and seed → same split) and evaluate its checkpoint on ``split``."""
     from nntrain.config import load_config
-    from nntrain.pipeline.setup import setup
+    from nntrain.pipeline.setup import setup, split_fingerprints
     from nntrain.runs.files import load_checkpoint
 
     run = Path(run_dir)
@@ -62,15 +62,53 @@ def eval_run(run_dir: str | Path, *, split: str = "test", checkpoint: str = "bes
         )
     path = resolve_checkpoint(run, checkpoint)
     ckpt = load_checkpoint(path)
-    s = setup(load_config(run / "config.yaml"))
+    cfg = load_config(run / "config.yaml")
+    _same_model(ckpt, cfg.model.model_dump(mode="json"), path, run)
+    s = setup(cfg)
     if list(s.data.classes) != list(ckpt.get("classes", [])):
         raise CheckpointError(
             f"'{path}' was trained on classes {ckpt.get('classes')} but the run's data now has "
             f"{list(s.data.classes)}; the dataset changed since training"
         )
+    _same_data(ckpt.get("data_sha256"), split_fingerprints(s), run)
     data = getattr(s.data, split)
     if len(data) == 0:
         other = "val" if split == "test" else "test"
         raise NntrainError(f"the {split} split of '{run}' is empty (data.{split}_fraction: 0); use --split {other}")
     model = load_model(ckpt, path).to(s.device)
     return evaluate_classes(model, data, s.data.classes, name=split, batch_size=s.cfg.train.eval_batch_size)
+
+
+def _same_model(ckpt: dict[str, Any], model_cfg: dict[str, Any], path: Path, run: Path) -> None:
+    """The checkpoint's model must be the one the run's config.yaml describes."""
+    saved = (ckpt.get("config") or {}).get("model") if isinstance(ckpt.get("config"), dict) else None
+    if not isinstance(saved, dict):
+        return  # load_model names what is missing
+    diff = [
+        f"model.{k}: {saved.get(k)!r} in the checkpoint, {v!r} in config.yaml"
+        for k, v in model_cfg.items()
+        if saved.get(k) != v
+    ]
+    if diff:
+        raise CheckpointError(
+            f"'{path}' holds a different model than the run's config.yaml ({'; '.join(diff[:3])}); "
+            f"it was not trained by the run '{run.resolve().name}': put back the run's own checkpoint"
+        )
+
+
+def _same_data(saved: dict[str, Any] | None, now: dict[str, Any], run: Path) -> None:
+    """Refuse to evaluate when a split's samples differ from the ones recorded at training time."""
+    if not isinstance(saved, dict):
+        return  # a checkpoint written before fingerprints were recorded
+    changed = [
+        f"{name} split: {saved[name].get('n')} samples at training, {now[name]['n']} now"
+        + ("" if saved[name].get("n") != now[name]["n"] else " but different ones")
+        for name in now
+        if isinstance(saved.get(name), dict) and saved[name].get("sha256") != now[name]["sha256"]
+    ]
+    if changed:
+        raise NntrainError(
+            f"the data of '{run.resolve().name}' changed since training ({'; '.join(changed)}): files were added, "
+            "removed, renamed or edited, so the splits are not the ones the run saw; restore the data as it was, "
+            "or train a new run"
+        )

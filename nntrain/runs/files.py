@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,9 @@ def _umask() -> int:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         if hasattr(os, "fchmod"):
             os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600: give the mode open() would (umask 022: 0644)
         with os.fdopen(fd, "wb") as f:
@@ -39,12 +41,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
         raise NntrainError(
-            f"cannot write '{path}': {e.strerror or e}; free disk space or choose another output.runs_dir"
+            f"cannot write '{path}': {e.strerror or e}; free disk space, check the folder's permissions "
+            "or write elsewhere (--out, output.runs_dir)"
         ) from None
 
 
@@ -109,6 +113,32 @@ class BackgroundWriter:
             f.result()
 
 
+_TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19."  # torch.save before the zip format
+
+
+def _not_a_checkpoint(p: Path) -> str | None:
+    """Why ``p`` is not a PyTorch file at all (None when its first bytes look like one)."""
+    import zipfile
+
+    size = p.stat().st_size
+    if size == 0:
+        return "it is empty (0 bytes; an interrupted copy or write?)"
+    with open(p, "rb") as f:
+        head = f.read(64)
+    if head.startswith(_TORCH_LEGACY_MAGIC) or (head.startswith(b"PK") and zipfile.is_zipfile(p)):
+        return None
+    if head.startswith(b"PK\x03\x04"):
+        return f"it is truncated or not a PyTorch file (a zip archive without its end, {size} bytes)"
+    stripped = head.lstrip()
+    if stripped[:1] in (b"{", b"["):
+        what = "JSON or other text"
+    elif all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        what = "text"
+    else:
+        what = "unrecognised binary data"
+    return f"it holds {what} ({size} bytes)"
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load with ``weights_only=True``: a pickle that would run code is refused, never executed."""
     import torch
@@ -117,16 +147,28 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise CheckpointError(f"checkpoint '{p}' not found; pass a run directory or a .pt file written by nntrain")
     try:
+        why = _not_a_checkpoint(p)
+    except OSError as e:
+        raise CheckpointError(f"checkpoint '{p}' cannot be read: {e.strerror or e}") from None
+    if why is not None:
+        raise CheckpointError(
+            f"'{p}' is not a PyTorch checkpoint: {why}; pass a run directory or a .pt file written by nntrain"
+        )
+    try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsupported content"
+        # Name what the pickle asks for; never relay PyTorch's advice to turn weights_only off.
+        found = re.search(r"GLOBAL\s+([\w.]+)", str(e))
+        what = f" ({found.group(1)})" if found else ""
         raise CheckpointError(
-            f"checkpoint '{p}' refused: it holds objects other than tensors and plain data "
-            f"(loading it could run code): {first}. Only load checkpoints you trust and that nntrain wrote"
+            f"checkpoint '{p}' refused: it holds objects other than tensors and plain data{what}; "
+            "loading it could run code. "
+            "Only load checkpoints you trust and that nntrain wrote"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise CheckpointError(
-            f"checkpoint '{p}' cannot be read ({str(e).splitlines()[0]}); it is truncated or not a PyTorch file"
+            f"'{p}' is not a readable PyTorch checkpoint ({first}); it is truncated or not a PyTorch file"
         ) from None
     if not isinstance(obj, dict) or "model" not in obj:
         raise CheckpointError(f"checkpoint '{p}' is not an nntrain checkpoint (no 'model' entry)")

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from nntrain.config import DataConfig
-from nntrain.errors import DataError
+from nntrain.errors import DataError, name_some
 
 LAYOUT = "root/<class>/<image>.png (one sub-folder per class)"
 DEFAULT_MAX_SIZE = 64
@@ -122,10 +122,27 @@ def decode_all(paths: list[Path], mode: str, size: tuple[int, int] | None) -> li
     decoding a 32x32 PNG); order is preserved."""
     chunks = [paths[i : i + 256] for i in range(0, len(paths), 256)]
     workers = min(16, os.cpu_count() or 1, len(chunks))
+
+    def attempt(p: Path) -> np.ndarray | DataError:
+        try:
+            return decode(p, mode, size)
+        except DataError as e:
+            return e
+
     if workers <= 1:
-        return [decode(p, mode, size) for p in paths]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return [a for chunk in pool.map(lambda c: [decode(p, mode, size) for p in c], chunks) for a in chunk]
+        out = [attempt(p) for p in paths]
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            out = [a for chunk in pool.map(lambda c: [attempt(p) for p in c], chunks) for a in chunk]
+    bad = [str(e) for e in out if isinstance(e, DataError)]
+    if len(bad) == 1:
+        raise DataError(bad[0])
+    if bad:
+        raise DataError(
+            f"{len(bad)} images cannot be decoded (corrupt or truncated; replace or delete them): "
+            + name_some([b.split(" cannot be decoded")[0].removeprefix("image ") for b in bad])
+        )
+    return out  # type: ignore[return-value]
 
 
 def to_tensor(arrays: list[np.ndarray]) -> torch.Tensor:
@@ -184,7 +201,11 @@ def load(cfg: DataConfig, notes: Callable[[str], None]):
     mode = image_mode(channels)
     size = (cfg.image_size, cfg.image_size) if cfg.image_size else None
     name = f"imagefolder:{root}"
-    guess = size or header_size(paths[0])
+    try:
+        guess = size or header_size(paths[0])
+    except DataError:
+        decode_all(paths, mode, size)  # names every file that cannot be decoded, not only the first
+        raise
     if size is None and max(guess) > DEFAULT_MAX_SIZE:
         guess = (DEFAULT_MAX_SIZE, DEFAULT_MAX_SIZE)
     mb = footprint_mb((len(paths), channels, guess[1], guess[0]))

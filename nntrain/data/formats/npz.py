@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from nntrain.config import DataConfig
-from nntrain.errors import DataError
+from nntrain.errors import DataError, name_some
 
 FORMAT = "np.savez(file, x=images, y=labels[, classes=names])"
 
@@ -95,6 +95,6 @@ def load(cfg: DataConfig, notes: Callable[[str], None]):
         raise DataError(f"{where}: only {len(classes)} class; a classifier needs at least 2")
     empty = [c for c, n in zip(classes, np.bincount(y, minlength=len(classes))) if n == 0]
     if empty:
-        notes(f"{len(empty)} class(es) have no samples in '{path}': {', '.join(empty[:5])}")
+        notes(f"{len(empty)} class(es) have no samples in '{path}': {name_some(empty)}")
     xt = torch.from_numpy(np.ascontiguousarray(x if x.dtype == np.uint8 else x.astype(np.float32)))
     return Dataset(x=xt, y=torch.from_numpy(y.astype(np.int64)), classes=classes, name=f"npz:{path}")

@@ -61,20 +61,27 @@ def load(cfg: DataConfig, notes: Callable[[str], None]):
     cls_name, sub, files, url = SETS[cfg.dataset]
     cls = getattr(tvd, cls_name)
     root = Path(cfg.root or "data").expanduser()
+    existed = _existing_dirs(root)
     try:
         train = cls(root=str(root), train=True, download=cfg.download)
         test = cls(root=str(root), train=False, download=cfg.download)
-    except RuntimeError as e:  # torchvision: "Dataset not found or corrupted. You can use download=True ..."
-        raise DataError(
-            f"{cfg.dataset}: files not found or corrupted in '{root / sub}' ({str(e).splitlines()[0]}); "
-            f"expected {files} there. Set data.download: true to fetch them into data.root "
-            f"(now '{root}'), or download {url} and unpack it so that '{root / sub}' holds those files"
-        ) from None
-    except (OSError, ValueError) as e:  # network down during download, unreadable files
-        raise DataError(
-            f"{cfg.dataset}: cannot read or download into '{root / sub}' ({e}); "
-            f"download {url} by hand and unpack it so that '{root / sub}' holds {files}"
-        ) from None
+    except (RuntimeError, OSError, ValueError) as e:
+        # RuntimeError: torchvision's "Dataset not found or corrupted"; OSError: network down, unreadable files
+        _remove_empty_new_dirs(root, existed)
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        by_hand = f"download {url} by hand and unpack it so that '{root / sub}' holds {files}"
+        if cfg.download:
+            raise DataError(
+                f"{cfg.dataset}: downloading into '{root / sub}' failed ({first}); is this machine offline? "
+                f"{by_hand[0].upper()}{by_hand[1:]}"
+            ) from None
+        if isinstance(e, RuntimeError):
+            raise DataError(
+                f"{cfg.dataset}: files not found or corrupted in '{root / sub}' ({first}); "
+                f"expected {files} there. Set data.download: true to fetch them into data.root "
+                f"(now '{root}'), or {by_hand}"
+            ) from None
+        raise DataError(f"{cfg.dataset}: cannot read '{root / sub}' ({first}); {by_hand}") from None
     x = torch.cat([_images(train), _images(test)])
     y = torch.cat([torch.as_tensor(train.targets), torch.as_tensor(test.targets)]).long()
     fixed_test = np.arange(len(train.targets), len(y), dtype=np.int64)
@@ -84,3 +91,21 @@ def load(cfg: DataConfig, notes: Callable[[str], None]):
             "data.test_fraction is not used"
         )
     return Dataset(x=x, y=y, classes=tuple(str(c) for c in train.classes), name=cfg.dataset, fixed_test=fixed_test)
+
+
+def _existing_dirs(root: Path) -> set[Path]:
+    """``root``, its parents and every folder under it that exists now."""
+    dirs = {p for p in [root, *root.parents] if p.is_dir()}
+    if root.is_dir():
+        dirs.update(p for p in root.rglob("*") if p.is_dir())
+    return dirs
+
+
+def _remove_empty_new_dirs(root: Path, existed: set[Path]) -> None:
+    """Undo the folders a failed download created and left empty (deepest first); nothing else is touched."""
+    made = [p for p in ([*root.rglob("*"), root] if root.is_dir() else []) if p.is_dir() and p not in existed]
+    for p in sorted(made, key=lambda d: len(d.parts), reverse=True):
+        try:
+            p.rmdir()  # only succeeds on an empty folder
+        except OSError:
+            pass
