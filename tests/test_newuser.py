@@ -11,19 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from data_files import write_imagefolder
-from typer.testing import CliRunner
+from helpers import cli, write_imagefolder
 
-from nntrain.cli.app import app
-
-runner = CliRunner()
 TINY = ["--set", "device=cpu", "--set", "model.channels=[4]", "--set", "model.hidden=[16]"]
 
 
 def _train(tmp: Path, *extra: str) -> Path:
-    res = runner.invoke(
-        app, ["train", *TINY, "--set", "train.epochs=1", "--set", f"output.runs_dir={tmp / 'runs'}", *extra]
-    )
+    res = cli("train", *TINY, "--set", "train.epochs=1", "--set", f"output.runs_dir={tmp / 'runs'}", *extra)
     assert res.exit_code == 0, res.output
     (run,) = [p for p in (tmp / "runs").iterdir() if p.is_dir()]
     return run
@@ -74,7 +68,7 @@ def test_a_file_that_is_not_a_checkpoint_is_named_so(tmp_path, monkeypatch, cont
     monkeypatch.chdir(tmp_path)
     f = tmp_path / "x.pt"
     f.write_bytes(content)
-    _one_error_line(runner.invoke(app, ["plot-filters", str(f)]), "is not a PyTorch checkpoint", what)
+    _one_error_line(cli("plot-filters", f, "--out", tmp_path / "f.png"), "is not a PyTorch checkpoint", what)
     assert not list(tmp_path.glob("*.png"))
 
 
@@ -83,9 +77,9 @@ def test_zero_byte_last_pt_on_resume_and_text_best_pt_on_eval(trained, tmp_path)
     run = Path(shutil.copytree(cnn, tmp_path / "r"))
     (run / "summary.json").unlink()
     (run / "last.pt").write_bytes(b"")
-    _one_error_line(runner.invoke(app, ["train", "--resume", str(run)]), "last.pt", "empty (0 bytes")
+    _one_error_line(cli(*["train", "--resume", str(run)]), "last.pt", "empty (0 bytes")
     (run / "best.pt").write_bytes(b"hi")
-    _one_error_line(runner.invoke(app, ["eval", str(run)]), "best.pt", "is not a PyTorch checkpoint")
+    _one_error_line(cli(*["eval", str(run)]), "best.pt", "is not a PyTorch checkpoint")
 
 
 def test_hostile_pickle_is_refused_without_relaying_the_weights_only_advice(tmp_path):
@@ -96,7 +90,7 @@ def test_hostile_pickle_is_refused_without_relaying_the_weights_only_advice(tmp_
             return (Path.touch, (marker,))
 
     torch.save({"model": Payload()}, tmp_path / "evil.pt")
-    err = _one_error_line(runner.invoke(app, ["plot-filters", str(tmp_path / "evil.pt")]), "refused", "run code")
+    err = _one_error_line(cli("plot-filters", tmp_path / "evil.pt", "--out", tmp_path / "f.png"), "refused", "run code")
     assert "holds objects other than tensors" in err
     assert not marker.exists()
 
@@ -109,22 +103,23 @@ def test_reading_a_run_never_writes_into_it(trained, tmp_path, monkeypatch):
     run = Path(shutil.copytree(cnn, tmp_path / "archived"))
     before = _snapshot(run)
     monkeypatch.chdir(tmp_path)
-    res = runner.invoke(app, ["eval", str(run)])
+    res = cli(*["eval", str(run)])
     assert res.exit_code == 0, res.output and "wrote" not in res.output
-    assert runner.invoke(app, ["plot-filters", str(run)]).exit_code == 0
-    assert (tmp_path / "archived-filters.png").is_file()  # the default: the current directory, named after the run
+    for verb in ("plot-filters", "plot-curves"):  # derived pictures only where asked: --out is required
+        res = cli(verb, run)
+        assert res.exit_code == 2 and "--out" in res.output, res.output
+    assert cli("plot-filters", run, "--out", tmp_path / "f.png").exit_code == 0
+    assert (tmp_path / "f.png").is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["archived", "f.png"]
     monkeypatch.chdir(run)
-    res = runner.invoke(app, ["plot-curves", "."])  # inside the run: refused, the run's curves.png untouched
-    _one_error_line(res, "is a run directory", "--out")
     import warnings
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = runner.invoke(app, ["plot-curves", ".", "--out", str(tmp_path / "c.png")])
+        res = cli(*["plot-curves", ".", "--out", str(tmp_path / "c.png")])
     assert res.exit_code == 0 and "(1 run(s): archived)" in res.output, res.output  # named, not ''
     assert not [w for w in caught if issubclass(w.category, UserWarning)]  # e.g. an empty legend
     assert _snapshot(run) == before
-    res = runner.invoke(app, ["eval", str(run), "--out", str(tmp_path / "conf.png")])
+    res = cli(*["eval", str(run), "--out", str(tmp_path / "conf.png")])
     assert res.exit_code == 0 and (tmp_path / "conf.png").stat().st_size > 0
 
 
@@ -144,7 +139,7 @@ def test_output_on_a_read_only_file_system_is_one_error_line(trained, tmp_path, 
 
     monkeypatch.setattr(tempfile, "mkstemp", erofs)
     argv = [a.format(run=trained[0], out=tmp_path) for a in args]
-    _one_error_line(runner.invoke(app, argv), "cannot write", "Read-only file system")
+    _one_error_line(cli(*argv), "cannot write", "Read-only file system")
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores directory permissions")
@@ -154,7 +149,7 @@ def test_output_into_a_read_only_directory(trained, tmp_path):
     ro.chmod(0o555)
     try:
         _one_error_line(
-            runner.invoke(app, ["plot-curves", str(trained[0]), "--out", str(ro / "c.png")]), "cannot write"
+            cli(*["plot-curves", str(trained[0]), "--out", str(ro / "c.png")]), "cannot write"
         )
     finally:
         ro.chmod(0o755)
@@ -165,7 +160,7 @@ def test_a_picture_with_another_extension_is_refused(trained, tmp_path, cmd):
     argv = [a.format(run=trained[0]) for a in cmd]
     option = "--grid" if "--grid" in argv else "--out"
     argv = argv + ([str(tmp_path / "f.txt")] if option == "--grid" else ["--out", str(tmp_path / "f.txt")])
-    _one_error_line(runner.invoke(app, argv), f"{option} ", ".png")
+    _one_error_line(cli(*argv), f"{option} ", ".png")
     assert not (tmp_path / "f.txt").exists()
 
 
@@ -176,19 +171,19 @@ def test_a_checkpoint_of_another_model_is_refused_by_eval(trained, tmp_path):
     cnn, mlp = trained
     run = Path(shutil.copytree(cnn, tmp_path / "r"))
     shutil.copy(mlp / "best.pt", run / "best.pt")
-    _one_error_line(runner.invoke(app, ["eval", str(run)]), "different model", "model.name: 'mlp'", "'cnn'")
+    _one_error_line(cli(*["eval", str(run)]), "different model", "model.name: 'mlp'", "'cnn'")
 
 
 def test_eval_refuses_an_image_folder_that_changed_since_training(tmp_path, one_torch_thread):
     data = tmp_path / "d"
     write_imagefolder(data, {"a": 12, "b": 12}, size=(8, 8))
     run = _train(tmp_path, "--set", "data.dataset=imagefolder", "--set", f"data.root={data}")
-    assert runner.invoke(app, ["eval", str(run)]).exit_code == 0  # unchanged: evaluated
+    assert cli(*["eval", str(run)]).exit_code == 0  # unchanged: evaluated
     victim = sorted((data / "b").iterdir())[0]
     victim.rename(data / "b" / "zzz.png")  # renamed: the split re-draws other files
-    _one_error_line(runner.invoke(app, ["eval", str(run)]), "changed since training", "split")
+    _one_error_line(cli(*["eval", str(run)]), "changed since training", "split")
     (data / "b" / "zzz.png").unlink()  # removed
-    err = _one_error_line(runner.invoke(app, ["eval", str(run)]), "changed since training")
+    err = _one_error_line(cli(*["eval", str(run)]), "changed since training")
     assert "samples at training" in err
 
 
@@ -206,22 +201,22 @@ def test_a_failed_download_says_so_and_leaves_no_empty_folders(tmp_path, monkeyp
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     root = tmp_path / "data"
     args = ["data", "--set", f"data.dataset={name}", "--set", f"data.root={root}", "--set", "data.download=true"]
-    err = _one_error_line(runner.invoke(app, [*args, "--grid", str(tmp_path / "g.png")]), "download", where)
+    err = _one_error_line(cli(*[*args, "--grid", str(tmp_path / "g.png")]), "download", where)
     assert "set data.download" not in err.lower()
     assert not root.exists()  # the folders the download created are gone again
 
 
 def test_a_bad_set_is_named_and_a_list_shows_its_form():
-    err = _one_error_line(runner.invoke(app, ["train", "--set", "train.epochs=ten"]), "--set train.epochs=ten")
+    err = _one_error_line(cli(*["train", "--set", "train.epochs=ten"]), "--set train.epochs=ten")
     assert "built-in defaults" not in err
-    err = _one_error_line(runner.invoke(app, ["train", "--set", "model.channels=16,32"]), "--set model.channels")
+    err = _one_error_line(cli(*["train", "--set", "model.channels=16,32"]), "--set model.channels")
     assert "model.channels=[16,32]" in err
 
 
 def test_a_config_key_given_as_an_option_points_to_set():
-    res = runner.invoke(app, ["train", "--epochs", "3"])
+    res = cli(*["train", "--epochs", "3"])
     assert res.exit_code == 2 and "--set train.epochs=" in " ".join(res.output.replace("│", " ").split())
-    res = runner.invoke(app, ["train", "--nonsense", "3"])
+    res = cli(*["train", "--nonsense", "3"])
     assert res.exit_code == 2 and "config keys are set with" not in " ".join(res.output.replace("│", " ").split())
 
 
@@ -268,18 +263,10 @@ def test_every_corrupt_image_is_named_up_to_a_limit(tmp_path, n_bad):
     written = sorted(write_imagefolder(tmp_path / "d", {"a": 8, "b": 8}, size=(8, 8)))
     for p in written[:n_bad]:
         p.write_bytes(b"not a png")
-    res = runner.invoke(
-        app,
-        [
-            "data",
-            "--set",
-            "data.dataset=imagefolder",
-            "--set",
-            f"data.root={tmp_path / 'd'}",
-            "--grid",
-            str(tmp_path / "g.png"),
-        ],
-    )
+    res = cli(
+        "data", "--set", "data.dataset=imagefolder", "--set", f"data.root={tmp_path / 'd'}",
+        "--grid", tmp_path / "g.png",
+    )  # fmt: skip
     err = _one_error_line(res, f"{n_bad} images cannot be decoded")
     named = [p for p in written[:n_bad] if f"'{p}'" in err]
     assert len(named) == min(n_bad, 10) and (n_bad <= 10 or f"and {n_bad - 10} more" in err)
@@ -347,7 +334,7 @@ def test_compile_on_cpu_leaks_no_cuda_runtime_warning(tmp_path):
     [("--grid", "train.optimizr.lr=0.1,0.2", "optimizer"), ("--sample", "train.optimizer.lrr=log:1e-3:1e-1", "lr")],
 )
 def test_grid_and_sample_keys_get_did_you_mean(tmp_path, flag, value, guess):
-    res = runner.invoke(app, ["cv", *TINY, "--set", f"output.runs_dir={tmp_path}", "--folds", "2", flag, value])
+    res = cli(*["cv", *TINY, "--set", f"output.runs_dir={tmp_path}", "--folds", "2", flag, value])
     err = " ".join(res.stderr.split())
     assert res.exit_code == 2 and f"{flag} {value}" in err and f"did you mean '{guess}'?" in err, res.output
     assert not list(tmp_path.iterdir())  # refused before any cv directory

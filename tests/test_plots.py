@@ -148,14 +148,14 @@ def test_plot_filters_of_an_mlp_draws_each_hidden_unit_as_an_input_image(runs, t
     ],
 )
 def test_plot_filters_bad_source_exits_2(tmp_path, runs, make_target, needle):
-    res = cli("plot-filters", make_target(tmp_path, runs))
+    res = cli("plot-filters", make_target(tmp_path, runs), "--out", tmp_path / "f.png")
     assert res.exit_code == 2 and needle in res.output and "Traceback" not in res.output
 
 
 def test_compare_init_without_init_weights_exits_2(runs, tmp_path):
     lone = tmp_path / "best.pt"
     lone.write_bytes((runs["cnn"] / "best.pt").read_bytes())
-    res = cli("plot-filters", lone, "--compare-init")
+    res = cli("plot-filters", lone, "--compare-init", "--out", tmp_path / "f.png")
     assert res.exit_code == 2 and "no init.pt" in res.output
 
 
