@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -29,8 +28,10 @@ def eval_cmd(
     target = run_dir / ("confusion.png" if split == "test" else f"confusion-{split}.png")
     save(confusion_figure(result.confusion, result.classes, title=f"{split} confusion"), target)
     if json_out:
+        from nntrain.runs.files import json_text
+
         plain(
-            json.dumps(
+            json_text(
                 {
                     "split": split,
                     "n": result.n,
@@ -38,9 +39,8 @@ def eval_cmd(
                     "per_class": result.per_class(),
                     "confusion": result.confusion.tolist(),
                     "figure": str(target),
-                },
-                indent=2,
-            )
+                }
+            ).rstrip()
         )
         return
     per_class_table(result.per_class(), f"per-class {split} accuracy")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List, Optional
 
@@ -38,7 +37,9 @@ def sanity(
         reporter.close()
     ok = all(r.passed for r in results)
     if json_out:
-        plain(json.dumps({"passed": ok, "checks": [r.to_dict() for r in results]}, indent=2))
+        from nntrain.runs.files import json_text
+
+        plain(json_text({"passed": ok, "checks": [r.to_dict() for r in results]}).rstrip())
     else:
         sanity_report(results)
     if not ok:

@@ -103,7 +103,9 @@ def _train(cfg: Any, resume: Optional[Path], json_out: bool, ddp: Any) -> None:
         )
     summary = json.loads((run.path / "summary.json").read_text())
     if json_out:
-        plain(json.dumps({**summary, "run_dir": str(run.path)}, indent=2))
+        from nntrain.runs.files import json_text
+
+        plain(json_text({**summary, "run_dir": str(run.path)}).rstrip())
     else:
         if summary.get("per_class_test"):
             per_class_table(summary["per_class_test"], "per-class test accuracy (confusion.png)")

@@ -3,7 +3,6 @@ resuming an interrupted run from its ``last.pt``."""
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from pathlib import Path
@@ -106,14 +105,11 @@ def _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, *, resume) ->
 
 
 def summary(cfg: Config, s: Setup, h: History, *, started: float) -> dict[str, Any]:
-    def num(v: float) -> float | None:
-        return None if math.isnan(v) else v
-
     return {
-        "best_val_acc": num(h.best_val_acc),
+        "best_val_acc": h.best_val_acc,  # NaN → null in summary.json
         "best_epoch": h.best_epoch,
-        "test_acc": num(h.test_acc),
-        "test_loss": num(h.test_loss),
+        "test_acc": h.test_acc,  # NaN → null in summary.json
+        "test_loss": h.test_loss,  # NaN → null in summary.json
         "epochs_run": len(h.records),
         "stopped": h.stopped,
         "diverged": h.diverged,

@@ -37,18 +37,8 @@ class CheckResult:
     seconds: float = 0.0  # wall time of the check (set by sanity.run_sanity)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe: non-finite floats (at any depth) become strings ('nan', 'inf')."""
-        return _json_safe(asdict(self))
-
-
-def _json_safe(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
-    if isinstance(v, dict):
-        return {k: _json_safe(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json_safe(x) for x in v]
-    return v
+        """Plain data; ``runs.files.json_text`` writes it (non-finite floats → null)."""
+        return asdict(self)
 
 
 def disable_dropout(model: nn.Module) -> nn.Module:
