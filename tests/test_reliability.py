@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import errno
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -283,3 +284,22 @@ def test_checkpoint_interval(tiny_cfg, monkeypatch, seconds, last_writes):
     assert 1 <= written.count("best.pt") <= last_writes
     assert load_checkpoint(run.path / "last.pt")["epoch"] == 3
     assert load_checkpoint(run.path / "best.pt")["epoch"] == h.best_epoch
+
+
+def test_every_not_a_run_directory_error_is_a_RunDirError(tmp_path):
+    """One class for "this path is not a run directory", whichever command meets it (all exit 2)."""
+    from nntrain.errors import RunDirError
+    from nntrain.pipeline.artifacts import read_curves
+    from nntrain.pipeline.reopen import eval_run, resolve_checkpoint
+    from nntrain.pipeline.train import resume_run
+
+    assert RunDirError.exit_code == 2
+    cases = [
+        (lambda: resume_run(tmp_path), "not a run directory (no config.yaml)"),
+        (lambda: eval_run(tmp_path), "is not a run directory (no config.yaml)"),
+        (lambda: resolve_checkpoint(tmp_path), "holds no best.pt or last.pt"),
+        (lambda: read_curves(tmp_path), "has no metrics.csv"),
+    ]
+    for call, message in cases:
+        with pytest.raises(RunDirError, match=re.escape(message)):
+            call()

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from nntrain.config import Config, load_config, to_yaml
-from nntrain.errors import NntrainError
+from nntrain.errors import NntrainError, RunDirError
 from nntrain.pipeline.setup import Setup, checkpoint_extra, setup, versions
 from nntrain.pipeline.tensorboard import require_tensorboard
 from nntrain.runs.files import load_checkpoint
@@ -48,7 +48,7 @@ def resume_run(
     """Continue ``run_dir`` from its last.pt with its own config.yaml."""
     run = RunDir(Path(run_dir))
     if not (run.path / "config.yaml").is_file():
-        raise NntrainError(f"--resume {run_dir}: not a run directory (no config.yaml); pass a directory under runs/")
+        raise RunDirError(f"--resume {run_dir}: not a run directory (no config.yaml); pass a directory under runs/")
     cfg = load_config(run.path / "config.yaml")
     last = load_checkpoint(run.path / "last.pt")
     if last["epoch"] >= cfg.train.epochs or (run.path / "summary.json").is_file():
