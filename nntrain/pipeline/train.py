@@ -8,9 +8,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import torch
-
 from nntrain.config import Config, load_config, to_yaml
+from nntrain.data.stats import split_class_counts
 from nntrain.errors import NntrainError, RunDirError
 from nntrain.pipeline.setup import Setup, checkpoint_extra, setup, versions
 from nntrain.pipeline.tensorboard import require_tensorboard
@@ -121,17 +120,8 @@ def summary(cfg: Config, s: Setup, h: History, *, started: float) -> dict[str, A
         "dataset": cfg.data.dataset,
         "split_sizes": {"train": len(s.data.train), "val": len(s.data.val), "test": len(s.data.test)},
         "classes": list(s.data.classes),
-        "class_counts": class_counts(s),
+        "class_counts": split_class_counts(s.data),
         "data_notes": list(s.dataset.notes),
         "command": sys.argv,
         **versions(),
     }
-
-
-def class_counts(s: Setup) -> dict[str, dict[str, int]]:
-    """Per split: class name → number of samples (recorded in summary.json)."""
-    out = {}
-    for name in ("train", "val", "test"):
-        counts = torch.bincount(getattr(s.data, name).y.cpu(), minlength=s.data.num_classes).tolist()
-        out[name] = dict(zip(s.data.classes, counts))
-    return out

@@ -9,7 +9,6 @@ autograd checks (gradient check, gradient flow, batch independence) live in
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nntrain.config import OptimizerConfig
+from nntrain.data.stats import class_counts, sample_digests
 from nntrain.data.types import Dataset, Split, SplitIndices
 from nntrain.training.engine import evaluate, train_one_epoch
 from nntrain.training.optim import make_optimizer
@@ -221,10 +221,6 @@ def overfit_tiny(
 # --------------------------------------------------------------------------- 7. split hygiene
 
 
-def _digest(x: torch.Tensor) -> bytes:
-    return hashlib.blake2b(x.contiguous().numpy().tobytes(), digest_size=16).digest()
-
-
 def split_hygiene(dataset: Dataset, splits: SplitIndices) -> CheckResult:
     """Labels in range, every class in every non-empty split, no identical raw image in two splits."""
     c = dataset.num_classes
@@ -237,13 +233,15 @@ def split_hygiene(dataset: Dataset, splits: SplitIndices) -> CheckResult:
     missing = {}
     for name, idx in parts.items():
         if len(idx):
-            absent = sorted(set(range(c)) - set(int(v) for v in np.unique(y[idx])))
+            labels = y[idx]
+            counts = class_counts(labels[(labels >= 0) & (labels < c)], c)
+            absent = [k for k in range(c) if counts[k] == 0]
             if absent:
                 missing[name] = absent
                 names = ", ".join(dataset.classes[i] if 0 <= i < c else str(i) for i in absent[:5])
                 problems.append(f"{name} lacks {len(absent)} class(es): {names}{', ...' if len(absent) > 5 else ''}")
-    x = dataset.x.cpu()
-    hashes = {name: {_digest(x[int(i)]) for i in idx} for name, idx in parts.items()}
+    digests = sample_digests(dataset)
+    hashes = {name: {digests[int(i)] for i in idx} for name, idx in parts.items()}
     shared = {}
     for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
         n = len(hashes[a] & hashes[b])
