@@ -294,6 +294,9 @@ def test_every_not_a_run_directory_error_is_a_RunDirError(tmp_path):
     from nntrain.pipeline.train import resume_run
 
     assert RunDirError.exit_code == 2
+    from nntrain.cv.ray_cluster import WORKER_ERRORS
+
+    assert WORKER_ERRORS["RunDirError"] is RunDirError  # raised again under its class on a cv driver
     cases = [
         (lambda: resume_run(tmp_path), "not a run directory (no config.yaml)"),
         (lambda: eval_run(tmp_path), "is not a run directory (no config.yaml)"),

@@ -196,6 +196,7 @@ WORKER_ERRORS: dict[str, type[NntrainError]] = {
         errors.ConfigError,
         errors.DataError,
         errors.CheckpointError,
+        errors.RunDirError,
         errors.CheckFailed,
         errors.Diverged,
         errors.Interrupted,
