@@ -30,8 +30,7 @@ def train_run(
     if cfg.output.tensorboard:
         require_tensorboard()  # bad input: reject before a run directory exists
     model = s.new_model()
-    ddp = distributed.current()
-    if ddp is not None and not ddp.is_main:  # torchrun rank > 0: trains in step with rank 0, writes nothing
+    if not distributed.hooks().is_main:  # torchrun rank > 0: trains in step with rank 0, writes nothing
         return _fit_and_summarize(cfg, s, model, None, (), should_stop, resume=None), None
     run = RunDir.create(cfg.output.runs_dir, cfg.output.run_name, config_yaml=to_yaml(cfg))
     run.save_checkpoint("init.pt", {"model": model.state_dict(), "epoch": 0, **checkpoint_extra(s)})  # --compare-init
@@ -58,8 +57,7 @@ def resume_run(
     if cfg.output.tensorboard:
         require_tensorboard()
     model = s.new_model()
-    ddp = distributed.current()
-    if ddp is not None and not ddp.is_main:  # torchrun rank > 0: same last.pt, writes nothing
+    if not distributed.hooks().is_main:  # torchrun rank > 0: same last.pt, writes nothing
         return _fit_and_summarize(cfg, s, model, None, (), should_stop, resume=last), None, cfg
     run.rewrite_metrics(last["history"]["records"])  # drop any row written after last.pt
     return _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, resume=last), run, cfg
@@ -89,7 +87,7 @@ def _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, *, resume) ->
             should_stop=should_stop,
             checkpoint_seconds=cfg.output.checkpoint_seconds,
             augment=make_augment(cfg.data.augment),
-            ddp=distributed.current(),
+            ddp=distributed.hooks(),
         )
     finally:
         if tb is not None:
@@ -116,7 +114,7 @@ def summary(cfg: Config, s: Setup, h: History, *, started: float) -> dict[str, A
         "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
         "seed": cfg.seed,
         "device": str(s.device),
-        "world_size": distributed.current().world if distributed.current() is not None else 1,  # torchrun processes
+        "world_size": distributed.hooks().world,  # torchrun processes
         "dataset": cfg.data.dataset,
         "split_sizes": {"train": len(s.data.train), "val": len(s.data.val), "test": len(s.data.test)},
         "classes": list(s.data.classes),
