@@ -176,12 +176,7 @@ def fit(
     callbacks = list(callbacks) + ([run] if run is not None else [])
     # ddp: SyncBatchNorm on CUDA; every rank stops at the same step
     raw, should_stop = ddp.prepare(model.to(device)), ddp.agreed_stop(should_stop)
-    train, val, test = data.train, data.val, data.test
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
-        if any(isinstance(m, nn.Conv2d) for m in raw.modules()):
-            raw = raw.to(memory_format=torch.channels_last)
-            train, val, test = (s.channels_last() for s in (train, val, test))
+    raw, (train, val, test) = _cuda_layout(raw, (data.train, data.val, data.test), device)
     optimizer = make_optimizer(raw, cfg.optimizer)
     scheduler = make_scheduler(optimizer, cfg)
     precision = Precision.create(cfg.amp, device)
@@ -266,20 +261,18 @@ def fit(
             since_best += 1
         checkpointer.save(epoch, best_state)  # checkpoint first, then the metrics row (queued behind it)
         stop = ddp.agree(dispatch(callbacks, "on_epoch_end", record)) or veto
-
         if diverged:
             history.diverged = True
             history.stopped = veto.reason if veto is not None and veto.diverged else _diverged(stats.loss, epoch, cfg)
-            break
-        if stop is not None:
+        elif stop is not None:
             history.stopped, history.diverged = stop.reason, stop.diverged
-            break
-        if cfg.patience is not None and since_best >= cfg.patience:
+        elif cfg.patience is not None and since_best >= cfg.patience:
             history.stopped = f"early stop: val accuracy has not improved for {cfg.patience} epochs"
-            break
-        if should_stop is not None and should_stop() and epoch < cfg.epochs:
+        elif should_stop is not None and should_stop() and epoch < cfg.epochs:
             history.interrupted = f"interrupted after epoch {epoch}"
-            break
+        else:
+            continue  # the next epoch
+        break
 
     if not (history.interrupted and history.interrupted.startswith("interrupted in epoch")):
         checkpointer.save(len(history.records), best_state, force=True)  # the final state, whatever ended training
@@ -295,6 +288,15 @@ def fit(
     )
     dispatch(callbacks, "on_fit_end", history)
     return history
+
+
+def _cuda_layout(model: nn.Module, splits: tuple[Split, ...], device: torch.device) -> tuple[nn.Module, tuple]:
+    """On CUDA: cuDNN autotuning, and channels-last memory for conv nets (model and splits)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
+        if any(isinstance(m, nn.Conv2d) for m in model.modules()):
+            return model.to(memory_format=torch.channels_last), tuple(s.channels_last() for s in splits)
+    return model, splits
 
 
 def _diverged(loss: float, epoch: int, cfg: TrainConfig) -> str:
