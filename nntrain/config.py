@@ -18,8 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from nntrain.errors import ConfigError
 
-DATASETS = ("digits", "imagefolder", "npz", "mnist", "fashion_mnist", "cifar10", "cifar100")
-"""Names accepted by ``data.dataset``; ``data.py`` holds one loader per name."""
+TORCHVISION_SETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
+"""The ``data.dataset`` names read through torchvision (files under ``data.root``)."""
+DATASETS = ("digits", "imagefolder", "npz", *TORCHVISION_SETS)
+"""Names accepted by ``data.dataset``, the one list: ``data/registry.py`` holds one loader per name."""
 
 
 class _Section(BaseModel):

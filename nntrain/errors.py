@@ -22,6 +22,11 @@ class CheckpointError(NntrainError):
     """A checkpoint cannot be read, is untrusted, or does not match the model."""
 
 
+class RunDirError(NntrainError):
+    """A path given as a run directory is not one (no config.yaml, metrics.csv or checkpoint
+    where nntrain train writes them) or is damaged."""
+
+
 class CheckFailed(NntrainError):
     """A sanity check's verdict is negative: the job ran, the answer is 'no'."""
 

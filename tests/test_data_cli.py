@@ -100,6 +100,18 @@ def test_every_allowed_dataset_has_a_loader():
     assert set(DATASETS) == set(LOADERS)
 
 
+def test_one_list_of_dataset_names():
+    """config.DATASETS / TORCHVISION_SETS are the only lists: the loaders, the torchvision table and
+    the Ray executor's data-root rule all follow them."""
+    from nntrain.config import TORCHVISION_SETS
+    from nntrain.cv import ray_cluster
+    from nntrain.data.formats.torchvision_sets import SETS
+
+    assert set(TORCHVISION_SETS) <= set(DATASETS) and set(SETS) == set(TORCHVISION_SETS)
+    assert [n for n in DATASETS if LOADERS[n] is LOADERS["mnist"]] == list(TORCHVISION_SETS)
+    assert ray_cluster.TORCHVISION_SETS is TORCHVISION_SETS and not hasattr(ray_cluster, "_TORCHVISION_SETS")
+
+
 def test_data_config_errors_name_the_dotted_key(tmp_path):
     for setting, message in (
         ("data.channels=2", "data.channels: "),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import errno
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -340,3 +341,25 @@ def test_a_failure_at_any_step_of_a_checkpoint_write_keeps_the_previous_file(tmp
     monkeypatch.undo()
     files.save_checkpoint(target, {"model": {"w": torch.ones(3)}, "epoch": 2})  # and a healthy write works
     assert load_checkpoint(target)["epoch"] == 2
+
+
+def test_every_not_a_run_directory_error_is_a_RunDirError(tmp_path):
+    """One class for "this path is not a run directory", whichever command meets it (all exit 2)."""
+    from nntrain.errors import RunDirError
+    from nntrain.pipeline.artifacts import read_curves
+    from nntrain.pipeline.reopen import eval_run, resolve_checkpoint
+    from nntrain.pipeline.train import resume_run
+
+    assert RunDirError.exit_code == 2
+    from nntrain.cv.ray_cluster import WORKER_ERRORS
+
+    assert WORKER_ERRORS["RunDirError"] is RunDirError  # raised again under its class on a cv driver
+    cases = [
+        (lambda: resume_run(tmp_path), "not a run directory (no config.yaml)"),
+        (lambda: eval_run(tmp_path), "is not a run directory (no config.yaml)"),
+        (lambda: resolve_checkpoint(tmp_path), "holds no best.pt or last.pt"),
+        (lambda: read_curves(tmp_path), "has no metrics.csv"),
+    ]
+    for call, message in cases:
+        with pytest.raises(RunDirError, match=re.escape(message)):
+            call()

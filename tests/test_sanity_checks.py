@@ -491,11 +491,21 @@ def test_sizes_the_train_split_cannot_supply_are_bad_input(s):
 def test_check_results_are_json_safe():
     import json
 
+    from nntrain.runs.files import json_text
+
     r = CheckResult(
         "x", False, "m", "e", "h", {"loss": float("nan"), "n": 3, "per": {"a": float("inf"), "b": [1.5, float("-inf")]}}
     )
-    text = json.dumps(r.to_dict(), allow_nan=False)  # raises on any NaN/inf left
-    assert json.loads(text)["values"] == {"loss": "nan", "n": 3, "per": {"a": "inf", "b": [1.5, "-inf"]}}
+    text = json_text(r.to_dict())  # the --json writer: NaN/inf at any depth → null
+
+    def strict(token: str):
+        raise AssertionError(f"non-standard JSON token {token}")
+
+    assert json.loads(text, parse_constant=strict)["values"] == {
+        "loss": None,
+        "n": 3,
+        "per": {"a": None, "b": [1.5, None]},
+    }
 
 
 # --------------------------------------------------------------------------- gradient check on real photos

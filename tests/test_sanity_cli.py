@@ -147,3 +147,20 @@ def test_terminal_rendering_shows_progress_table_and_hints(monkeypatch):
     assert "sanity checks" in plain_out and "loss_at_init" in plain_out
     assert "overfit_tiny: raise [the] lr" in plain_out  # markup-like text is shown literally
     assert plain_out.rstrip().endswith("1/2 checks passed")
+
+
+def test_bad_input_met_during_a_check_exits_2_with_its_message_not_a_fail(tmp_path):
+    """A streamed split cannot hand over resident tensors: the DataError is bad input (exit 2), not a FAIL."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.integers(0, 256, (150, 8, 8, 3), dtype=np.uint8), y=np.arange(150) % 3)
+    data = ["--set", "data.dataset=npz", "--set", f"data.root={tmp_path / 'd.npz'}"]
+    stream = ["--set", "data.memory_limit_mb=0.001", "--set", "data.workers=0"]
+    small = ["--set", "model.channels=[4]", "--set", "model.hidden=[8]", "--set", "sanity.tiny_samples=10"]
+    res = cli(*FAST, *data, *stream, *small)
+    assert res.exit_code == 2, res.output
+    assert "raise data.memory_limit_mb" in res.output and "Traceback" not in res.output
+    assert not any(line.startswith("FAIL") for line in res.output.splitlines())
+    errors = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, res.output

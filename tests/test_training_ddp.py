@@ -226,3 +226,18 @@ def test_without_torchrun_training_is_single_process(monkeypatch):
     assert init_from_env("cpu") is None
     monkeypatch.setenv("WORLD_SIZE", "1")  # torchrun --nproc_per_node=1: no process group either
     assert init_from_env("cpu") is None
+
+
+def test_single_process_has_every_hook_of_a_rank_and_they_are_the_plain_computation():
+    import inspect
+
+    from nntrain.training.distributed import SingleProcess, hooks
+
+    hooks_of = {n for n, f in inspect.getmembers(Context, inspect.isfunction) if not n.startswith("_")} - {"check"}
+    one = SingleProcess()
+    assert hooks_of <= {n for n in dir(one) if not n.startswith("_")}
+    assert (one.world, one.rank, one.is_main) == (1, 0, True) and isinstance(hooks(), SingleProcess)
+    logits, y = torch.randn(5, 3), torch.tensor([0, 2, 1, 1, 0])
+    assert torch.equal(one.data_loss(logits, y, 0), torch.nn.functional.cross_entropy(logits, y))
+    t = torch.arange(3.0)
+    assert one.reduce(t) is t and one.own(t) is t and one.agree(None) is None

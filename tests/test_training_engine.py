@@ -213,3 +213,41 @@ def test_every_optimizer_trains(tiny_cfg, name):
     h = fit(model, s.data, cfg.train, seed=0, device=s.device)
     losses = [r["train_loss"] for r in h.records]
     assert losses[-1] < 0.7 * losses[0] and h.test_acc > 0.5
+
+
+def test_checkpointer_writes_each_state_once_best_only_when_it_changed_and_throttles_unless_forced():
+    from nntrain.training.checkpoint import Checkpointer
+    from nntrain.training.history import History
+
+    class Run:
+        def __init__(self):
+            self.saved: list[dict] = []
+
+        def save_checkpoints_async(self, files):
+            self.saved.append({name: obj["epoch"] for name, obj in files.items()})
+
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, 1)
+    history, run = History(), Run()
+    ckpt = Checkpointer(run, model=model, optimizer=opt, scheduler=sched, generator=torch.Generator(), history=history)
+    best = {k: v.clone() for k, v in model.state_dict().items()}
+    history.best_epoch = 1
+    ckpt.save(1, best)
+    ckpt.save(1, best)  # already on disk
+    ckpt.save(2, best)  # best unchanged: last.pt only
+    ckpt.save(2, best, force=True)  # forced, but nothing new
+    assert run.saved == [{"last.pt": 1, "best.pt": 1}, {"last.pt": 2}]
+
+    slow = Checkpointer(
+        run,
+        model=model,
+        optimizer=opt,
+        scheduler=sched,
+        generator=torch.Generator(),
+        history=history,
+        every_seconds=1e9,
+    )
+    slow.save(3, best)  # throttled
+    slow.save(3, best, force=True)
+    assert run.saved[2:] == [{"last.pt": 3}]

@@ -219,7 +219,7 @@ def cv(
         finally:
             reporter.close()
     if json_out:
-        from nntrain.cv.store import json_text
+        from nntrain.runs.files import json_text
 
         plain(json_text({**summary, "refit": refit_summary, "cv_dir": str(cvdir.path)}).rstrip())
     else:

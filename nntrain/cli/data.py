@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List, Optional
 
@@ -46,7 +45,9 @@ def data_cmd(
         n_grid = len(x)
     report["grid"] = None if grid is None else str(grid)
     if json_out:
-        plain(json.dumps(report, indent=2))
+        from nntrain.runs.files import json_text
+
+        plain(json_text(report).rstrip())
         return
     for line in report_lines(report):
         plain(line)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -37,8 +36,10 @@ def eval_cmd(
     if target is not None:
         save(confusion_figure(result.confusion, result.classes, title=f"{split} confusion"), target)
     if json_out:
+        from nntrain.runs.files import json_text
+
         plain(
-            json.dumps(
+            json_text(
                 {
                     "split": split,
                     "n": result.n,
@@ -46,9 +47,8 @@ def eval_cmd(
                     "per_class": result.per_class(),
                     "confusion": result.confusion.tolist(),
                     "figure": str(target) if target is not None else None,
-                },
-                indent=2,
-            )
+                }
+            ).rstrip()
         )
         return
     per_class_table(result.per_class(), f"per-class {split} accuracy")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List, Optional
 
@@ -48,7 +47,9 @@ def sanity(
         saved = None
         warn(f"{e}; the run reports will not show these checks")
     if json_out:
-        plain(json.dumps({"passed": ok, "checks": [r.to_dict() for r in results]}, indent=2))
+        from nntrain.runs.files import json_text
+
+        plain(json_text({"passed": ok, "checks": [r.to_dict() for r in results]}).rstrip())
     else:
         if saved is not None:  # before the table: the verdict stays the last line
             plain(f"saved {saved} (shown in the report of every run with this config)")

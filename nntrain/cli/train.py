@@ -134,7 +134,9 @@ def _train(cfg: Any, resume: Optional[Path], json_out: bool, ddp: Any) -> None:
 
     report = build_report(run.path, setup=s)  # report.html: the run's whole story on one page
     if json_out:
-        plain(json.dumps({**summary, "run_dir": str(run.path), "report": str(report)}, indent=2))
+        from nntrain.runs.files import json_text
+
+        plain(json_text({**summary, "run_dir": str(run.path), "report": str(report)}).rstrip())
     else:
         if summary.get("per_class_test"):
             per_class_table(summary["per_class_test"], "per-class test accuracy (confusion.png)")

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from nntrain import errors
+from nntrain.config import TORCHVISION_SETS
 from nntrain.cv.local import Job, JobFn, Report
 from nntrain.errors import ConfigError, DataError, NntrainError
 
@@ -49,7 +50,6 @@ DATA_HINT = (
     "every Ray node must read the data at the same absolute path (a shared filesystem, or a copy "
     "at that path on each node; see the README, 'Scaling out: Ray')"
 )
-_TORCHVISION_SETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 
 
 def _resource(flag: str, value: float, *, minimum_exclusive: bool) -> float:
@@ -212,6 +212,7 @@ WORKER_ERRORS: dict[str, type[NntrainError]] = {
         errors.ConfigError,
         errors.DataError,
         errors.CheckpointError,
+        errors.RunDirError,
         errors.CheckFailed,
         errors.Diverged,
         errors.Interrupted,
@@ -233,7 +234,7 @@ def absolute_data_root(job: Job) -> Job:
     data = dict(job["config"]["data"])
     if data.get("root") is not None:
         data["root"] = os.path.abspath(os.path.expanduser(data["root"]))
-    elif data.get("dataset") in _TORCHVISION_SETS:  # null = ./data of the driver
+    elif data.get("dataset") in TORCHVISION_SETS:  # null = ./data of the driver
         data["root"] = os.path.abspath("data")
     return {**job, "config": {**job["config"], "data": data}}
 

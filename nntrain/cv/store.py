@@ -19,21 +19,8 @@ import numpy as np
 from nntrain.config import to_yaml
 from nntrain.cv.plan import Plan
 from nntrain.errors import ConfigError, DataError
-from nntrain.runs.files import atomic_write_text
+from nntrain.runs.files import atomic_write_text, json_text  # json_text: re-exported for cv
 from nntrain.runs.rundir import RunDir, metrics_csv
-
-
-def json_text(obj: Any) -> str:
-    def clean(v: Any) -> Any:  # NaN (a diverged fold) → null: strict JSON
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        return v
-
-    return json.dumps(clean(obj), indent=2) + "\n"
 
 
 class CvDir:

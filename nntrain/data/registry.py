@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from nntrain.config import DataConfig
+from nntrain.config import DATASETS, TORCHVISION_SETS, DataConfig
 from nntrain.data.types import Dataset, footprint_mb
 from nntrain.errors import DataError
 
@@ -45,11 +45,9 @@ LOADERS: dict[str, Callable[[DataConfig, Callable[[str], None]], Dataset]] = {
     "digits": _load_digits,
     "imagefolder": _imagefolder,
     "npz": _npz,
-    "mnist": _torchvision,
-    "fashion_mnist": _torchvision,
-    "cifar10": _torchvision,
-    "cifar100": _torchvision,
+    **{name: _torchvision for name in TORCHVISION_SETS},
 }
+assert set(LOADERS) == set(DATASETS), "config.DATASETS and the loaders disagree"
 
 
 def load_dataset(cfg: DataConfig) -> Dataset:

@@ -5,22 +5,18 @@ the network sees them (normalized and augmented: "visualize just before the net"
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import numpy as np
 import torch
 
-SPLITS = ("train", "val", "test")
+from nntrain.data.stats import SPLITS, sample_digests, split_class_counts
 
 
 def describe(s: Any) -> dict[str, Any]:
     """``s`` is a ``pipeline.Setup``; returns plain data (JSON-ready)."""
     data = s.data
-    counts = {
-        name: dict(zip(data.classes, torch.bincount(getattr(data, name).y.cpu(), minlength=data.num_classes).tolist()))
-        for name in SPLITS
-    }
+    counts = split_class_counts(data)
     return {
         "dataset": s.dataset.name,
         "classes": list(data.classes),
@@ -49,19 +45,11 @@ def value_range(split: Any, batch_size: int) -> dict[str, float] | None:
     return {"min": lo, "max": hi, "mean": mean, "std": max(sq / n - mean * mean, 0.0) ** 0.5}
 
 
-def _digests(ds: Any) -> list[bytes]:
-    """One digest per sample: the raw pixel bytes in memory, the file bytes when streaming from files."""
-    if isinstance(ds.x, torch.Tensor):
-        flat = ds.x.reshape(len(ds.x), -1).contiguous().numpy()
-        return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in flat]
-    return [hashlib.blake2b(ds.x.file_bytes(i), digest_size=16).digest() for i in range(len(ds.x))]
-
-
 def duplicates(ds: Any, splits: Any) -> dict[str, Any]:
     """For each pair of splits: how many samples of the later split have an exact copy in the earlier
     one (leakage: the model is scored on what it trained on), with up to 5 example pairs of dataset
     indices (and file names when the samples came from files)."""
-    digests = _digests(ds)
+    digests = sample_digests(ds)
     first: dict[str, dict[bytes, int]] = {}
     for name in SPLITS:
         seen: dict[bytes, int] = {}

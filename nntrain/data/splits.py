@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from nntrain.config import Config
+from nntrain.data.stats import class_counts
 from nntrain.data.types import Dataset, SplitIndices
 from nntrain.errors import DataError
 
@@ -60,7 +61,7 @@ def stratified_kfold(y: np.ndarray, k: int, *, seed: int) -> list[tuple[np.ndarr
     """K (train, val) index pairs over ``y``'s positions; each position is in exactly one val fold."""
     from sklearn.model_selection import StratifiedKFold
 
-    counts = np.bincount(y)
+    counts = class_counts(y)
     smallest = int(counts[counts > 0].min()) if len(counts) else 0
     if k < 2:
         raise DataError(f"--folds {k}: k-fold needs at least 2 folds")

@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from nntrain.errors import NntrainError
+from nntrain.errors import RunDirError
 from nntrain.plots import Curves, confusion_figure, curves_figure, save
 from nntrain.runs.files import atomic_write_text
 from nntrain.runs.rundir import RunDir
@@ -47,7 +47,7 @@ def read_curves(run_dir: str | Path) -> Curves:
     run = Path(run_dir)
     metrics = run / "metrics.csv"
     if not metrics.is_file():
-        raise NntrainError(f"'{run}' has no metrics.csv; pass a run directory written by nntrain train")
+        raise RunDirError(f"'{run}' has no metrics.csv; pass a run directory written by nntrain train")
     try:
         with open(metrics, newline="") as f:
             records = [{k: _num(v) for k, v in row.items()} for row in csv.DictReader(f)]
@@ -56,9 +56,9 @@ def read_curves(run_dir: str | Path) -> Curves:
             with open(run / "steps.csv", newline="") as f:
                 steps = [_num(row["loss"]) for row in csv.DictReader(f)]
     except (OSError, KeyError, ValueError, csv.Error) as e:
-        raise NntrainError(f"cannot read the metrics of '{run}': {e}; the run directory is damaged") from None
+        raise RunDirError(f"cannot read the metrics of '{run}': {e}; the run directory is damaged") from None
     if not records:
-        raise NntrainError(f"'{run}/metrics.csv' has no epochs yet; wait for the run's first epoch")
+        raise RunDirError(f"'{run}/metrics.csv' has no epochs yet; wait for the run's first epoch")
     return Curves(run.resolve().name, records, steps, test_acc=_test_acc(run))
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from nntrain.errors import CheckpointError, NntrainError
+from nntrain.errors import CheckpointError, NntrainError, RunDirError
 from nntrain.training.metrics import EvalResult, evaluate_classes
 
 
@@ -19,7 +19,7 @@ def resolve_checkpoint(path: str | Path, name: str = "best.pt") -> Path:
         for candidate in (name, "last.pt"):
             if (p / candidate).is_file():
                 return p / candidate
-        raise CheckpointError(f"'{p}' holds no {name} or last.pt; pass a run directory written by nntrain train")
+        raise RunDirError(f"'{p}' holds no {name} or last.pt; pass a run directory written by nntrain train")
     if not p.exists():
         raise CheckpointError(f"'{p}' does not exist; pass a run directory (runs/<name>-<time>) or a .pt checkpoint")
     return p
@@ -57,7 +57,7 @@ def eval_run(run_dir: str | Path, *, split: str = "test", checkpoint: str = "bes
 
     run = Path(run_dir)
     if not (run / "config.yaml").is_file():
-        raise NntrainError(
+        raise RunDirError(
             f"'{run}' is not a run directory (no config.yaml); pass runs/<name>-<time> written by nntrain train"
         )
     path = resolve_checkpoint(run, checkpoint)

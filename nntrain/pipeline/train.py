@@ -3,7 +3,6 @@ resuming an interrupted run from its ``last.pt``."""
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from pathlib import Path
@@ -12,7 +11,8 @@ from typing import Any, Callable, Iterable
 import torch
 
 from nntrain.config import Config, load_config, to_yaml
-from nntrain.errors import NntrainError
+from nntrain.data.stats import split_class_counts
+from nntrain.errors import NntrainError, RunDirError
 from nntrain.pipeline.setup import Setup, checkpoint_extra, setup, versions
 from nntrain.pipeline.tensorboard import require_tensorboard
 from nntrain.runs.files import load_checkpoint
@@ -35,8 +35,7 @@ def train_run(
     if cfg.output.tensorboard:
         require_tensorboard()  # bad input: reject before a run directory exists
     model = s.new_model()
-    ddp = distributed.current()
-    if ddp is not None and not ddp.is_main:  # torchrun rank > 0: trains in step with rank 0, writes nothing
+    if not distributed.hooks().is_main:  # torchrun rank > 0: trains in step with rank 0, writes nothing
         return _fit_and_summarize(cfg, s, model, None, (), should_stop, resume=None), None
     run = RunDir.create(cfg.output.runs_dir, cfg.output.run_name, config_yaml=to_yaml(cfg))
     run.save_checkpoint("init.pt", {"model": model.state_dict(), "epoch": 0, **checkpoint_extra(s)})  # --compare-init
@@ -52,7 +51,7 @@ def resume_run(
     """Continue ``run_dir`` from its last.pt with its own config.yaml."""
     run = RunDir(Path(run_dir))
     if not (run.path / "config.yaml").is_file():
-        raise NntrainError(f"--resume {run_dir}: not a run directory (no config.yaml); pass a directory under runs/")
+        raise RunDirError(f"--resume {run_dir}: not a run directory (no config.yaml); pass a directory under runs/")
     cfg = load_config(run.path / "config.yaml")
     last = load_checkpoint(run.path / "last.pt")
     if last["epoch"] >= cfg.train.epochs or (run.path / "summary.json").is_file():
@@ -64,8 +63,7 @@ def resume_run(
     if cfg.output.tensorboard:
         require_tensorboard()
     model = s.new_model()
-    ddp = distributed.current()
-    if ddp is not None and not ddp.is_main:  # torchrun rank > 0: same last.pt, writes nothing
+    if not distributed.hooks().is_main:  # torchrun rank > 0: same last.pt, writes nothing
         return _fit_and_summarize(cfg, s, model, None, (), should_stop, resume=last), None, cfg
     run.rewrite_metrics(last["history"]["records"])  # drop any row written after last.pt
     return _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, resume=last), run, cfg
@@ -97,7 +95,7 @@ def _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, *, resume) ->
             should_stop=should_stop,
             checkpoint_seconds=cfg.output.checkpoint_seconds,
             augment=make_augment(cfg.data.augment),
-            ddp=distributed.current(),
+            ddp=distributed.hooks(),
         )
     finally:
         if tb is not None:
@@ -114,14 +112,11 @@ def _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, *, resume) ->
 
 
 def summary(cfg: Config, s: Setup, h: History, *, started: float) -> dict[str, Any]:
-    def num(v: float) -> float | None:
-        return None if math.isnan(v) else v
-
     return {
-        "best_val_acc": num(h.best_val_acc),
+        "best_val_acc": h.best_val_acc,  # NaN → null in summary.json
         "best_epoch": h.best_epoch,
-        "test_acc": num(h.test_acc),
-        "test_loss": num(h.test_loss),
+        "test_acc": h.test_acc,  # NaN → null in summary.json
+        "test_loss": h.test_loss,  # NaN → null in summary.json
         "epochs_run": len(h.records),
         "stopped": h.stopped,
         "diverged": h.diverged,
@@ -130,21 +125,12 @@ def summary(cfg: Config, s: Setup, h: History, *, started: float) -> dict[str, A
         "seed": cfg.seed,
         "device": str(s.device),
         "threads": torch.get_num_threads(),
-        "world_size": distributed.current().world if distributed.current() is not None else 1,  # torchrun processes
+        "world_size": distributed.hooks().world,  # torchrun processes
         "dataset": cfg.data.dataset,
         "split_sizes": {"train": len(s.data.train), "val": len(s.data.val), "test": len(s.data.test)},
         "classes": list(s.data.classes),
-        "class_counts": class_counts(s),
+        "class_counts": split_class_counts(s.data),
         "data_notes": list(s.dataset.notes),
         "command": sys.argv,
         **versions(),
     }
-
-
-def class_counts(s: Setup) -> dict[str, dict[str, int]]:
-    """Per split: class name → number of samples (recorded in summary.json)."""
-    out = {}
-    for name in ("train", "val", "test"):
-        counts = torch.bincount(getattr(s.data, name).y.cpu(), minlength=s.data.num_classes).tolist()
-        out[name] = dict(zip(s.data.classes, counts))
-    return out

@@ -5,6 +5,8 @@ with ``weights_only=True``."""
 from __future__ import annotations
 
 import io
+import json
+import math
 import os
 import pickle
 import re
@@ -26,6 +28,24 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def json_text(obj: Any) -> str:
+    """The one JSON writer of nntrain: every ``--json`` output and every JSON file (summary.json,
+    lr-sweep.json, cv's files). NaN and ±inf (no val split, a diverged fold) become ``null``, so
+    the text is strict JSON any parser reads; other non-JSON values (paths, ...) become strings.
+    Indented by 2, ending with a newline."""
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(obj), indent=2, default=str, allow_nan=False) + "\n"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

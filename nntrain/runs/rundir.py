@@ -7,14 +7,13 @@ overwritten."""
 from __future__ import annotations
 
 import csv
-import json
 import os
 import time
 from pathlib import Path
 from typing import Any
 
 from nntrain.errors import NntrainError
-from nntrain.runs.files import BackgroundWriter, atomic_write_text, save_checkpoint
+from nntrain.runs.files import BackgroundWriter, atomic_write_text, json_text, save_checkpoint
 
 METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
 
@@ -102,7 +101,7 @@ class RunDir:
         self.wait_checkpoints()  # every checkpoint is on disk when fit returns
 
     def write_json(self, name: str, obj: dict[str, Any]) -> None:
-        atomic_write_text(self.path / name, json.dumps(obj, indent=2, default=str) + "\n")
+        atomic_write_text(self.path / name, json_text(obj))  # NaN/inf → null
 
     def read_metrics(self) -> list[dict[str, str]]:
         with open(self.path / "metrics.csv", newline="") as f:

@@ -9,7 +9,6 @@ autograd checks (gradient check, gradient flow, batch independence) live in
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nntrain.config import OptimizerConfig
+from nntrain.data.stats import class_counts, sample_digests
 from nntrain.data.types import Dataset, Split, SplitIndices
 from nntrain.training.engine import evaluate, train_one_epoch
 from nntrain.training.optim import make_optimizer
@@ -37,18 +37,8 @@ class CheckResult:
     seconds: float = 0.0  # wall time of the check (set by sanity.run_sanity)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe: non-finite floats (at any depth) become strings ('nan', 'inf')."""
-        return _json_safe(asdict(self))
-
-
-def _json_safe(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
-    if isinstance(v, dict):
-        return {k: _json_safe(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json_safe(x) for x in v]
-    return v
+        """Plain data; ``runs.files.json_text`` writes it (non-finite floats → null)."""
+        return asdict(self)
 
 
 def disable_dropout(model: nn.Module) -> nn.Module:
@@ -231,10 +221,6 @@ def overfit_tiny(
 # --------------------------------------------------------------------------- 7. split hygiene
 
 
-def _digest(x: torch.Tensor) -> bytes:
-    return hashlib.blake2b(x.contiguous().numpy().tobytes(), digest_size=16).digest()
-
-
 def split_hygiene(dataset: Dataset, splits: SplitIndices) -> CheckResult:
     """Labels in range, every class in every non-empty split, no identical raw image in two splits."""
     c = dataset.num_classes
@@ -247,13 +233,15 @@ def split_hygiene(dataset: Dataset, splits: SplitIndices) -> CheckResult:
     missing = {}
     for name, idx in parts.items():
         if len(idx):
-            absent = sorted(set(range(c)) - set(int(v) for v in np.unique(y[idx])))
+            labels = y[idx]
+            counts = class_counts(labels[(labels >= 0) & (labels < c)], c)
+            absent = [k for k in range(c) if counts[k] == 0]
             if absent:
                 missing[name] = absent
                 names = ", ".join(dataset.classes[i] if 0 <= i < c else str(i) for i in absent[:5])
                 problems.append(f"{name} lacks {len(absent)} class(es): {names}{', ...' if len(absent) > 5 else ''}")
-    x = dataset.x.cpu()
-    hashes = {name: {_digest(x[int(i)]) for i in idx} for name, idx in parts.items()}
+    digests = sample_digests(dataset)
+    hashes = {name: {digests[int(i)] for i in idx} for name, idx in parts.items()}
     shared = {}
     for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
         n = len(hashes[a] & hashes[b])

@@ -1,7 +1,9 @@
 """``nntrain sanity``: every pre-training check on the configured model and data.
 
 Each check gets a freshly initialized model (same seed) so no check sees another's
-training; an exception inside a check becomes that check's FAIL and the rest still run.
+training; an exception inside a check becomes that check's FAIL and the rest still run,
+except bad input (an ``NntrainError``, e.g. a ``DataError`` from a streamed split): that
+ends the command with its message (exit 2), as everywhere else.
 Progress goes to callbacks (``on_check_start``, ``on_overfit_epoch``, ``on_check_end``).
 The checks run eagerly in float32 (train.amp and train.compile do not apply).
 """
@@ -14,7 +16,7 @@ from typing import Any, Callable, Iterable
 
 from torch import nn
 
-from nntrain.errors import ConfigError
+from nntrain.errors import ConfigError, NntrainError
 from nntrain.pipeline.setup import Setup
 from nntrain.sanity.checks import (
     CheckResult,
@@ -26,6 +28,7 @@ from nntrain.sanity.checks import (
     tiny_subset,
 )
 from nntrain.sanity.gradients import batch_independence, gradient_check, gradient_flow
+from nntrain.training.callbacks import dispatch
 
 Report = Callable[[dict[str, Any]], None]
 
@@ -140,19 +143,15 @@ def run_sanity(s: Setup, *, callbacks: Iterable[Any] = (), checks: Iterable[Chec
     """Run ``checks`` (default: all of ``CHECKS``) in order; one ``CheckResult`` each."""
     check_sizes(s)
     callbacks, checks = list(callbacks), list(CHECKS if checks is None else checks)
-
-    def call(hook: str, *args: Any) -> None:
-        for cb in callbacks:
-            fn = getattr(cb, hook, None)
-            if fn is not None:
-                fn(*args)
-
     results = []
     for index, check in enumerate(checks, start=1):
-        call("on_check_start", {"index": index, "total": len(checks), "name": check.name, "title": check.title})
+        start = {"index": index, "total": len(checks), "name": check.name, "title": check.title}
+        dispatch(callbacks, "on_check_start", start)
         t0 = time.perf_counter()
         try:
-            result = check.run(s, lambda record: call("on_overfit_epoch", record))
+            result = check.run(s, lambda record: dispatch(callbacks, "on_overfit_epoch", record))
+        except NntrainError:  # bad input (config, data files): the command's error, not a failed check
+            raise
         except Exception as e:  # a crashing check is a failed check; the others still run
             result = CheckResult(
                 check.name,
@@ -163,5 +162,5 @@ def run_sanity(s: Setup, *, callbacks: Iterable[Any] = (), checks: Iterable[Chec
             )
         result.seconds = time.perf_counter() - t0
         results.append(result)
-        call("on_check_end", result)
+        dispatch(callbacks, "on_check_end", result)
     return results

@@ -3,7 +3,27 @@ each callback; ``StopTraining`` raised by a hook ends training after the epoch."
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Protocol
+
+from nntrain.training.history import History
+
+
+class Callback(Protocol):
+    """The hooks ``fit`` calls, in this order. Each is optional: ``dispatch`` looks a hook up by
+    name, so a callback defines only those it needs (e.g. a run directory only writes rows)."""
+
+    def on_fit_start(self, info: dict[str, Any]) -> None:
+        """Before the first epoch: epochs, device, n_train, history (so far), start_epoch, layers."""
+
+    def on_epoch_metrics(self, record: dict[str, Any]) -> None:
+        """The epoch's metrics, before the best-model decision; may raise ``StopTraining``
+        (``diverged=True`` keeps this epoch out of ``best.pt``)."""
+
+    def on_epoch_end(self, record: dict[str, Any]) -> None:
+        """The epoch's record (with ``best``), after the checkpoint; may raise ``StopTraining``."""
+
+    def on_fit_end(self, history: History) -> None:
+        """Once, when training ended (finished, stopped, diverged or interrupted)."""
 
 
 class StopTraining(Exception):
@@ -22,8 +42,10 @@ class StopTraining(Exception):
         self.diverged = diverged
 
 
-def dispatch(callbacks: Iterable[Any], hook: str, *args: Any) -> StopTraining | None:
-    """Call ``hook`` on every callback; the first ``StopTraining`` raised is returned."""
+def dispatch(callbacks: Iterable[Callback | object], hook: str, *args: Any) -> StopTraining | None:
+    """Call ``hook`` on every callback that has it; the first ``StopTraining`` raised is
+    returned (the other callbacks still get the call). The one dispatcher of ``fit`` and of
+    the sanity runner (whose hooks are ``on_check_start``, ``on_overfit_epoch``, ``on_check_end``)."""
     stop = None
     for cb in callbacks:
         fn = getattr(cb, hook, None)

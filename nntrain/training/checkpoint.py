@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from nntrain.models import load_weights
+from nntrain.training.history import History
 
 
 @dataclass
@@ -68,3 +70,59 @@ def restore_state(ckpt, model, optimizer, scheduler, generator, history, device)
     best_state = {k: v.to(device) for k, v in best.items()} if best is not None else None
     partial = EpochProgress.from_dict(ckpt["partial"]) if ckpt.get("partial") else None
     return best_state, partial
+
+
+class Checkpointer:
+    """Writes ``fit``'s ``last.pt`` (full training state) and ``best.pt`` (the best weights, when
+    the best changed) into a run directory, at most every ``every_seconds`` unless forced (end of
+    training, Ctrl-C/SIGTERM), never twice for the same state. The files are written by the run
+    directory's background thread. Without a run directory (a torchrun rank > 0, cv folds) it
+    writes nothing."""
+
+    def __init__(
+        self,
+        run: Any,
+        *,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        generator: torch.Generator,
+        history: History,
+        extra: dict[str, Any] | None = None,
+        every_seconds: float = 0.0,
+    ) -> None:
+        self.run = run  # a RunDir or None
+        self.training = (model, optimizer, scheduler, generator)  # what last.pt captures
+        self.every_seconds = every_seconds
+        self.extra = extra or {}
+        self.history = history
+        self.last_write = time.perf_counter()  # when last.pt was last written (perf_counter seconds)
+        self.last_written = len(history.records)  # the epoch whose end state last.pt holds
+        self.best_written = history.best_epoch  # the epoch whose weights best.pt holds
+
+    def save(
+        self,
+        epoch_done: int,
+        best_state: dict[str, torch.Tensor] | None,
+        *,
+        partial: EpochProgress | None = None,
+        force: bool = False,
+    ) -> None:
+        """The state after ``epoch_done`` epochs (``partial``: plus an epoch in progress)."""
+        h = self.history
+        if self.run is None or (not force and time.perf_counter() - self.last_write < self.every_seconds):
+            return
+        if partial is None and epoch_done == self.last_written and h.best_epoch == self.best_written:
+            return  # already on disk
+        self.last_write, self.last_written = time.perf_counter(), epoch_done
+        files = {"last.pt": checkpoint_state(*self.training, epoch_done, h, self.extra, partial)}
+        if best_state is not None and h.best_epoch != self.best_written:
+            files["best.pt"] = {
+                "model": best_state,
+                "epoch": h.best_epoch,
+                "best_epoch": h.best_epoch,
+                "best_val_acc": h.best_val_acc,
+                **self.extra,
+            }
+            self.best_written = h.best_epoch
+        self.run.save_checkpoints_async(files)

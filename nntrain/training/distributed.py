@@ -114,6 +114,10 @@ class Context:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return t
 
+    def step_share(self, loss: torch.Tensor) -> torch.Tensor:
+        """This rank's share of the step's loss (the per-step losses are summed over ranks once per epoch)."""
+        return loss.detach() / self.world
+
     # ------------------------------------------------------------------ agreement
 
     def agreed_stop(self, should_stop: Callable[[], bool] | None) -> Callable[[], bool] | None:
@@ -144,6 +148,59 @@ class Context:
         import torch.distributed as dist
 
         dist.barrier(group=self.ctrl)
+
+
+class SingleProcess:
+    """The distributed hooks of ``fit`` and ``train_one_epoch`` for a plain one-process run:
+    the whole batch on this process, nothing to agree on, nothing to reduce (every hook is a
+    no-op or the plain computation, so the numbers are those of a run without torchrun)."""
+
+    rank = 0
+    world = 1
+    is_main = True
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        return model
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        return model
+
+    def batches(
+        self, split: Any, perm: torch.Tensor, batch_size: int, start: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return split.train_batches(perm, batch_size, start=start)
+
+    def data_loss(self, logits: torch.Tensor, yb: torch.Tensor, step: int) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(logits, yb)
+
+    def augment_generator(self, generator: torch.Generator) -> torch.Generator:
+        return generator
+
+    def own(self, value: Any) -> Any:
+        return value
+
+    def reduce(self, t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    def step_share(self, loss: torch.Tensor) -> torch.Tensor:
+        return loss.detach()
+
+    def agreed_stop(self, should_stop: Callable[[], bool] | None) -> Callable[[], bool] | None:
+        return should_stop
+
+    def agree(self, stop: Any) -> Any:
+        return stop
+
+    def barrier(self) -> None:
+        pass
+
+
+Hooks = Context | SingleProcess  # what fit and train_one_epoch call: torchrun's rank or the single process
+
+
+def hooks() -> Hooks:
+    """This process's distributed hooks: its torchrun ``Context``, or ``SingleProcess()``."""
+    return _current if _current is not None else SingleProcess()
 
 
 def env_world() -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import torch
@@ -20,9 +20,12 @@ from torch import nn
 from nntrain.config import TrainConfig
 from nntrain.data.types import Prepared, Split
 from nntrain.models import named_weights, reg_weights, regularization
-from nntrain.training.callbacks import dispatch
-from nntrain.training.checkpoint import EpochProgress, checkpoint_state, restore_state
+from nntrain.runs.rundir import RunDir
+from nntrain.training.callbacks import Callback, dispatch
+from nntrain.training.checkpoint import Checkpointer, EpochProgress, restore_state
 from nntrain.training.device import Precision
+from nntrain.training.distributed import Hooks, SingleProcess
+from nntrain.training.history import History
 from nntrain.training.optim import make_optimizer, make_scheduler
 
 Augment = Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
@@ -49,14 +52,15 @@ def train_one_epoch(
     augment: Augment | None = None,
     progress: EpochProgress | None = None,
     should_stop: Callable[[], bool] | None = None,
-    shard: Any = None,
+    shard: Hooks | None = None,
     on_step: Callable[[int, int], None] | None = None,
 ) -> EpochStats:
     """One pass over ``split`` in random order. ``progress`` resumes an interrupted epoch;
     ``should_stop`` is polled after every step (a signal handler's flag: no host sync).
     ``shard`` (a ``distributed.Context``, under torchrun): train on this rank's chunk of
-    every global batch; the returned stats are summed over ranks. ``on_step(steps_done, n_steps)``
-    (Python ints: no host sync) follows every step, for progress displays."""
+    every global batch; the returned stats are summed over ranks (default: the whole batch).
+    ``on_step(steps_done, n_steps)`` (Python ints: no host sync) follows every step, for progress displays."""
+    shard = shard or SingleProcess()
     model.train()
     precision = precision or Precision()
     n = len(split)
@@ -72,21 +76,18 @@ def train_one_epoch(
     if progress is not None:
         generator.set_state(progress.gen_now)
         first = progress.step
-        restored = torch.tensor(progress.step_losses, device=device)
-        step_losses[:first] = restored if shard is None else shard.own(restored)  # ddp: summed over ranks later
-        correct += progress.correct if shard is None else shard.own(progress.correct)
-    # in memory: index slices of the resident split; streaming: a DataLoader in the same order
-    if shard is None:
-        batches = split.train_batches(perm, batch_size, start=first)
-    else:  # ---- distributed: this rank's chunk of each global batch
-        batches = shard.batches(split, perm, batch_size, start=first)
+        step_losses[:first] = shard.own(torch.tensor(progress.step_losses, device=device))  # ddp: summed later
+        correct += shard.own(progress.correct)
+    # in memory: index slices of the resident split; streaming: a DataLoader in the same order;
+    # ddp: this rank's chunk of each global batch
+    batches = shard.batches(split, perm, batch_size, start=first)
     for step, (xb, yb) in enumerate(batches, start=first):  # (B, C, H, W), (B,)
         if augment is not None:
-            xb = augment(xb, generator if shard is None else shard.augment_generator(generator))
+            xb = augment(xb, shard.augment_generator(generator))
         with precision.autocast():
             logits = model(xb)
             # ddp: Σ CE(chunk)·world/|batch|, so the gradient averaged over ranks is the batch mean's
-            loss = F.cross_entropy(logits, yb) if shard is None else shard.data_loss(logits, yb, step)
+            loss = shard.data_loss(logits, yb, step)
         if weights:
             loss = loss + regularization(weights, reg)  # float32, outside autocast
         optimizer.zero_grad(set_to_none=True)
@@ -100,13 +101,12 @@ def train_one_epoch(
         else:
             loss.backward()
             optimizer.step()
-        step_losses[step] = loss.detach() if shard is None else loss.detach() / shard.world  # ddp: this rank's share
+        step_losses[step] = shard.step_share(loss)  # ddp: this rank's share
         correct += (logits.detach().argmax(1) == yb).sum()
         if on_step is not None:
             on_step(step + 1, n_steps)
         if should_stop is not None and step < n_steps - 1 and should_stop():
-            if shard is not None:  # ddp: the position's losses and counts, summed over ranks
-                shard.reduce(step_losses[: step + 1]), shard.reduce(correct)
+            shard.reduce(step_losses[: step + 1]), shard.reduce(correct)  # ddp: summed over ranks
             done = step_losses[: step + 1].tolist()
             at = EpochProgress(step + 1, done, int(correct), gen_start, generator.get_state())
             return EpochStats(math.nan, math.nan, done, {}, interrupted=at)
@@ -114,8 +114,7 @@ def train_one_epoch(
         ratios = torch.stack([(w - before[k]).norm() / w.norm().clamp_min(1e-12) for k, w in named.items()])
     sizes = torch.full((n_steps,), float(batch_size))
     sizes[-1] = n - (n_steps - 1) * batch_size
-    if shard is not None:  # ddp: every rank gets the global batches' losses and the epoch's correct count
-        shard.reduce(step_losses), shard.reduce(correct)
+    shard.reduce(step_losses), shard.reduce(correct)  # ddp: every rank gets the global batches' losses, correct
     losses = step_losses.cpu()  # the one host sync of the epoch
     mean_loss = float((losses * sizes).sum() / n)
     return EpochStats(mean_loss, correct.item() / n, losses.tolist(), dict(zip(named, ratios.tolist())))
@@ -149,20 +148,6 @@ def evaluate(
     return loss_sum.item() / n + r, correct.item() / n
 
 
-@dataclass
-class History:
-    records: list[dict[str, Any]] = field(default_factory=list)  # one per epoch: METRIC_COLUMNS + update ratios
-    step_losses: list[float] = field(default_factory=list)  # every SGD step, all epochs
-    best_epoch: int = 0
-    best_val_acc: float = math.nan
-    test_loss: float = math.nan
-    test_acc: float = math.nan
-    stopped: str | None = None  # why training ended before train.epochs (early stop, divergence)
-    diverged: bool = False
-    interrupted: str | None = None  # set when should_stop() ended training; last.pt can resume it
-    seconds: float = 0.0
-
-
 def fit(
     model: nn.Module,
     data: Prepared,
@@ -170,19 +155,20 @@ def fit(
     *,
     seed: int,
     device: torch.device,
-    callbacks: Iterable[Any] = (),
-    run: Any = None,
+    callbacks: Iterable[Callback] = (),
+    run: RunDir | None = None,
     checkpoint_extra: dict[str, Any] | None = None,
     augment: Augment | None = None,
     resume: dict[str, Any] | None = None,
     should_stop: Callable[[], bool] | None = None,
     checkpoint_seconds: float = 0.0,
-    ddp: Any = None,
+    ddp: Hooks | None = None,
 ) -> History:
     """Train ``model`` on ``data.train``, select by val accuracy, test the best once.
 
     ``ddp`` (a ``distributed.Context``, under torchrun): train with DistributedDataParallel on
     this rank's chunk of every global batch; only rank 0 should get ``run`` and callbacks.
+    Default: ``SingleProcess()``, the same hooks as no-ops.
 
     ``run`` (a ``RunDir``) receives ``last.pt`` (full training state) and ``best.pt`` (the
     best weights) every epoch, or at most every ``checkpoint_seconds``, and at the end.
@@ -190,16 +176,11 @@ def fit(
     from, exactly where it stopped. ``should_stop`` is polled every step; when it turns
     true, ``last.pt`` records the position and ``History.interrupted`` is set.
     """
+    ddp = ddp or SingleProcess()
     callbacks = list(callbacks) + ([run] if run is not None else [])
-    raw = model.to(device)
-    if ddp is not None:  # ---- distributed: SyncBatchNorm on CUDA; every rank stops at the same step
-        raw, should_stop = ddp.prepare(raw), ddp.agreed_stop(should_stop)
-    train, val, test = data.train, data.val, data.test
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
-        if any(isinstance(m, nn.Conv2d) for m in raw.modules()):
-            raw = raw.to(memory_format=torch.channels_last)
-            train, val, test = (s.channels_last() for s in (train, val, test))
+    # ddp: SyncBatchNorm on CUDA; every rank stops at the same step
+    raw, should_stop = ddp.prepare(model.to(device)), ddp.agreed_stop(should_stop)
+    raw, (train, val, test) = _cuda_layout(raw, (data.train, data.val, data.test), device)
     optimizer = make_optimizer(raw, cfg.optimizer)
     scheduler = make_scheduler(optimizer, cfg)
     precision = Precision.create(cfg.amp, device)
@@ -209,10 +190,19 @@ def fit(
     progress: EpochProgress | None = None
     if resume is not None:
         best_state, progress = restore_state(resume, raw, optimizer, scheduler, generator, history, device)
-    net = torch.compile(raw) if cfg.compile else raw
-    train_net = net
-    if ddp is not None:  # ---- distributed: gradients all-reduced in backward; eval uses the plain module
-        train_net = torch.compile(ddp.wrap(raw)) if cfg.compile else ddp.wrap(raw)
+    net = torch.compile(raw) if cfg.compile else raw  # evaluation: the plain module
+    wrapped = ddp.wrap(raw)  # ddp: gradients all-reduced in backward
+    train_net = net if wrapped is raw else (torch.compile(wrapped) if cfg.compile else wrapped)
+    checkpointer = Checkpointer(
+        run,
+        model=raw,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        generator=generator,
+        history=history,
+        extra=checkpoint_extra,
+        every_seconds=checkpoint_seconds,
+    )
     since_best = len(history.records) - history.best_epoch
     t_fit = time.perf_counter()
     # "history" lets a callback read what has been recorded so far (e.g. every step's loss)
@@ -238,35 +228,6 @@ def fit(
         for f in steppers:
             f(step, n_steps)
 
-    last_write = time.perf_counter()  # when last.pt was last written (perf_counter seconds)
-    last_written = len(history.records)  # the epoch whose end state last.pt holds
-    best_written = history.best_epoch  # the epoch whose weights best.pt holds
-
-    def save(epoch_done: int, partial: EpochProgress | None = None, force: bool = False) -> None:
-        """last.pt (+ best.pt when the best changed), at most every ``checkpoint_seconds``
-        unless forced (end of training, Ctrl-C/SIGTERM). Written by a background thread."""
-        nonlocal last_write, last_written, best_written
-        if run is None or (not force and time.perf_counter() - last_write < checkpoint_seconds):
-            return
-        if partial is None and epoch_done == last_written and history.best_epoch == best_written:
-            return  # already on disk
-        last_write, last_written = time.perf_counter(), epoch_done
-        files = {
-            "last.pt": checkpoint_state(
-                raw, optimizer, scheduler, generator, epoch_done, history, checkpoint_extra, partial
-            )
-        }
-        if best_state is not None and history.best_epoch != best_written:
-            files["best.pt"] = {
-                "model": best_state,
-                "epoch": history.best_epoch,
-                "best_epoch": history.best_epoch,
-                "best_val_acc": history.best_val_acc,
-                **(checkpoint_extra or {}),
-            }
-            best_written = history.best_epoch
-        run.save_checkpoints_async(files)
-
     for epoch in range(len(history.records) + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
@@ -286,7 +247,7 @@ def fit(
         )
         progress = None
         if stats.interrupted is not None:
-            save(epoch - 1, stats.interrupted, force=True)
+            checkpointer.save(epoch - 1, best_state, partial=stats.interrupted, force=True)
             history.interrupted = f"interrupted in epoch {epoch}, after step {stats.interrupted.step}"
             break
         val_loss, val_acc = evaluate(net, val, batch_size=cfg.eval_batch_size, reg=cfg.reg, precision=precision)
@@ -301,10 +262,9 @@ def fit(
             "seconds": time.perf_counter() - t0,
             **{f"update_ratio.{k}": v for k, v in stats.update_ratios.items()},
         }
-        # a callback's verdict before the best-model decision: a diverging epoch never becomes best.pt
-        veto = dispatch(callbacks, "on_epoch_metrics", record)
-        if ddp is not None:  # rank 0's callbacks decide for every rank
-            veto = ddp.agree(veto)
+        # a callback's verdict before the best-model decision: a diverging epoch never becomes best.pt;
+        # ddp: rank 0's callbacks decide for every rank
+        veto = ddp.agree(dispatch(callbacks, "on_epoch_metrics", record))
         diverged = not math.isfinite(stats.loss) or (veto is not None and veto.diverged)
         # no val split (NaN accuracy): the last finite epoch is "best"
         improved = not diverged and (best_state is None or math.isnan(val_acc) or val_acc > history.best_val_acc)
@@ -316,38 +276,27 @@ def fit(
             best_state = {k: v.detach().clone() for k, v in raw.state_dict().items()}
         else:
             since_best += 1
-        save(epoch)  # checkpoint first, then the metrics row (queued behind it)
-        stop = dispatch(callbacks, "on_epoch_end", record)
-        stop = (stop if ddp is None else ddp.agree(stop)) or veto
-
+        checkpointer.save(epoch, best_state)  # checkpoint first, then the metrics row (queued behind it)
+        stop = ddp.agree(dispatch(callbacks, "on_epoch_end", record)) or veto
         if diverged:
             history.diverged = True
-            history.stopped = (
-                veto.reason
-                if veto is not None and veto.diverged
-                else (
-                    f"diverged: train loss is {stats.loss} at epoch {epoch}; lower train.optimizer.lr "
-                    f"(now {cfg.optimizer.lr:g}) or train.reg"
-                )
-            )
-            break
-        if stop is not None:
+            history.stopped = veto.reason if veto is not None and veto.diverged else _diverged(stats.loss, epoch, cfg)
+        elif stop is not None:
             history.stopped, history.diverged = stop.reason, stop.diverged
-            break
-        if cfg.patience is not None and since_best >= cfg.patience:
+        elif cfg.patience is not None and since_best >= cfg.patience:
             history.stopped = f"early stop: val accuracy has not improved for {cfg.patience} epochs"
-            break
-        if should_stop is not None and should_stop() and epoch < cfg.epochs:
+        elif should_stop is not None and should_stop() and epoch < cfg.epochs:
             history.interrupted = f"interrupted after epoch {epoch}"
-            break
+        else:
+            continue  # the next epoch
+        break
 
     if not (history.interrupted and history.interrupted.startswith("interrupted in epoch")):
-        save(len(history.records), force=True)  # the final state, whatever ended training
+        checkpointer.save(len(history.records), best_state, force=True)  # the final state, whatever ended training
     history.seconds = time.perf_counter() - t_fit
     if history.interrupted:
         dispatch(callbacks, "on_fit_end", history)
-        if ddp is not None:  # ranks exit 130 only once rank 0's last.pt is on disk: torchrun then ends them all
-            ddp.barrier()
+        ddp.barrier()  # ddp: ranks exit 130 only once rank 0's last.pt is on disk: torchrun then ends them all
         return history
     if best_state is not None:
         raw.load_state_dict(best_state)
@@ -356,3 +305,19 @@ def fit(
     )
     dispatch(callbacks, "on_fit_end", history)
     return history
+
+
+def _cuda_layout(model: nn.Module, splits: tuple[Split, ...], device: torch.device) -> tuple[nn.Module, tuple]:
+    """On CUDA: cuDNN autotuning, and channels-last memory for conv nets (model and splits)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
+        if any(isinstance(m, nn.Conv2d) for m in model.modules()):
+            return model.to(memory_format=torch.channels_last), tuple(s.channels_last() for s in splits)
+    return model, splits
+
+
+def _diverged(loss: float, epoch: int, cfg: TrainConfig) -> str:
+    return (
+        f"diverged: train loss is {loss} at epoch {epoch}; lower train.optimizer.lr "
+        f"(now {cfg.optimizer.lr:g}) or train.reg"
+    )

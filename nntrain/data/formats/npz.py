@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from nntrain.config import DataConfig
+from nntrain.data.stats import class_counts
 from nntrain.errors import DataError, name_some
 
 FORMAT = "np.savez(file, x=images, y=labels[, classes=names])"
@@ -93,7 +94,7 @@ def load(cfg: DataConfig, notes: Callable[[str], None]):
         raise DataError(f"{where}: label {bad} in y is out of range; allowed: {allowed}")
     if len(classes) < 2:
         raise DataError(f"{where}: only {len(classes)} class; a classifier needs at least 2")
-    empty = [c for c, n in zip(classes, np.bincount(y, minlength=len(classes))) if n == 0]
+    empty = [c for c, n in zip(classes, class_counts(y, len(classes))) if n == 0]
     if empty:
         notes(f"{len(empty)} class(es) have no samples in '{path}': {name_some(empty)}")
     xt = torch.from_numpy(np.ascontiguousarray(x if x.dtype == np.uint8 else x.astype(np.float32)))

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from nntrain.config import DataConfig
+from nntrain.config import TORCHVISION_SETS, DataConfig
 from nntrain.errors import DataError
 
 # name → (torchvision class, sub-folder torchvision reads, files expected there, download page)
@@ -43,6 +43,7 @@ SETS = {
         "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
     ),
 }
+assert set(SETS) == set(TORCHVISION_SETS), "config.TORCHVISION_SETS and the torchvision table disagree"
 
 
 def _images(part) -> torch.Tensor:
