@@ -97,9 +97,11 @@ def _model_views(run_dir: Path, cfg: Any, summary: dict[str, Any] | None, s: Any
         from nntrain.pipeline.setup import setup
 
         s = setup(cfg)  # same config and seed → the same splits the run trained on
+    from nntrain.data.stats import split_class_counts
+
     classes = list(s.data.classes)
     out["classes"] = classes
-    out["class_counts"] = (summary or {}).get("class_counts") or _counts(s)
+    out["class_counts"] = (summary or {}).get("class_counts") or split_class_counts(s.data)
     from nntrain.data.report import network_view
 
     if len(s.data.train):
@@ -124,12 +126,3 @@ def _model_views(run_dir: Path, cfg: Any, summary: dict[str, Any] | None, s: Any
 
         out["cm"] = confusion_matrix(s.data.test.y.cpu().numpy(), p["pred"], labels=list(range(len(classes))))
     return out
-
-
-def _counts(s: Any) -> dict[str, dict[str, int]]:
-    import torch
-
-    return {
-        n: dict(zip(s.data.classes, torch.bincount(getattr(s.data, n).y.cpu(), minlength=s.data.num_classes).tolist()))
-        for n in ("train", "val", "test")
-    }
