@@ -47,9 +47,10 @@ def main() -> None:
 
     from nntrain.config import load_config, override
     from nntrain.cv.folds import make_jobs, pool_folds, run_cv, run_fold
-    from nntrain.cv.local import LocalExecutor, usable_cores
+    from nntrain.cv.local import LocalExecutor
     from nntrain.cv.plan import Plan
     from nntrain.cv.store import CvDir
+    from nntrain.training.threads import usable_cores
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = override(load_config(args.config, args.set), {"output.runs_dir": tmp})

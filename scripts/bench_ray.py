@@ -48,12 +48,13 @@ def main() -> None:
 
     from nntrain.config import load_config, override
     from nntrain.cv.folds import pool_folds
-    from nntrain.cv.local import LocalExecutor, usable_cores
+    from nntrain.cv.local import LocalExecutor
     from nntrain.cv.plan import Plan
     from nntrain.cv.ray_cluster import RayExecutor, runtime_env
     from nntrain.cv.search import run_search
     from nntrain.cv.store import CvDir
     from nntrain.cv.study import default_storage, open_study
+    from nntrain.training.threads import usable_cores
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = override(load_config(args.config, args.set), {"output.runs_dir": tmp, "device": "cpu"})

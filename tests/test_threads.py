@@ -131,3 +131,28 @@ def test_loadwatch_fires_on_a_real_run_slowed_by_busy_processes_on_its_core(tiny
             p.wait()
     assert {3, 4} <= {e.epoch for e in watch.slowed()}, watch.epochs
     assert watch.verdict() is not None
+
+
+@pytest.mark.parametrize("setting, expected", [("auto", 1), ("2", 2)])
+def test_cv_fold_jobs_run_with_the_configured_threads(tiny_cfg, tmp_path, monkeypatch, setting, expected):
+    """cv: one thread per fold job by default (the same numbers whatever --jobs is); `threads: N`
+    in the config sizes every fold job alike."""
+    import torch
+    from helpers import cli
+
+    import nntrain.cv.search as search
+
+    seen = []
+    real = search.run_fold
+
+    def probe(job, report=None):
+        seen.append(torch.get_num_threads())
+        return real(job, report)
+
+    monkeypatch.setattr(search, "run_fold", probe)
+    res = cli(
+        "cv", "--folds", "2", "--set", "device=cpu", "--set", "model.channels=[4]", "--set", "model.hidden=[8]",
+        "--set", "train.epochs=1", "--set", f"output.runs_dir={tmp_path / 'runs'}", "--set", f"threads={setting}",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert seen == [expected, expected]

@@ -177,6 +177,8 @@ def cv(
             open_storage(storage)  # unreachable or missing driver: exit 2 before any data is loaded
     if executor_name == "ray":
         executor.check_device(plan.base.device)
+    if threads is None and plan.base.threads != "auto":  # the config's `threads: N` sizes every fold job alike
+        executor.threads = int(plan.base.threads)
     fold_idx = check(plan, device_here=executor_name == "local")  # all bad input is rejected here, before any training
     if executor_name == "ray":
         executor.connect()  # unreachable cluster, or no node large enough for one job: before the cv directory

@@ -8,7 +8,6 @@ worker process it puts them on a queue that the parent drains and forwards.
 
 from __future__ import annotations
 
-import os
 import queue as queue_mod
 import signal
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -18,13 +17,6 @@ from typing import Any, Callable, Iterable, Iterator
 Job = dict[str, Any]
 Report = Callable[[dict[str, Any]], None]
 JobFn = Callable[[Job, Report | None], dict[str, Any]]
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 class LocalExecutor:
