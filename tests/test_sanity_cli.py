@@ -158,7 +158,7 @@ def test_bad_input_met_during_a_check_exits_2_with_its_message_not_a_fail(tmp_pa
     data = ["--set", "data.dataset=npz", "--set", f"data.root={tmp_path / 'd.npz'}"]
     stream = ["--set", "data.memory_limit_mb=0.001", "--set", "data.workers=0"]
     small = ["--set", "model.channels=[4]", "--set", "model.hidden=[8]", "--set", "sanity.tiny_samples=10"]
-    res = cli(*FAST, *data, *stream, *small)
+    res = cli("sanity", *FAST, *data, *stream, *small)
     assert res.exit_code == 2, res.output
     assert "raise data.memory_limit_mb" in res.output and "Traceback" not in res.output
     assert not any(line.startswith("FAIL") for line in res.output.splitlines())
