@@ -246,7 +246,7 @@ def test_docs_onnx_snippet_classifies_an_image_like_predict(run, tmp_path, monke
 def test_docs_safetensors_snippet_rebuilds_the_model(run, tmp_path, monkeypatch):
     import torch
 
-    from nntrain.deploy.source import read_checkpoint
+    from nntrain.pipeline.reopen import read_checkpoint
 
     res = cli(*["export", str(run), "-f", "safetensors", "--out", str(tmp_path / "model.safetensors")])
     assert res.exit_code == 0, res.output

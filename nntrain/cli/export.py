@@ -8,9 +8,11 @@ from typing import Optional
 import typer
 
 from nntrain.cli.common import guarded
+from nntrain.cli.startup import collector_paused
 
 
 @guarded
+@collector_paused()  # export is all start-up (imports of torch.export/onnxscript, data, tracing): no GC walks
 def export_cmd(
     source: Path = typer.Argument(..., help="A run directory (its best.pt) or a .pt checkpoint."),
     fmt: str = typer.Option("onnx", "--format", "-f", help="onnx, pt2 (torch.export) or safetensors (+ .json)."),

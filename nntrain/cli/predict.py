@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -60,6 +61,8 @@ def predict_cmd(
         out_path(out)
         if out.suffix.lower() not in OUT_FORMATS:
             raise NntrainError(f"--out {out}: unknown extension '{out.suffix}'; use .csv, .json or .jsonl")
+        if not os.access(out.parent, os.W_OK):
+            raise NntrainError(f"--out {out}: the directory '{out.parent}' is not writable; choose another path")
     from nntrain.cli import render
     from nntrain.deploy.predict import predict
 
@@ -70,7 +73,10 @@ def predict_cmd(
     elif out is not None:
         from nntrain.runs.files import atomic_write_text
 
-        atomic_write_text(out, serialize(res.columns, res.rows, s, out.suffix.lower()))
+        try:
+            atomic_write_text(out, serialize(res.columns, res.rows, s, out.suffix.lower()))
+        except OSError as e:
+            raise NntrainError(f"--out {out}: cannot write it ({e.strerror or e}); choose another path") from None
         for line in summary_lines(s):
             render.plain(line)
         if "per_class" in s:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from nntrain.data.types import Dataset, Prepared, Split, SplitIndices, channel_stats
+from nntrain.data.types import Dataset, Prepared, Split, SplitIndices, channel_stats, normalize
 from nntrain.errors import DataError
 
 
@@ -32,7 +32,7 @@ def prepare(
 
     def take(idx: np.ndarray) -> Split:
         i = torch.as_tensor(idx, dtype=torch.int64)
-        x = (ds.x[i].float() - mean[:, None, None]) / std[:, None, None]
+        x = normalize(ds.x[i], mean, std)
         return Split(x.to(device).contiguous(), ds.y[i].to(device))
 
     return Prepared(

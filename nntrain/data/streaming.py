@@ -14,6 +14,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from nntrain.data.types import normalize
 from nntrain.errors import DataError
 
 STATS_SAMPLES = 1024
@@ -56,8 +57,7 @@ class StreamSplit:
         self.source, self.idx = source, np.asarray(idx, dtype=np.int64)
         self.y = y[torch.as_tensor(self.idx)]  # (n,) int64 on the CPU (labels are small)
         self._all_y, self.workers, self._device = y, workers, device
-        self._mean = mean.to(device)[None, :, None, None]  # (1, C, 1, 1)
-        self._std = std.to(device)[None, :, None, None]
+        self._mean, self._std = mean.to(device), std.to(device)  # (C,)
         self._format = memory_format
 
     def __len__(self) -> int:
@@ -100,8 +100,8 @@ class StreamSplit:
             if isinstance(item, str):  # a worker could not decode a file: a clean message, no worker traceback
                 raise DataError(item)
             xb, yb = item
-            xb = xb.to(self._device, non_blocking=True).float()
-            xb = ((xb - self._mean) / self._std).contiguous(memory_format=self._format)
+            xb = normalize(xb.to(self._device, non_blocking=True), self._mean, self._std)
+            xb = xb.contiguous(memory_format=self._format)
             yield xb, yb.to(self._device, non_blocking=True)
 
     def train_batches(

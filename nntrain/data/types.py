@@ -108,3 +108,10 @@ def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     mean = xf.mean(dim=(0, 2, 3))
     std = xf.std(dim=(0, 2, 3)).clamp_min(1e-6)
     return mean, std
+
+
+def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) raw pixel values → float32 ``(x - mean) / std`` per channel (``mean``, ``std``: (C,), the
+    train split's statistics). The one normalization: the in-memory splits, streamed batches, ``nntrain
+    predict`` and export's parity inputs all go through it, so they cannot drift."""
+    return (x.float() - mean[:, None, None]) / std[:, None, None]

@@ -5,23 +5,35 @@ renamed into place only when the check passes."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from nntrain.deploy.source import read_checkpoint, require, softmax
+from nntrain.deploy.source import require, softmax
 from nntrain.errors import NntrainError
+from nntrain.pipeline.reopen import read_checkpoint, split_batches
 
 FORMATS = {"onnx": ".onnx", "pt2": ".pt2", "safetensors": ".safetensors"}
 NEEDS = {"onnx": ("onnx", "onnxruntime", "onnxscript"), "pt2": (), "safetensors": ("safetensors",)}
 MAX_PROB_DIFF = 1e-5
 PARITY_INPUTS = 1000
+
+
+EXPORTERS = {
+    "onnx": "torch.onnx.export (dynamo)",
+    "pt2": "torch.export",
+    "safetensors": "the safetensors writer",
+}
 
 
 class ParityFailed(NntrainError):
@@ -77,24 +89,54 @@ def _version() -> str:
 def reference_inputs(ckpt: dict[str, Any], model: Any) -> tuple[np.ndarray, float | None, str]:
     """(up to 1,000 normalized inputs of the run's test split, the model's test accuracy, their name).
 
-    The run's data is rebuilt from the checkpoint's config (same seed → same split)."""
+    Only the test split is rebuilt (``reopen.split_batches``: same config and seed → same split), normalized
+    with the checkpoint's own statistics; a run whose data cannot be rebuilt gets one line saying what to do."""
     import torch
 
-    from nntrain.config import Config
-    from nntrain.pipeline.setup import setup
-
-    cfg = Config.model_validate({**ckpt["config"], "device": "cpu"})
-    s = setup(cfg)
-    split, on = (s.data.test, "test split") if len(s.data.test) else (s.data.val, "val split")
-    xs, correct, n = [], 0, 0
-    with torch.inference_mode():
-        for xb, yb in split.eval_batches(cfg.train.eval_batch_size):
-            correct += int((model(xb).argmax(1) == yb).sum())
-            n += len(yb)
-            if sum(len(x) for x in xs) < PARITY_INPUTS:
-                xs.append(xb.float().cpu())
+    try:
+        name, _, batches = split_batches(ckpt, 256)
+        xs, correct, n = [], 0, 0
+        with torch.inference_mode():
+            for xb, yb in batches:
+                correct += int((model(xb).argmax(1) == yb).sum())
+                n += len(yb)
+                if sum(len(x) for x in xs) < PARITY_INPUTS:
+                    xs.append(xb)
+    except (NntrainError, ValueError, KeyError, TypeError, OSError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise NntrainError(
+            f"export checks parity on the run's test split, but the run's data cannot be rebuilt ({reason}); make "
+            "the dataset available again where the run's config (data.dataset, data.root) says, then rerun export; "
+            "nothing was written"
+        ) from None
+    on = f"{name} split"
     x = torch.cat(xs)[:PARITY_INPUTS].numpy() if xs else np.empty((0, *ckpt["input_shape"]), np.float32)
-    return np.ascontiguousarray(x, dtype=np.float32), (correct / n if n and on == "test split" else None), on
+    return np.ascontiguousarray(x, dtype=np.float32), (correct / n if n and name == "test" else None), on
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """The exporters' progress lines and warnings (torch's loggers, prints) stay out of the terminal: the
+    command reports the outcome itself (library code never prints)."""
+    torch_log = logging.getLogger("torch")
+    level = torch_log.level
+    torch_log.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        torch_log.setLevel(level)
+
+
+def failure(e: BaseException) -> str:
+    """An exporter's exception → its one telling line (torch.onnx puts it under '## Exception summary')."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if "## Exception summary" in lines and lines.index("## Exception summary") + 1 < len(lines):
+        lines = lines[lines.index("## Exception summary") + 1 :]
+    line = lines[0] if lines else ""
+    line = re.sub(r"^<class '[\w.]*\.(\w+)'>: ", r"\1: ", line)
+    return (line if ":" in line[:40] else f"{type(e).__name__}: {line}")[:300]
 
 
 # ---- writers: model, example input, metadata, temporary path → files written -------------------------------
@@ -210,7 +252,7 @@ def export(source: str | Path, fmt: str = "onnx", out: str | Path | None = None)
     targets = check_out(target, fmt)
     x, accuracy, on = reference_inputs(ckpt, model)
     meta = metadata(ckpt, accuracy)
-    example = torch.from_numpy(x[: min(len(x), 2)]) if len(x) >= 2 else torch.zeros(2, *meta["input_shape"])
+    example = torch.from_numpy(x[:2]) if len(x) >= 2 else torch.zeros(2, *meta["input_shape"])
     with torch.inference_mode():
         expected = softmax(model(torch.from_numpy(x)).numpy())
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{FORMATS[fmt]}", dir=target.parent)
@@ -219,15 +261,24 @@ def export(source: str | Path, fmt: str = "onnx", out: str | Path | None = None)
     written: list[Path] = [tmp, tmp.with_suffix(".json")]
     try:
         try:
-            if fmt == "onnx":
-                written = _write_onnx(model, example, meta, tmp)
-            elif fmt == "pt2":
-                written = _write_pt2(model, example, meta, tmp)
-            else:
-                written = _write_safetensors(model, example, meta, tmp, config=ckpt["config"])
+            with quiet():
+                if fmt == "onnx":
+                    written = _write_onnx(model, example, meta, tmp)
+                elif fmt == "pt2":
+                    written = _write_pt2(model, example, meta, tmp)
+                else:
+                    written = _write_safetensors(model, example, meta, tmp, config=ckpt["config"])
         except OSError as e:
             raise NntrainError(f"cannot write '{target}': {e.strerror or e}; choose another --out") from None
-        got = softmax(np.asarray(RUNNERS[fmt](written, x), dtype=np.float32))
+        except NntrainError:
+            raise
+        except Exception as e:  # the exporter's own exception types: one line naming what it could not export
+            raise NntrainError(
+                f"{fmt} export failed in {EXPORTERS[fmt]}, nothing written: {failure(e)}; this model cannot be "
+                f"exported as {fmt}; try another --format (safetensors saves the weights of any model)"
+            ) from None
+        with quiet():
+            got = softmax(np.asarray(RUNNERS[fmt](written, x), dtype=np.float32))
         parity = Parity(
             n=len(x),
             max_prob_diff=float(np.abs(got - expected).max()) if len(x) else 0.0,

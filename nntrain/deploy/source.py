@@ -51,7 +51,7 @@ class Source:
         """(N, C, H, W) raw pixel values (uint8 tensor) → normalized float32 tensor, as the model was trained."""
         import torch
 
-        from nntrain.data.formats.imagefolder import normalize
+        from nntrain.data.types import normalize
 
         mean, std = torch.from_numpy(self.mean), torch.from_numpy(self.std)
         x = torch.as_tensor(x)
@@ -71,19 +71,10 @@ def open_source(source: str | Path) -> Source:
     return open_checkpoint(p)
 
 
-def read_checkpoint(source: str | Path) -> tuple[Path, dict[str, Any], Any]:
-    """(checkpoint path, checkpoint dict, model in eval mode on CPU) — weights_only, as ``eval``."""
-    from nntrain.pipeline.reopen import load_model, resolve_checkpoint
-    from nntrain.runs.files import load_checkpoint
-
-    path = resolve_checkpoint(source)
-    ckpt = load_checkpoint(path)
-    model = load_model(ckpt, path).eval()
-    return path, ckpt, model
-
-
 def open_checkpoint(source: Path) -> Source:
     import torch
+
+    from nntrain.pipeline.reopen import read_checkpoint
 
     path, ckpt, model = read_checkpoint(source)
 

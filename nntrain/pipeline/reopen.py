@@ -1,11 +1,12 @@
 """Reopening a finished run: its checkpoint, its model, its data (``nntrain eval``,
-``plot-filters``)."""
+``plot-filters``, ``predict``, ``export``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+import torch
 from torch import nn
 
 from nntrain.errors import CheckpointError, NntrainError, RunDirError
@@ -49,19 +50,61 @@ def load_model(ckpt: dict[str, Any], source: Path) -> nn.Module:
     return model
 
 
+def read_checkpoint(source: str | Path, name: str = "best.pt") -> tuple[Path, dict[str, Any], nn.Module]:
+    """A run directory or ``.pt`` file → (checkpoint path, checkpoint dict (weights_only), its model in eval
+    mode on the CPU)."""
+    from nntrain.runs.files import load_checkpoint
+
+    path = resolve_checkpoint(source, name)
+    ckpt = load_checkpoint(path)
+    return path, ckpt, load_model(ckpt, path).eval()
+
+
+def split_batches(
+    ckpt: dict[str, Any], batch_size: int
+) -> tuple[str, int, Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+    """Rebuild only the test split (the val split if the test split is empty) of the checkpoint's run, from its
+    saved config (same seed → same split), normalized with the checkpoint's train statistics: bit-identical to
+    what training evaluated, without preparing the other splits. → (split name, its size, CPU batches (x, y))."""
+    from nntrain.config import Config
+    from nntrain.data.registry import load_dataset
+    from nntrain.data.splits import make_splits
+    from nntrain.data.streaming import fetch
+    from nntrain.data.types import normalize
+
+    cfg = Config.model_validate({**ckpt["config"], "device": "cpu"})
+    ds = load_dataset(cfg.data)
+    if list(ds.classes) != list(ckpt.get("classes", [])):
+        raise CheckpointError(
+            f"the checkpoint was trained on classes {ckpt.get('classes')} but the run's data now has "
+            f"{list(ds.classes)}; the dataset changed since training"
+        )
+    splits = make_splits(ds, cfg)
+    name = "test" if len(splits.test) else "val"
+    idx = getattr(splits, name)
+    mean = torch.tensor(ckpt["norm_mean"], dtype=torch.float32)
+    std = torch.tensor(ckpt["norm_std"], dtype=torch.float32)
+
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, len(idx), batch_size):
+            i = idx[start : start + batch_size]
+            raw = fetch(ds.x, i.tolist()) if ds.stream else ds.x[torch.as_tensor(i, dtype=torch.int64)]
+            yield normalize(raw, mean, std), ds.y[torch.as_tensor(i, dtype=torch.int64)]
+
+    return name, len(idx), batches()
+
+
 def eval_run(run_dir: str | Path, *, split: str = "test", checkpoint: str = "best.pt") -> EvalResult:
     """Rebuild a run's data (same config and seed → same split) and evaluate its checkpoint on ``split``."""
     from nntrain.config import load_config
     from nntrain.pipeline.setup import setup, split_fingerprints
-    from nntrain.runs.files import load_checkpoint
 
     run = Path(run_dir)
     if not (run / "config.yaml").is_file():
         raise RunDirError(
             f"'{run}' is not a run directory (no config.yaml); pass runs/<name>-<time> written by nntrain train"
         )
-    path = resolve_checkpoint(run, checkpoint)
-    ckpt = load_checkpoint(path)
+    path, ckpt, model = read_checkpoint(run, checkpoint)
     cfg = load_config(run / "config.yaml")
     _same_model(ckpt, cfg.model.model_dump(mode="json"), path, run)
     s = setup(cfg)
@@ -75,7 +118,7 @@ def eval_run(run_dir: str | Path, *, split: str = "test", checkpoint: str = "bes
     if len(data) == 0:
         other = "val" if split == "test" else "test"
         raise NntrainError(f"the {split} split of '{run}' is empty (data.{split}_fraction: 0); use --split {other}")
-    model = load_model(ckpt, path).to(s.device)
+    model = model.to(s.device)
     return evaluate_classes(model, data, s.data.classes, name=split, batch_size=s.cfg.train.eval_batch_size)
 
 

@@ -153,14 +153,8 @@ def to_tensor(arrays: list[np.ndarray]) -> torch.Tensor:
 
 def read_images(paths: list[Path], channels: int | None, size: tuple[int, int] | None) -> torch.Tensor:
     """The preprocessing of image files shared by training and ``nntrain predict``: decode
-    (``decode``), stack (``to_tensor``) → (N, C, H, W) uint8; ``normalize`` follows."""
+    (``decode``), stack (``to_tensor``) → (N, C, H, W) uint8; ``data.types.normalize`` follows."""
     return to_tensor(decode_all(paths, image_mode(channels), size))
-
-
-def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) raw pixel values → float32 normalized by the train split's per-channel mean/std
-    (the expression ``data.memory.prepare`` applies to every split)."""
-    return (x.float() - mean[:, None, None]) / std[:, None, None]
 
 
 class ImageFiles:
