@@ -131,14 +131,24 @@ def test_two_processes_share_one_sqlite_study(tiny, tmp_path):
 
 def test_resume_after_kill_9_mid_trial_finishes_the_study(tiny, tmp_path):
     url = f"sqlite:///{tmp_path / 'shared.db'}"
-    slow = ["--set", "train.epochs=4"]
+    slow = ["--set", "train.epochs=40"]  # folds of a second or more: time to catch one mid-trial
     p = nntrain(
         "cv", "--config", str(tiny), *SPACE, *slow, "--trials", "3", "--storage", url, "--study", "shared", cwd=tmp_path
     )
     deadline = time.monotonic() + 300
-    while not list((tmp_path / "runs").glob("cv-*/combo-001/fold-0/result.json")):  # trial 1 half done
+
+    def done(trial: int, fold: int) -> bool:
+        return bool(list((tmp_path / "runs").glob(f"cv-*/combo-{trial:03d}/fold-{fold}/result.json")))
+
+    def half_done() -> bool:  # a trial after the first is RUNNING with its first fold finished, not its second
+        if not done(0, 0):
+            return False
+        running = [t.number for t in trials(url) if t.state.name == "RUNNING"]
+        return any(n >= 1 and done(n, 0) and not done(n, 1) for n in running)
+
+    while not half_done():
         assert p.poll() is None and time.monotonic() < deadline, p.stdout.read() if p.poll() is not None else "slow"
-        time.sleep(0.2)
+        time.sleep(0.05)
     p.send_signal(signal.SIGKILL)
     p.wait()
     (cv_dir,) = (tmp_path / "runs").glob("cv-*")

@@ -71,12 +71,15 @@ def load_cfg(config: Optional[Path], overrides: Optional[List[str]]):
     return load_config(config, overrides or [])
 
 
-def out_path(out: Path, option: str = "--out") -> Path:
-    """An output picture the user asked for: a .png in an existing folder (the write itself reports a read-only one)."""
+def out_path(out: Path, option: str = "--out", suffixes: tuple[str, ...] = (".png",)) -> Path:
+    """An output file the user asked for: one of ``suffixes`` (pictures: .png), in an existing folder (the
+    write itself reports a read-only one)."""
     from nntrain.errors import NntrainError
 
-    if out.suffix.lower() != ".png":
-        raise NntrainError(f"{option} {out}: nntrain writes PNG pictures; give a file name ending in .png")
+    if out.suffix.lower() not in suffixes:
+        if suffixes == (".png",):
+            raise NntrainError(f"{option} {out}: nntrain writes PNG pictures; give a file name ending in .png")
+        raise NntrainError(f"{option} {out}: unknown extension '{out.suffix}'; use {', '.join(suffixes)}")
     if not out.parent.is_dir():
         raise NntrainError(
             f"{option} {out}: the directory '{out.parent}' does not exist; create it or choose a path in an "

@@ -58,9 +58,7 @@ def predict_cmd(
     if out is not None:
         from nntrain.cli.common import out_path
 
-        out_path(out)
-        if out.suffix.lower() not in OUT_FORMATS:
-            raise NntrainError(f"--out {out}: unknown extension '{out.suffix}'; use .csv, .json or .jsonl")
+        out_path(out, suffixes=tuple(OUT_FORMATS))
         if not os.access(out.parent, os.W_OK):
             raise NntrainError(f"--out {out}: the directory '{out.parent}' is not writable; choose another path")
     from nntrain.cli import render
