@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from helpers import cli, write_imagefolder
+from helpers import cli, imagefolder_run
 
 
 @torch.library.custom_op("nntrain_test::twice", mutates_args=())
@@ -28,23 +28,7 @@ def _(x):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, one_torch_thread):
     """A finished 2-epoch run on a 3-class folder of 8x8 RGB PNGs (30 per class)."""
-    root = tmp_path_factory.mktemp("edges")
-    write_imagefolder(root / "images", {"cat": 30, "dog": 30, "emu": 30}, size=(8, 8))
-    args = [
-        "train",
-        "--set",
-        "device=cpu",
-        "--set",
-        "data.dataset=imagefolder",
-        "--set",
-        f"data.root={root / 'images'}",
-    ]
-    args += ["--set", "model.channels=[4]", "--set", "model.hidden=[16]", "--set", "train.epochs=2"]
-    args += ["--set", f"output.runs_dir={root / 'runs'}", "--set", "output.run_name=r", "--json"]
-    res = cli(*args)
-    assert res.exit_code == 0, res.output
-    (run_dir,) = (root / "runs").iterdir()
-    return run_dir
+    return imagefolder_run(tmp_path_factory.mktemp("edges"), 30)
 
 
 def _one_error_line(res, *needles: str) -> None:

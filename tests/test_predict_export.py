@@ -15,29 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import REPO, cli, write_imagefolder
+from helpers import REPO, cli, imagefolder_run
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, one_torch_thread):
     """A finished 2-epoch run on a 3-class folder of 8x8 RGB PNGs (random pixels, 20 per class)."""
-    root = tmp_path_factory.mktemp("pe")
-    write_imagefolder(root / "images", {"cat": 20, "dog": 20, "emu": 20}, size=(8, 8))
-    args = [
-        "train",
-        "--set",
-        "device=cpu",
-        "--set",
-        "data.dataset=imagefolder",
-        "--set",
-        f"data.root={root / 'images'}",
-    ]
-    args += ["--set", "model.channels=[4]", "--set", "model.hidden=[16]", "--set", "train.epochs=2"]
-    args += ["--set", f"output.runs_dir={root / 'runs'}", "--set", "output.run_name=r", "--json"]
-    res = cli(*args)
-    assert res.exit_code == 0, res.output
-    (run_dir,) = (root / "runs").iterdir()
-    return run_dir
+    return imagefolder_run(tmp_path_factory.mktemp("pe"), 20)
 
 
 def _test_split(run_dir: Path):
