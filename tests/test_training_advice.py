@@ -358,3 +358,40 @@ def test_overfit_fires_on_a_real_run_once_val_stops_improving(tmp_path):
     first = next(i + 1 for i in range(1, len(g)) if all(gap > 0.1 and not up for gap, up in g[i - 1 : i + 1]))
     assert e == first and "overfitting: raise reg or get more data" in a["message"]
     assert f"advice (epoch {e}): train accuracy" in res.output
+
+
+# --------------------------------------------------------------------------- resume keeps the reference
+
+
+class StopAfterSteps:
+    """A should_stop that turns true after ``n`` polls (one poll per SGD step)."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __call__(self) -> bool:
+        self.n -= 1
+        return self.n < 0
+
+
+@pytest.mark.parametrize("stop_after", [3, 25])  # inside epoch 1, inside epoch 3 (13 steps per epoch)
+def test_a_resumed_run_judges_against_the_initial_loss_measured_before_its_first_step(tiny_cfg, stop_after):
+    from nntrain.pipeline.train import resume_run, train_run
+    from nntrain.training.advice import initial_loss
+
+    cfg = tiny_cfg("train.epochs=4", "train.batch_size=100")
+    full = Diagnostics(cfg.diagnostics)
+    train_run(cfg, callbacks=[full])
+    part = Diagnostics(cfg.diagnostics)
+    hist, run = train_run(cfg, callbacks=[part], should_stop=StopAfterSteps(stop_after))
+    assert hist.interrupted and part.initial_loss == full.initial_loss
+    assert load_checkpoint(run.path / "last.pt")["history"]["initial_loss"] == full.initial_loss
+    # what re-measuring at the resume point would give: the partly trained net's lower loss
+    s = setup(cfg)
+    model = s.new_model()
+    model.load_state_dict(load_checkpoint(run.path / "last.pt")["model"])
+    assert initial_loss(model, s.data.train, batch_size=100, reg=cfg.train.reg) < full.initial_loss - 0.1
+    resumed = Diagnostics(cfg.diagnostics)
+    resume_run(run.path, callbacks=[resumed])
+    assert resumed.initial_loss == full.initial_loss  # not re-measured on the trained net, not the fallback
+    assert resumed.losses == full.losses and resumed.initial_lr == full.initial_lr
