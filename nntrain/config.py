@@ -50,7 +50,7 @@ class DataConfig(_Section):
     """Convert images to 1 (gray) or 3 (RGB) channels; null keeps the dataset's own (imagefolder: 3)."""
     image_size: int | None = Field(None, gt=0)
     """Resize images to image_size x image_size pixels; null keeps the native size
-    (imagefolder: the most common size, others are resized to it; larger than 64 px: 64x64)."""
+    (imagefolder: the most common size, others are resized to it; larger than 32 px: 32x32)."""
     memory_limit_mb: float = Field(2048.0, gt=0.0)
     """Largest float32 copy of the dataset (N·C·H·W·4 bytes) kept in memory on the training device;
     a larger dataset streams through a DataLoader instead."""
@@ -228,9 +228,11 @@ class DiagnosticsConfig(_Section):
     flat_drop: float = Field(0.01, ge=0.0, lt=1.0)
     """'Loss flat' when after early_epochs the train loss fell by less than this fraction of its first value."""
     overfit_gap: float = Field(0.1, gt=0.0, le=1.0)
-    """'Overfitting' when train accuracy exceeds val accuracy by more than this (fraction, 0.1 = 10 points)..."""
+    """'Overfitting' when train accuracy exceeds the best val accuracy so far by more than this (fraction,
+    0.1 = 10 points)..."""
     overfit_epochs: int = Field(2, gt=0)
-    """...for this many consecutive epochs (one noisy epoch while accuracy climbs is not overfitting)."""
+    """...for this many consecutive epochs in which val accuracy did not improve on its earlier best
+    (a gap while val accuracy still rises is lag, not overfitting)."""
     update_ratio: float = Field(1e-3, gt=0.0)
     """Healthy ‖ΔW‖/‖W‖ of one SGD step per layer (cs231n: about 1e-3)."""
     update_ratio_factor: float = Field(100.0, gt=1.0)

@@ -36,6 +36,20 @@ def test_default_train_reaches_98_percent_and_writes_the_run(tmp_path, monkeypat
     assert load_config(run / "config.yaml") == load_config(None, ["device=cpu"])
 
 
+def test_default_train_on_a_photo_folder_reaches_90_percent_at_32_px_without_false_advice(tmp_path, photo_folder):
+    # the user: a folder of real 100-300 px photos, defaults otherwise
+    runs = tmp_path / "runs"
+    res = cli("train", "--set", "data.dataset=imagefolder", "--set", f"data.root={photo_folder}",
+              "--set", "device=cpu", "--set", f"output.runs_dir={runs}")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "resized to 32x32" in res.output  # the default working size for photo folders
+    (run,) = runs.iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["test_acc"] >= 0.9 and not summary["diverged"], summary
+    # val accuracy reached its best: neither "overfitting" nor "learned little" may be said
+    assert not {"overfit", "poor", "diverged"} & {a["rule"] for a in summary["advice"]}, summary["advice"]
+
+
 def test_resolved_config_reproduces_the_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert cli("train", *TINY, "--set", "output.run_name=a").exit_code == 0

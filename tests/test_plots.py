@@ -452,3 +452,26 @@ def test_lr_sweep_classifies_the_four_curves_of_the_lecture():
     verdicts = [r.verdict.split(":")[0] for r in runs]
     assert verdicts == ["too low", "best", "too high", "too high"]
     assert runs[3].rule_verdict == "diverged" and runs[3].verdict == "too high: diverged"
+
+
+def test_lr_sweep_classifies_the_four_cases_on_real_short_runs_as_train_does(tmp_path):
+    # digits, 3 epochs: lr 10 explodes in epoch 1, lr 1 ends epochs above the initial loss,
+    # lr 1e-5 barely moves the loss, lr 0.05 trains (the lecture's four curves, real this time)
+    res = cli("lr-sweep", *TINY, "--set", f"output.runs_dir={tmp_path}", "--lrs", "10,1,1e-5,0.05", "--epochs", "3")
+    assert res.exit_code == 0, res.output
+    (run,) = tmp_path.glob("run-lr-sweep-*")
+    rows = {r["lr"]: r for r in json.loads((run / "lr-sweep.json").read_text())["runs"]}
+    assert rows[10]["verdict"] == "too high: diverged" and rows[10]["diverged"] and rows[10]["epochs_run"] == 1
+    assert rows[1]["verdict"] == "too high: loss went above its initial value"
+    assert rows[1e-5]["verdict"] == "too low: loss barely moved"
+    assert rows[0.05]["verdict"] == "best" and rows[0.05]["val_acc"] > 0.8
+    assert "recommended train.optimizer.lr: 0.05" in res.output
+    # one implementation: `train` at the same lr and epochs gives the same advice the sweep judged by
+    for lr in (1, 1e-5):
+        out = tmp_path / f"train-{lr:g}"
+        t = cli("train", *TINY, "--set", f"output.runs_dir={out}", "--set", f"train.optimizer.lr={lr}",
+                "--set", "train.epochs=3")  # fmt: skip
+        assert t.exit_code == 0, t.output
+        (train_run,) = out.iterdir()
+        advice = json.loads((train_run / "summary.json").read_text())["advice"]
+        assert [a["rule"] for a in advice] == rows[lr]["advice"]

@@ -111,7 +111,21 @@ def test_overfitting_gap_reported_once_and_only_above_the_threshold():
     )
     assert rules(diag).count("overfit") == 1
     a = next(a for a in diag.advice if a.rule == "overfit")
-    assert a.epoch == 5 and "overfitting: raise reg or get more data" in a.message
+    # val improved to 0.80 at epoch 4 and stopped: two epochs without improvement → epoch 6
+    assert a.epoch == 6 and "overfitting: raise reg or get more data" in a.message
+
+
+def test_overfit_stays_quiet_while_val_rises_and_on_a_dip_below_its_best():
+    rising = Diagnostics(DiagnosticsConfig(overfit_gap=0.1, overfit_epochs=2))
+    # the photo folder's early epochs: train far ahead, val still climbing every epoch
+    accs = [(0.68, 0.30), (0.89, 0.45), (0.97, 0.53), (0.99, 0.73), (0.99, 0.84), (0.99, 0.98)]
+    run_records(rising, [record(e, 1.0 / e, train_acc=t, val_acc=v) for e, (t, v) in enumerate(accs, start=1)])
+    assert "overfit" not in rules(rising)
+    dip = Diagnostics(DiagnosticsConfig(overfit_gap=0.1, overfit_epochs=2))
+    # val reached 0.95, then two noisy epochs far below it: the gap to the best val is small
+    accs = [(0.70, 0.82), (0.97, 0.95), (0.98, 0.47), (0.86, 0.75), (0.99, 0.80)]
+    run_records(dip, [record(e, 0.5, train_acc=t, val_acc=v) for e, (t, v) in enumerate(accs, start=1)])
+    assert "overfit" not in rules(dip)
 
 
 def test_update_ratio_names_the_layer_and_the_direction_early_only():
@@ -303,3 +317,81 @@ def test_cv_fold_keeps_the_rules_advice(tmp_path):
     job = {"config": cfg.model_dump(mode="json"), "combo": 0, "fold": 0, "train_idx": idx[:400], "val_idx": idx[400:]}
     result = run_fold(job)
     assert "poor" in [a["rule"] for a in result["advice"]]
+
+
+# --------------------------------------------------------------------------- overfitting on real runs
+
+# 90 train samples, no reg, constant lr: train accuracy reaches 1.0, val stalls near 0.85
+SMALL_TRAIN = [*TINY, "--set", "data.val_fraction=0.5", "--set", "data.test_fraction=0.44"]
+SMALL_TRAIN += ["--set", "train.reg=0", "--set", "train.lr_schedule=none"]
+
+
+def gaps(run_dir):
+    """Per epoch: (train acc − best val acc so far, did val improve on its earlier best)."""
+    out, best = [], -1.0
+    for row in RunDir(run_dir).read_metrics():
+        val = float(row["val_acc"])
+        out.append((float(row["train_acc"]) - max(best, val), val > best))
+        best = max(best, val)
+    return out
+
+
+def test_overfit_quiet_on_a_real_run_whose_val_still_rises(tmp_path):
+    res = invoke(["train", *SMALL_TRAIN, "--set", "train.epochs=16"], tmp_path)
+    assert res.exit_code == 0, res.output
+    (run,) = (tmp_path / "runs").iterdir()
+    g = gaps(run)
+    # the last 3 epochs: train accuracy > 10 points above every val accuracy so far, val rising each epoch
+    assert all(gap > 0.1 and improved for gap, improved in g[-3:]), g
+    advice = json.loads((run / "summary.json").read_text())["advice"]
+    assert "overfit" not in [a["rule"] for a in advice] and "overfitting" not in res.output
+
+
+def test_overfit_fires_on_a_real_run_once_val_stops_improving(tmp_path):
+    res = invoke(["train", *SMALL_TRAIN, "--set", "train.epochs=22"], tmp_path)
+    assert res.exit_code == 0, res.output
+    (run,) = (tmp_path / "runs").iterdir()
+    g = gaps(run)
+    (a,) = [a for a in json.loads((run / "summary.json").read_text())["advice"] if a["rule"] == "overfit"]
+    e = a["epoch"]
+    # fires at the first epoch where the gap held 2 epochs and val did not improve in them
+    first = next(i + 1 for i in range(1, len(g)) if all(gap > 0.1 and not up for gap, up in g[i - 1 : i + 1]))
+    assert e == first and "overfitting: raise reg or get more data" in a["message"]
+    assert f"advice (epoch {e}): train accuracy" in res.output
+
+
+# --------------------------------------------------------------------------- resume keeps the reference
+
+
+class StopAfterSteps:
+    """A should_stop that turns true after ``n`` polls (one poll per SGD step)."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __call__(self) -> bool:
+        self.n -= 1
+        return self.n < 0
+
+
+@pytest.mark.parametrize("stop_after", [3, 25])  # inside epoch 1, inside epoch 3 (13 steps per epoch)
+def test_a_resumed_run_judges_against_the_initial_loss_measured_before_its_first_step(tiny_cfg, stop_after):
+    from nntrain.pipeline.train import resume_run, train_run
+    from nntrain.training.advice import initial_loss
+
+    cfg = tiny_cfg("train.epochs=4", "train.batch_size=100")
+    full = Diagnostics(cfg.diagnostics)
+    train_run(cfg, callbacks=[full])
+    part = Diagnostics(cfg.diagnostics)
+    hist, run = train_run(cfg, callbacks=[part], should_stop=StopAfterSteps(stop_after))
+    assert hist.interrupted and part.initial_loss == full.initial_loss
+    assert load_checkpoint(run.path / "last.pt")["history"]["initial_loss"] == full.initial_loss
+    # what re-measuring at the resume point would give: the partly trained net's lower loss
+    s = setup(cfg)
+    model = s.new_model()
+    model.load_state_dict(load_checkpoint(run.path / "last.pt")["model"])
+    assert initial_loss(model, s.data.train, batch_size=100, reg=cfg.train.reg) < full.initial_loss - 0.1
+    resumed = Diagnostics(cfg.diagnostics)
+    resume_run(run.path, callbacks=[resumed])
+    assert resumed.initial_loss == full.initial_loss  # not re-measured on the trained net, not the fallback
+    assert resumed.losses == full.losses and resumed.initial_lr == full.initial_lr

@@ -94,7 +94,8 @@ def lr_sweep(
         curves = Curves(f"lr={lr:g}", h.records, h.step_losses)
         rules = [a.rule for a in diag.advice]
         init = diag.initial_loss if diag.initial_loss is not None else math.nan
-        run = SweepRun(lr, curves, h.diverged, h.stopped, rules, diag.verdict(diverged=h.diverged), init)
+        verdict = diag.verdict(diverged=h.diverged)
+        run = SweepRun(lr, curves, h.diverged, h.stopped, rules, rule_verdict=verdict, initial_loss=init)
         runs.append(run)
         if progress is not None:
             progress(run)

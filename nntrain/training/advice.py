@@ -8,7 +8,8 @@ the CLI exits 1. The same callback runs in ``train``, in every ``cv`` fold and i
 
 The reference of every loss rule is the loss at initialization: measured in
 ``on_fit_start`` on up to 2048 train samples before any step (a copy of the model in train
-mode, dropout off; ≈ ln C for a fresh net), else the first step's loss.
+mode, dropout off; ≈ ln C for a fresh net), else the first step's loss. It is kept in
+``History.initial_loss`` (so in ``last.pt``): a resumed run judges against the same value.
 
 Rules (thresholds in ``DiagnosticsConfig``):
 
@@ -18,8 +19,10 @@ Rules (thresholds in ``DiagnosticsConfig``):
   flat_drop / 2: the measurement's noise) → "lower the learning rate", whatever else holds
 - ``flat``: after ``early_epochs`` (at least 2) epochs the loss fell by less than
   ``flat_drop`` of the initial loss, is not above it and is not rising → "lr may be too low"
-- ``overfit``: train accuracy above val accuracy by more than ``overfit_gap`` for
-  ``overfit_epochs`` consecutive epochs → "raise reg or get more data"
+- ``overfit``: train accuracy above the best val accuracy so far by more than ``overfit_gap``
+  for ``overfit_epochs`` consecutive epochs, in which val accuracy did not improve on its
+  earlier best (a gap while val still rises is lag, a val dip below its best is noise or a
+  too-high lr: neither is overfitting) → "raise reg or get more data"
 - ``update_ratio.<layer>.<high|low>``: a layer's ‖ΔW‖/‖W‖ more than ``update_ratio_factor``
   × above or below ~1e-3 in the early epochs → which layer, and which way to move the lr
 - ``poor``: at the end, the best val accuracy within ``chance_margin`` of chance, or the last
@@ -121,12 +124,22 @@ class Diagnostics:
         self.num_classes = info.get("num_classes")
         if not self.cfg.enabled:
             return
+        kept = getattr(self._history, "initial_loss", None)  # a resumed run: measured before its first step
+        records = list(getattr(self._history, "records", None) or [])
+        if records:  # a resumed run: what the rules saw before the interruption
+            self.losses = [float(r["train_loss"]) for r in records]
+            self.val_accs = [float(r.get("val_acc", math.nan)) for r in records]
+            self.initial_lr = float(records[0]["lr"])
         if info.get("initial_loss") is not None:
             self.initial_loss = float(info["initial_loss"])
+        elif kept is not None:
+            self.initial_loss = float(kept)
         elif info.get("model") is not None and info.get("train") is not None and info.get("start_epoch", 1) == 1:
             self.initial_loss = initial_loss(
                 info["model"], info["train"], batch_size=int(info.get("batch_size", 64)), reg=info.get("reg", 0.0)
             )
+        if self._history is not None and self.initial_loss is not None:
+            self._history.initial_loss = self.initial_loss  # into last.pt: a resumed run keeps its reference
 
     def on_epoch_metrics(self, record: dict[str, Any]) -> None:
         """Before fit picks the best model: a diverging epoch stops training and never becomes best.pt."""
@@ -222,22 +235,30 @@ class Diagnostics:
         )
 
     def _overfit(self, r: dict[str, Any], found: list[Advice]) -> None:
+        """Against the best val accuracy so far: a val dip (a noisy epoch, a too-high lr) is not a gap."""
         train_acc, val_acc = float(r["train_acc"]), float(r["val_acc"])
-        if math.isnan(val_acc) or train_acc - val_acc <= self.cfg.overfit_gap:
+        best = max((a for a in self.val_accs if math.isfinite(a)), default=math.nan)
+        if math.isnan(val_acc) or math.isnan(best) or train_acc - best <= self.cfg.overfit_gap:
             self._gap_epochs = 0
             return
         self._gap_epochs += 1
-        if self._gap_epochs < self.cfg.overfit_epochs:
-            return
+        k = self.cfg.overfit_epochs
+        if self._gap_epochs < k or not self._val_stalled(k):
+            return  # an early gap while val accuracy still rises is BatchNorm/SGD lag, not overfitting
         found.append(
             Advice(
                 "overfit",
                 int(r["epoch"]),
-                f"train accuracy {train_acc:.3f} is {100 * (train_acc - val_acc):.1f} points above val accuracy "
-                f"{val_acc:.3f}: overfitting: raise reg or get more data (train.reg, model.dropout, "
-                f"or more training samples)",
+                f"train accuracy {train_acc:.3f} is {100 * (train_acc - best):.1f} points above the best val "
+                f"accuracy {best:.3f}, which has stopped improving: overfitting: raise reg or get more data "
+                f"(train.reg, model.dropout, or more training samples)",
             )
         )
+
+    def _val_stalled(self, k: int) -> bool:
+        """Val accuracy has not improved on its earlier best in the last ``k`` epochs."""
+        accs = [a if math.isfinite(a) else -math.inf for a in self.val_accs]
+        return len(accs) > k and max(accs[-k:]) <= max(accs[:-k])
 
     def _update_ratios(self, r: dict[str, Any], found: list[Advice]) -> None:
         epoch = int(r["epoch"])

@@ -48,7 +48,11 @@ def checkpoint_state(model, optimizer, scheduler, generator, epoch, history, ext
         "partial": partial.to_dict() if partial is not None else None,  # an epoch in progress
         "best_epoch": history.best_epoch,
         "best_val_acc": history.best_val_acc,
-        "history": {"records": history.records, "step_losses": torch.tensor(history.step_losses)},
+        "history": {
+            "records": history.records,
+            "step_losses": torch.tensor(history.step_losses),
+            "initial_loss": history.initial_loss,
+        },
         "rng": rng,
         **(extra or {}),
     }
@@ -65,6 +69,7 @@ def restore_state(ckpt, model, optimizer, scheduler, generator, history, device)
         torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
     history.records = [dict(r) for r in ckpt["history"]["records"]]
     history.step_losses = ckpt["history"]["step_losses"].tolist()
+    history.initial_loss = ckpt["history"].get("initial_loss")  # absent in a last.pt from before it was kept
     history.best_epoch, history.best_val_acc = ckpt["best_epoch"], ckpt["best_val_acc"]
     best = ckpt.get("best_model")
     best_state = {k: v.to(device) for k, v in best.items()} if best is not None else None

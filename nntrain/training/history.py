@@ -20,3 +20,4 @@ class History:
     diverged: bool = False
     interrupted: str | None = None  # set when should_stop() ended training; last.pt can resume it
     seconds: float = 0.0
+    initial_loss: float | None = None  # the loss at initialization (advice), kept in last.pt across resume
