@@ -54,14 +54,21 @@ def test_digits_cnn_is_small_and_the_cifar_shaped_cnn_is_large():
 def test_cgroup_quota_caps_the_cores(tmp_path):
     (tmp_path / "cpu.max").write_text("150000 100000\n")
     assert cgroup_cpu_limit(tmp_path) == 1.5
-    assert usable_cores(tmp_path) == min(2, len(os.sched_getaffinity(0)))
+    assert usable_cores(tmp_path, environ={}) == min(2, len(os.sched_getaffinity(0)))
     (tmp_path / "cpu.max").write_text("max 100000\n")
     assert cgroup_cpu_limit(tmp_path) is None
     (tmp_path / "cpu.max").unlink()
     (tmp_path / "cpu").mkdir()
     (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("50000")
     (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000")
-    assert cgroup_cpu_limit(tmp_path) == 0.5 and usable_cores(tmp_path) == 1
+    assert cgroup_cpu_limit(tmp_path) == 0.5 and usable_cores(tmp_path, environ={}) == 1
+
+
+def test_a_users_omp_num_threads_caps_the_cores(tmp_path):
+    cores = usable_cores(tmp_path, environ={})
+    assert usable_cores(tmp_path, environ={"OMP_NUM_THREADS": "1"}) == 1
+    assert usable_cores(tmp_path, environ={"OMP_NUM_THREADS": "64"}) == cores  # a cap, never more cores
+    assert usable_cores(tmp_path, environ={"OMP_NUM_THREADS": "x"}) == cores
 
 
 def test_passive_waits_respects_a_users_choice():

@@ -53,8 +53,9 @@ def cgroup_cpu_limit(root: str | Path = "/sys/fs/cgroup") -> float | None:
         return None
 
 
-def usable_cores(cgroup_root: str | Path = "/sys/fs/cgroup") -> int:
-    """CPUs this process may run on: its affinity mask, capped by a cgroup CPU quota."""
+def usable_cores(cgroup_root: str | Path = "/sys/fs/cgroup", environ: dict[str, str] | None = None) -> int:
+    """CPUs this process may run on: its affinity mask, capped by a cgroup CPU quota and by the user's
+    own ``OMP_NUM_THREADS`` (a user who set it has decided)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -62,6 +63,9 @@ def usable_cores(cgroup_root: str | Path = "/sys/fs/cgroup") -> int:
     limit = cgroup_cpu_limit(cgroup_root)
     if limit is not None:
         cores = min(cores, math.ceil(limit))
+    env = os.environ if environ is None else environ
+    if env.get("OMP_NUM_THREADS", "").strip().isdigit() and int(env["OMP_NUM_THREADS"]) >= 1:
+        cores = min(cores, int(env["OMP_NUM_THREADS"]))
     return max(1, cores)
 
 
