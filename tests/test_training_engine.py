@@ -28,7 +28,11 @@ def test_epoch_loss_is_data_loss_plus_reg_before_the_step(tiny_cfg):
     r = (
         0.5
         * 0.5
-        * sum(float((m.weight.double() ** 2).sum()) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+        * sum(
+            float((m.weight.detach().double() ** 2).sum())
+            for m in model.modules()
+            if isinstance(m, (nn.Conv2d, nn.Linear))
+        )
     )
     assert r > 0
     with torch.no_grad():
