@@ -239,8 +239,8 @@ class Config(_Section):
     """auto (CUDA when available, else CPU) | cpu | cuda | cuda:N."""
     threads: Literal["auto"] | int = "auto"
     """CPU threads torch computes with: auto (one thread for small work such as digits, so other busy
-    processes cannot stall it; else the cores this process may use, divided among cv --jobs) | N ≥ 1.
-    CPU results can differ in the last digits between thread counts."""
+    processes cannot stall it; else the cores this process may use; one per cv fold job) | N ≥ 1 (every
+    cv fold job too). CPU results can differ in the last digits between thread counts."""
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
