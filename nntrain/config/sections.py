@@ -1,27 +1,21 @@
-"""Typed, frozen, validated-once configuration.
-
-A YAML file (or nothing: the built-in defaults below, identical to
-``configs/default.yaml``) plus ``--set a.b=value`` overrides, applied to the raw dict
-*before* validation so an override is checked exactly like the file. Every error
-names the dotted key, the bad value and what is allowed.
-"""
+"""The config sections: pydantic models, frozen, every field documented (the docstrings are
+the config reference, ``scripts/config_reference.py``); the defaults equal ``configs/default.yaml``."""
 
 from __future__ import annotations
 
-import difflib
 import re
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from nntrain.errors import ConfigError
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 TORCHVISION_SETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 """The ``data.dataset`` names read through torchvision (files under ``data.root``)."""
 DATASETS = ("digits", "imagefolder", "npz", *TORCHVISION_SETS)
 """Names accepted by ``data.dataset``, the one list: ``data/registry.py`` holds one loader per name."""
+
+
+FLIP_CHANGES_CLASS = ("digits", "mnist")
+"""Datasets whose left-right mirror is another class (eval.tta: flip is refused unless data.augment.hflip)."""
 
 
 class _Section(BaseModel):
@@ -82,11 +76,15 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    name: Literal["cnn", "mlp"] = "cnn"
+    name: Literal["cnn", "mlp", "resnet"] = "cnn"
     """cnn: [Conv3x3 → (BN) → ReLU → MaxPool2]×len(channels) → (average-pool maps larger than 4x4 to 4x4)
-    → MLP head; mlp: Flatten → MLP."""
+    → MLP head; mlp: Flatten → MLP; resnet: a small pre-activation ResNet (Conv3x3 stem, then per entry of
+    channels a stage of model.blocks residual blocks [BN → ReLU → Conv3x3]×2, stages after the first halve
+    H and W) → BN → ReLU → global average pool → MLP head. A step up from cnn for CIFAR-like 32 px images."""
     channels: tuple[int, ...] = (32, 64)
-    """cnn only: output channels of each conv stage (each stage halves H and W)."""
+    """cnn: output channels of each conv stage (each stage halves H and W); resnet: the width of each stage."""
+    blocks: int = Field(2, ge=1)
+    """resnet only: residual blocks per stage (depth = 2·blocks·len(channels) + 2 weighted layers)."""
     hidden: tuple[int, ...] = (128,)
     """Widths of the hidden Linear layers (the lecture's two-layer net: mlp, [50])."""
     batchnorm: bool = True
@@ -148,6 +146,52 @@ class TrainConfig(_Section):
 
     eval_batch_size: int = Field(1024, gt=0)
     """Samples per forward pass during evaluation (no gradients: can be large)."""
+    class_weights: Literal["none", "balanced"] | tuple[float, ...] = "none"
+    """Weighted cross-entropy for imbalanced classes: none | balanced (class c weighs N / (C·n_c), counted on
+    the train split) | [w0, w1, …] (one positive weight per class). The data loss is the weighted mean
+    Σ w_y·CE / Σ w_y (torch's), so an untrained net still starts at ln C; R(W) is added unchanged. Use it
+    when some classes are rare and their recall (balanced accuracy) matters more than plain accuracy."""
+    label_smoothing: float = Field(0.0, ge=0.0, le=0.5)
+    """Cross-entropy against targets mixed with the uniform distribution (1 − ε on the class, ε/C on each):
+    discourages over-confident logits; 0.1 is the usual value for CIFAR-size nets trained many epochs.
+    The loss at init stays ln C; a trained net's loss cannot fall to 0."""
+    ema: float | None = Field(None, gt=0.0, lt=1.0)
+    """Exponential moving average of the weights and BatchNorm statistics with this decay (e.g. 0.999),
+    updated after every SGD step; the average is what val/test evaluate and what best.pt saves (null: off).
+    Helps on longer runs (its horizon is ~1/(1 − decay) steps: keep it well below the run's total steps)."""
+    warmup_epochs: int = Field(0, ge=0)
+    """Epochs of linear learning-rate warmup (lr·k/(warmup_epochs+1) in epoch k) before the configured
+    lr_schedule, which then runs over the remaining epochs. Helps large lr / large batches start stably."""
+
+    @field_validator("class_weights", mode="before")
+    @classmethod
+    def _weights_none(cls, v: object) -> object:
+        return "none" if v is None else v
+
+    @field_validator("class_weights")
+    @classmethod
+    def _positive_weights(cls, v: Any) -> Any:
+        if isinstance(v, tuple) and (not v or any(not w > 0 for w in v)):
+            raise ValueError(f"class weights must be one positive number per class, got {list(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> TrainConfig:
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(
+                f"warmup_epochs={self.warmup_epochs} leaves no epoch for the schedule (epochs={self.epochs}); "
+                "use fewer warmup epochs"
+            )
+        return self
+
+
+class EvalConfig(_Section):
+    """How val/test predictions are made."""
+
+    tta: Literal["none", "flip"] = "none"
+    """Test-time augmentation: flip = average the softmax over each image and its left-right mirror
+    (two forward passes) for val, test and the run's pictures. Refused for digits and MNIST, where a mirrored
+    digit is another symbol, unless data.augment.hflip is true (the config then says flips keep the class)."""
 
 
 class OutputConfig(_Section):
@@ -255,6 +299,16 @@ class Config(_Section):
     output: OutputConfig = OutputConfig()
     sanity: SanityConfig = SanityConfig()
     diagnostics: DiagnosticsConfig = DiagnosticsConfig()
+    eval: EvalConfig = EvalConfig()
+
+    @model_validator(mode="after")
+    def _flip_keeps_class(self) -> Config:
+        if self.eval.tta == "flip" and self.data.dataset in FLIP_CHANGES_CLASS and not self.data.augment.hflip:
+            raise ValueError(
+                f"eval.tta: flip mirrors the images, which turns {self.data.dataset}'s digits into other "
+                "symbols; use eval.tta: none, or set data.augment.hflip: true if flipped images keep their class"
+            )
+        return self
 
     @field_validator("threads", mode="before")
     @classmethod
@@ -271,138 +325,3 @@ class Config(_Section):
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", v):
             raise ValueError(f"unknown device {v!r}; allowed: auto, cpu, cuda, cuda:N")
         return v
-
-
-# --------------------------------------------------------------------------- loading
-
-
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read ``path`` (None: built-in defaults), apply ``--set`` overrides, validate once."""
-    raw = read_yaml(path) if path is not None else {}
-    origins: dict[str, str] = {}
-    for item in overrides:
-        key, value = parse_assignment(item, flag="--set")
-        set_dotted(raw, key, value, source=f"--set {item}")
-        origins[key] = f"--set {item}"
-    return validate(raw, source=str(path) if path is not None else "built-in defaults", origins=origins)
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        hint = "it is a directory" if p.is_dir() else "no such file"
-        raise ConfigError(f"config file '{p}' cannot be read: {hint}; pass an existing YAML file to --config")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"config file '{p}' cannot be read: {e}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{where}: YAML syntax error: {problem}; fix the file and retry") from None
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(
-            f"{p}: the top level must be a mapping of sections (seed, device, data, model, train, output, sanity, "
-            "diagnostics), "
-            f"got {type(raw).__name__}"
-        )
-    return raw
-
-
-def parse_assignment(item: str, *, flag: str) -> tuple[str, Any]:
-    """'train.optimizer.lr=0.01' → ('train.optimizer.lr', 0.01); values are YAML scalars/lists."""
-    key, sep, value = item.partition("=")
-    key = key.strip()
-    if not sep or not key or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
-        raise ConfigError(f"{flag} {item!r}: expected section.key=value, e.g. {flag} train.optimizer.lr=0.01")
-    try:
-        parsed = yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError:
-        parsed = value  # let validation say what is wrong with it
-    return key, parsed
-
-
-def set_dotted(raw: dict[str, Any], key: str, value: Any, *, source: str) -> None:
-    node = raw
-    parts = key.split(".")
-    for i, part in enumerate(parts[:-1]):
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
-            dotted = ".".join(parts[: i + 1])
-            raise ConfigError(f"{source}: '{dotted}' is a value, not a section; it has no key '{parts[i + 1]}'")
-        node = child
-    node[parts[-1]] = value
-
-
-def validate(raw: dict[str, Any], *, source: str = "config", origins: dict[str, str] | None = None) -> Config:
-    """``origins``: dotted key → the ``--set`` that set it, named in the message instead of ``source``."""
-    try:
-        return Config.model_validate(raw)
-    except ValidationError as e:
-        errors = e.errors()
-        blamed = [_origin(err, origins or {}) for err in errors]
-        lines = [_describe(err) for err in errors]
-        if all(blamed):
-            if len(set(blamed)) == 1:
-                raise ConfigError(f"invalid {blamed[0]}: " + "; ".join(lines)) from None
-            lines = [f"{b}: {line}" for b, line in zip(blamed, lines)]
-            raise ConfigError("invalid --set:\n  " + "\n  ".join(lines)) from None
-        lines = [f"{line} (from {b})" if b else line for b, line in zip(blamed, lines)]
-        raise ConfigError(f"invalid config ({source}):\n  " + "\n  ".join(lines)) from None
-
-
-def _origin(err: dict[str, Any], origins: dict[str, str]) -> str | None:
-    """The --set behind a validation error: the one whose key is the error's location or contains it."""
-    loc = [str(p) for p in err["loc"] if not isinstance(p, int)]
-    for n in range(len(loc), 0, -1):
-        found = origins.get(".".join(loc[:n]))
-        if found:
-            return found
-    return None
-
-
-def override(cfg: Config, changes: dict[str, Any]) -> Config:
-    """A copy of ``cfg`` with dotted-key ``changes``, validated like a file."""
-    raw = cfg.model_dump(mode="json")
-    for key, value in changes.items():
-        set_dotted(raw, key, value, source=key)
-    return validate(raw, source="overrides")
-
-
-def to_yaml(cfg: Config) -> str:
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
-
-
-def _describe(err: dict[str, Any]) -> str:
-    loc = [str(p) for p in err["loc"]]
-    dotted = ".".join(loc) or "<top level>"
-    if err["type"] == "extra_forbidden":
-        allowed = _fields_at(loc[:-1])
-        guess = difflib.get_close_matches(loc[-1], allowed, n=1)
-        hint = f"did you mean '{guess[0]}'? " if guess else ""
-        return f"{dotted}: unknown key; {hint}allowed keys: {', '.join(allowed)}"
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] in ("list_type", "tuple_type") and isinstance(err.get("input"), (str, int, float)):
-        items = str(err["input"]).replace(" ", "")
-        return f"{dotted}: expected a list (got {err['input']!r}); write it in brackets: {dotted}=[{items}]"
-    if "input" in err and err["type"] not in ("missing",):
-        return f"{dotted}: {msg} (got {err['input']!r})"
-    return f"{dotted}: {msg}"
-
-
-def _fields_at(loc: list[str]) -> list[str]:
-    model: type[BaseModel] = Config
-    for part in loc:
-        field = model.model_fields.get(part)
-        ann = field.annotation if field else None
-        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
-            return []
-        model = ann
-    return list(model.model_fields)
