@@ -100,6 +100,8 @@ def validate(raw: dict[str, Any], *, source: str = "config", origins: dict[str, 
 def _origin(err: dict[str, Any], origins: dict[str, str]) -> str | None:
     """The --set behind a validation error: the one whose key is the error's location or contains it."""
     loc = [str(p) for p in err["loc"] if not isinstance(p, int)]
+    if not loc:  # a check across sections names its key first: "eval.tta: ..."
+        loc = err["msg"].removeprefix("Value error, ").partition(":")[0].split(".")
     for n in range(len(loc), 0, -1):
         found = origins.get(".".join(loc[:n]))
         if found:
@@ -128,6 +130,8 @@ def _describe(err: dict[str, Any]) -> str:
         hint = f"did you mean '{guess[0]}'? " if guess else ""
         return f"{dotted}: unknown key; {hint}allowed keys: {', '.join(allowed)}"
     msg = err["msg"].removeprefix("Value error, ")
+    if not loc and isinstance(err.get("input"), dict):
+        return msg  # a check across sections: its message names the key; the input is the whole config
     if err["type"] in ("list_type", "tuple_type") and isinstance(err.get("input"), (str, int, float)):
         items = str(err["input"]).replace(" ", "")
         return f"{dotted}: expected a list (got {err['input']!r}); write it in brackets: {dotted}=[{items}]"

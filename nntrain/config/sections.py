@@ -305,8 +305,9 @@ class Config(_Section):
     def _flip_keeps_class(self) -> Config:
         if self.eval.tta == "flip" and self.data.dataset in FLIP_CHANGES_CLASS and not self.data.augment.hflip:
             raise ValueError(
-                f"eval.tta: flip mirrors the images, which turns {self.data.dataset}'s digits into other "
-                "symbols; use eval.tta: none, or set data.augment.hflip: true if flipped images keep their class"
+                "eval.tta: flip mirrors the images, which turns a digit into another symbol "
+                f"(data.dataset: {self.data.dataset}); use eval.tta: none, or set data.augment.hflip: true "
+                "if flipped images keep their class"
             )
         return self
 
