@@ -135,7 +135,7 @@ def _describe(err: dict[str, Any]) -> str:
     if err["type"] in ("list_type", "tuple_type") and isinstance(err.get("input"), (str, int, float)):
         items = str(err["input"]).replace(" ", "")
         return f"{dotted}: expected a list (got {err['input']!r}); write it in brackets: {dotted}=[{items}]"
-    if "input" in err and err["type"] not in ("missing",):
+    if "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):  # not a section
         return f"{dotted}: {msg} (got {err['input']!r})"
     return f"{dotted}: {msg}"
 
