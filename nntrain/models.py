@@ -1,4 +1,5 @@
-"""Model builders: ``cnn`` and ``mlp`` as plain ``nn.Sequential`` stacks.
+"""Model builders: ``cnn`` and ``mlp`` as plain ``nn.Sequential`` stacks; ``resnet``, a small
+pre-activation ResNet (He et al. 2016, "Identity mappings") whose head is the same MLP.
 
 The lecture's two-layer net (3072 → 50 → 10, weights 1e-4·randn) is
 ``model: {name: mlp, hidden: [50], init_std: 1e-4}``.
@@ -38,6 +39,17 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes
             layers[f"relu{i}"] = nn.ReLU(inplace=True)
             layers[f"pool{i}"] = nn.MaxPool2d(2)
             c, h, w = out, h // 2, w // 2
+    if cfg.name == "resnet":
+        layers["stem"] = nn.Conv2d(c, cfg.channels[0], kernel_size=3, padding=1, bias=False)
+        c = cfg.channels[0]
+        for i, out in enumerate(cfg.channels, start=1):
+            stride = 1 if i == 1 else 2
+            blocks = [PreActBlock(c if b == 0 else out, out, stride if b == 0 else 1) for b in range(cfg.blocks)]
+            layers[f"stage{i}"] = nn.Sequential(*blocks)
+            c, h, w = out, (h + stride - 1) // stride, (w + stride - 1) // stride
+        layers["bn"], layers["relu"] = nn.BatchNorm2d(c), nn.ReLU(inplace=True)
+        layers["avgpool"] = nn.AdaptiveAvgPool2d(1)
+        h = w = 1
     if cfg.name == "cnn" and max(h, w) > HEAD_SIZE:  # the head does not grow with the input size
         layers["avgpool"] = nn.AdaptiveAvgPool2d((min(h, HEAD_SIZE), min(w, HEAD_SIZE)))
         h, w = min(h, HEAD_SIZE), min(w, HEAD_SIZE)
@@ -54,6 +66,23 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes
     if cfg.init_std is not None:
         init_weights(model, cfg.init_std)
     return model
+
+
+class PreActBlock(nn.Module):
+    """x + F(x) with F = BN → ReLU → Conv3x3(stride) → BN → ReLU → Conv3x3; when the shape changes the
+    shortcut is a strided 1x1 conv of the pre-activated input (the pre-activation ResNet's block)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.bn1, self.bn2 = nn.BatchNorm2d(c_in), nn.BatchNorm2d(c_out)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.shortcut = nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False) if stride != 1 or c_in != c_out else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = torch.relu(self.bn1(x))
+        skip = self.shortcut(a) if self.shortcut is not None else x
+        return skip + self.conv2(torch.relu(self.bn2(self.conv1(a))))
 
 
 def init_weights(model: nn.Module, std: float) -> None:

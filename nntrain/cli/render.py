@@ -63,6 +63,7 @@ def train_summary(summary: dict[str, Any], run_dir: str, wall_seconds: float | N
     lines = [
         f"test accuracy  {fmt_acc(summary['test_acc'])}  (best model: epoch {summary['best_epoch']}, "
         f"val accuracy {fmt_acc(summary['best_val_acc'])})",
+        *_balanced_lines(summary),
         f"epochs run     {summary['epochs_run']}  in {took} on {summary['device']}",
         f"run directory  {run_dir}",
     ]
@@ -77,6 +78,19 @@ def train_summary(summary: dict[str, Any], run_dir: str, wall_seconds: float | N
     else:
         for line in lines:
             plain(line)
+
+
+def _balanced_lines(summary: dict[str, Any]) -> list[str]:
+    """Balanced accuracy (mean per-class recall) and the per-class recalls, lowest first (at most 5 shown)."""
+    recall = summary.get("test_recall") or {}
+    if summary.get("test_balanced_acc") is None or not recall:
+        return []
+    worst = sorted(((r, c) for c, r in recall.items() if r is not None))
+    shown = ", ".join(f"{c} {fmt_acc(r)}" for r, c in worst[:5]) + (" ..." if len(worst) > 5 else "")
+    return [
+        f"balanced acc   {fmt_acc(summary['test_balanced_acc'])}  (mean per-class recall on test)",
+        f"recall         {shown}  (lowest first; all in summary.json)",
+    ]
 
 
 # --------------------------------------------------------------------------- sanity

@@ -1,5 +1,9 @@
-"""Typed, frozen, validated-once configuration: the sections (``sections.py``) and reading
-YAML + ``--set`` overrides into them (``loading.py``)."""
+"""Typed, frozen, validated-once configuration.
+
+A YAML file (or nothing: the built-in defaults in ``sections.py``, identical to
+``configs/default.yaml``) plus ``--set a.b=value`` overrides, applied to the raw dict
+*before* validation so an override is checked exactly like the file (``loading.py``).
+"""
 
 from nntrain.config.loading import (
     load_config,
@@ -17,6 +21,7 @@ from nntrain.config.sections import (
     Config,
     DataConfig,
     DiagnosticsConfig,
+    EvalConfig,
     ModelConfig,
     OptimizerConfig,
     OutputConfig,
@@ -31,6 +36,7 @@ __all__ = [
     "Config",
     "DataConfig",
     "DiagnosticsConfig",
+    "EvalConfig",
     "ModelConfig",
     "OptimizerConfig",
     "OutputConfig",

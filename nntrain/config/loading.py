@@ -1,7 +1,5 @@
-"""Reading a config: a YAML file (or nothing: the built-in defaults, identical to
-``configs/default.yaml``) plus ``--set a.b=value`` overrides, applied to the raw dict *before*
-validation so an override is checked exactly like the file. Every error names the dotted key,
-the bad value and what is allowed."""
+"""Reading a config: YAML file + ``--set`` overrides → a validated ``Config``; every error
+names the dotted key, the bad value and what is allowed."""
 
 from __future__ import annotations
 
@@ -49,7 +47,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError(
             f"{p}: the top level must be a mapping of sections (seed, device, data, model, train, output, sanity, "
-            "diagnostics), "
+            "diagnostics, eval), "
             f"got {type(raw).__name__}"
         )
     return raw
@@ -102,6 +100,8 @@ def validate(raw: dict[str, Any], *, source: str = "config", origins: dict[str, 
 def _origin(err: dict[str, Any], origins: dict[str, str]) -> str | None:
     """The --set behind a validation error: the one whose key is the error's location or contains it."""
     loc = [str(p) for p in err["loc"] if not isinstance(p, int)]
+    if not loc:  # a check across sections names its key first: "eval.tta: ..."
+        loc = err["msg"].removeprefix("Value error, ").partition(":")[0].split(".")
     for n in range(len(loc), 0, -1):
         found = origins.get(".".join(loc[:n]))
         if found:
@@ -130,10 +130,12 @@ def _describe(err: dict[str, Any]) -> str:
         hint = f"did you mean '{guess[0]}'? " if guess else ""
         return f"{dotted}: unknown key; {hint}allowed keys: {', '.join(allowed)}"
     msg = err["msg"].removeprefix("Value error, ")
+    if not loc and isinstance(err.get("input"), dict):
+        return msg  # a check across sections: its message names the key; the input is the whole config
     if err["type"] in ("list_type", "tuple_type") and isinstance(err.get("input"), (str, int, float)):
         items = str(err["input"]).replace(" ", "")
         return f"{dotted}: expected a list (got {err['input']!r}); write it in brackets: {dotted}=[{items}]"
-    if "input" in err and err["type"] not in ("missing",):
+    if "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):  # not a section
         return f"{dotted}: {msg} (got {err['input']!r})"
     return f"{dotted}: {msg}"
 

@@ -1,5 +1,5 @@
-"""The config's sections: pydantic models, frozen, unknown keys rejected; every field's default
-with its unit or reason (the docstrings are the config reference, docs/configuration.md)."""
+"""The config sections: pydantic models, frozen, every field documented (the docstrings are
+the config reference, ``scripts/config_reference.py``); the defaults equal ``configs/default.yaml``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ TORCHVISION_SETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 """The ``data.dataset`` names read through torchvision (files under ``data.root``)."""
 DATASETS = ("digits", "imagefolder", "npz", *TORCHVISION_SETS)
 """Names accepted by ``data.dataset``, the one list: ``data/registry.py`` holds one loader per name."""
+
+
+FLIP_CHANGES_CLASS = ("digits", "mnist")
+"""Datasets whose left-right mirror is another class (eval.tta: flip is refused unless data.augment.hflip)."""
 
 
 class _Section(BaseModel):
@@ -72,11 +76,15 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    name: Literal["cnn", "mlp"] = "cnn"
+    name: Literal["cnn", "mlp", "resnet"] = "cnn"
     """cnn: [Conv3x3 → (BN) → ReLU → MaxPool2]×len(channels) → (average-pool maps larger than 4x4 to 4x4)
-    → MLP head; mlp: Flatten → MLP."""
+    → MLP head; mlp: Flatten → MLP; resnet: a small pre-activation ResNet (Conv3x3 stem, then per entry of
+    channels a stage of model.blocks residual blocks [BN → ReLU → Conv3x3]×2, stages after the first halve
+    H and W) → BN → ReLU → global average pool → MLP head. A step up from cnn for CIFAR-like 32 px images."""
     channels: tuple[int, ...] = (32, 64)
-    """cnn only: output channels of each conv stage (each stage halves H and W)."""
+    """cnn: output channels of each conv stage (each stage halves H and W); resnet: the width of each stage."""
+    blocks: int = Field(2, ge=1)
+    """resnet only: residual blocks per stage (depth = 2·blocks·len(channels) + 2 weighted layers)."""
     hidden: tuple[int, ...] = (128,)
     """Widths of the hidden Linear layers (the lecture's two-layer net: mlp, [50])."""
     batchnorm: bool = True
@@ -138,6 +146,52 @@ class TrainConfig(_Section):
 
     eval_batch_size: int = Field(1024, gt=0)
     """Samples per forward pass during evaluation (no gradients: can be large)."""
+    class_weights: Literal["none", "balanced"] | tuple[float, ...] = "none"
+    """Weighted cross-entropy for imbalanced classes: none | balanced (class c weighs N / (C·n_c), counted on
+    the train split) | [w0, w1, …] (one positive weight per class). The data loss is the weighted mean
+    Σ w_y·CE / Σ w_y (torch's), so an untrained net still starts at ln C; R(W) is added unchanged. Use it
+    when some classes are rare and their recall (balanced accuracy) matters more than plain accuracy."""
+    label_smoothing: float = Field(0.0, ge=0.0, le=0.5)
+    """Cross-entropy against targets mixed with the uniform distribution (1 − ε on the class, ε/C on each):
+    discourages over-confident logits; 0.1 is the usual value for CIFAR-size nets trained many epochs.
+    The loss at init stays ln C; a trained net's loss cannot fall to 0."""
+    ema: float | None = Field(None, gt=0.0, lt=1.0)
+    """Exponential moving average of the weights and BatchNorm statistics with this decay (e.g. 0.999),
+    updated after every SGD step; the average is what val/test evaluate and what best.pt saves (null: off).
+    Helps on longer runs (its horizon is ~1/(1 − decay) steps: keep it well below the run's total steps)."""
+    warmup_epochs: int = Field(0, ge=0)
+    """Epochs of linear learning-rate warmup (lr·k/(warmup_epochs+1) in epoch k) before the configured
+    lr_schedule, which then runs over the remaining epochs. Helps large lr / large batches start stably."""
+
+    @field_validator("class_weights", mode="before")
+    @classmethod
+    def _weights_none(cls, v: object) -> object:
+        return "none" if v is None else v
+
+    @field_validator("class_weights")
+    @classmethod
+    def _positive_weights(cls, v: Any) -> Any:
+        if isinstance(v, tuple) and (not v or any(not w > 0 for w in v)):
+            raise ValueError(f"class weights must be one positive number per class, got {list(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> TrainConfig:
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(
+                f"warmup_epochs={self.warmup_epochs} leaves no epoch for the schedule (epochs={self.epochs}); "
+                "use fewer warmup epochs"
+            )
+        return self
+
+
+class EvalConfig(_Section):
+    """How val/test predictions are made."""
+
+    tta: Literal["none", "flip"] = "none"
+    """Test-time augmentation: flip = average the softmax over each image and its left-right mirror
+    (two forward passes) for val, test and the run's pictures. Refused for digits and MNIST, where a mirrored
+    digit is another symbol, unless data.augment.hflip is true (the config then says flips keep the class)."""
 
 
 class OutputConfig(_Section):
@@ -247,6 +301,17 @@ class Config(_Section):
     output: OutputConfig = OutputConfig()
     sanity: SanityConfig = SanityConfig()
     diagnostics: DiagnosticsConfig = DiagnosticsConfig()
+    eval: EvalConfig = EvalConfig()
+
+    @model_validator(mode="after")
+    def _flip_keeps_class(self) -> Config:
+        if self.eval.tta == "flip" and self.data.dataset in FLIP_CHANGES_CLASS and not self.data.augment.hflip:
+            raise ValueError(
+                "eval.tta: flip mirrors the images, which turns a digit into another symbol "
+                f"(data.dataset: {self.data.dataset}); use eval.tta: none, or set data.augment.hflip: true "
+                "if flipped images keep their class"
+            )
+        return self
 
     @field_validator("threads", mode="before")
     @classmethod

@@ -21,7 +21,7 @@ from nntrain.cv.store import CvDir, json_text
 from nntrain.data.splits import stratified_kfold
 from nntrain.runs.files import atomic_write_text
 from nntrain.runs.rundir import RunDir
-from nntrain.training.metrics import predict
+from nntrain.training.metrics import predict, with_tta
 
 FOLD_FIELDS = (
     "fold",
@@ -143,10 +143,13 @@ def run_fold(job: dict[str, Any], report: Callable[[dict], None] | None = None) 
 
     diag = Diagnostics(cfg.diagnostics)  # train's rules, kept in the fold result (nothing printed)
     callbacks = ([_Progress(report, job["combo"], job["fold"])] if report else []) + [diag]
-    h = fit(model, data, cfg.train, seed=seed, device=device, callbacks=callbacks)
+    h = fit(model, data, cfg.train, seed=seed, device=device, callbacks=callbacks, tta=cfg.eval.tta)
     model.eval()  # fit left the best epoch's weights in ``model``
     pred = predict(
-        model, data.val, batch_size=cfg.train.eval_batch_size, precision=Precision.create(cfg.train.amp, device)
+        with_tta(model, cfg.eval.tta),
+        data.val,
+        batch_size=cfg.train.eval_batch_size,
+        precision=Precision.create(cfg.train.amp, device),
     )
     best = h.records[h.best_epoch - 1] if h.best_epoch else {"val_loss": math.nan}
     return {
@@ -199,7 +202,17 @@ def refit(
     extra["versions"] = {k: str(v) for k, v in extra["versions"].items()}
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.input_shape, data.num_classes)
-    h = fit(model, data, cfg.train, seed=cfg.seed, device=device, callbacks=callbacks, run=run, checkpoint_extra=extra)
+    h = fit(
+        model,
+        data,
+        cfg.train,
+        seed=cfg.seed,
+        device=device,
+        callbacks=callbacks,
+        run=run,
+        checkpoint_extra=extra,
+        tta=cfg.eval.tta,
+    )
     summary = {
         "params": params,
         "test_acc": h.test_acc,

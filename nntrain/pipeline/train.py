@@ -20,6 +20,7 @@ from nntrain.runs.rundir import RunDir
 from nntrain.training import distributed
 from nntrain.training.engine import History, fit
 from nntrain.training.loadwatch import LoadWatch
+from nntrain.training.metrics import with_tta
 from nntrain.training.threads import apply_threads
 
 
@@ -96,6 +97,7 @@ def _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, *, resume) ->
             checkpoint_seconds=cfg.output.checkpoint_seconds,
             augment=make_augment(cfg.data.augment),
             ddp=distributed.hooks(),
+            tta=cfg.eval.tta,
         )
     finally:
         if tb is not None:
@@ -103,8 +105,14 @@ def _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, *, resume) ->
     if history.interrupted or run is None:  # run is None: a torchrun rank > 0
         return history
     # fit left the best model in ``model``: its test confusion matrix and per-class accuracy
-    result = write_run_pictures(run, history, model, s.data, batch_size=cfg.train.eval_batch_size)
-    per_class = {"per_class_test": result.per_class() if result is not None else None}
+    net = with_tta(model, cfg.eval.tta)  # the test predictions as fit made them
+    result = write_run_pictures(run, history, net, s.data, batch_size=cfg.train.eval_batch_size)
+    per_class = {
+        "per_class_test": result.per_class() if result is not None else None,
+        # mean per-class recall: accuracy that each class counts in equally (imbalanced test sets)
+        "test_balanced_acc": result.balanced_accuracy if result is not None else None,
+        "test_recall": result.recall() if result is not None else None,  # {class: recall or null}
+    }
     advice = [a.as_dict() for cb in callbacks for a in getattr(cb, "advice", ())]  # the Diagnostics callback's
     notes = {"advice": advice, "load_note": load.verdict()}  # load_note: other processes slowed the run (or None)
     run.write_json("summary.json", {**summary(cfg, s, history, started=t0), **per_class, **notes})

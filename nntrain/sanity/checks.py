@@ -52,24 +52,33 @@ def disable_dropout(model: nn.Module) -> nn.Module:
 # --------------------------------------------------------------------------- 1. loss at init
 
 
-def loss_at_init(model: nn.Module, split: Split, num_classes: int, *, tol: float, batch_size: int) -> CheckResult:
-    """Mean cross-entropy (λ = 0) of the untrained net over ``split`` ≈ ln C.
+def loss_at_init(
+    model: nn.Module, split: Split, num_classes: int, *, tol: float, batch_size: int, criterion: Any = None
+) -> CheckResult:
+    """Mean cross-entropy (λ = 0) of the untrained net over ``split`` ≈ ln C. ``criterion`` (a
+    ``training.loss.Criterion``: the configured class weights and label smoothing) gives the loss as
+    training computes it: still ln C, since a uniform prediction costs ln C per sample, smoothed or not,
+    and a weighted mean of equal losses is that loss.
 
     Measured as training sees it: train mode (BatchNorm on batch statistics) in batches of
     ``batch_size``, dropout off, on a copy (the caller's running statistics stay untouched).
     """
     expected = math.log(num_classes)
     net = disable_dropout(copy.deepcopy(model)).train()
-    total = 0.0
+    total, norm = 0.0, 0.0
     probabilities = True
     with torch.no_grad():
         for start in range(0, len(split), batch_size):
             out = net(split.x[start : start + batch_size]).float()  # (B, C) scores
-            total += float(F.cross_entropy(out, split.y[start : start + batch_size], reduction="sum"))
+            yb = split.y[start : start + batch_size]
+            if criterion is None:
+                total, norm = total + float(F.cross_entropy(out, yb, reduction="sum")), norm + len(yb)
+            else:
+                total, norm = total + float(criterion.sum(out, yb)), norm + float(criterion.norm(yb))
             probabilities &= bool(
                 (out >= 0).all() and torch.allclose(out.sum(1), torch.ones(len(out), device=out.device), atol=1e-4)
             )
-    loss = total / len(split)
+    loss = total / norm
     values = {"loss": loss, "ln_c": expected, "tolerance": tol * expected}
     measured = f"loss {loss:.4f}"
     want = f"ln {num_classes} = {expected:.4f} ± {tol * expected:.4f}"

@@ -45,8 +45,16 @@ def _fresh(s: Setup) -> nn.Module:
 
 
 def _loss_at_init(s: Setup, report: Report) -> CheckResult:
+    from nntrain.training.loss import Criterion
+
+    criterion = Criterion.create(s.cfg.train, s.data.train.y, s.data.num_classes, s.device)  # weights, smoothing
     return loss_at_init(
-        _fresh(s), s.data.train, s.data.num_classes, tol=s.cfg.sanity.init_loss_tol, batch_size=s.cfg.train.batch_size
+        _fresh(s),
+        s.data.train,
+        s.data.num_classes,
+        tol=s.cfg.sanity.init_loss_tol,
+        batch_size=s.cfg.train.batch_size,
+        criterion=criterion,
     )
 
 

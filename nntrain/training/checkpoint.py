@@ -36,7 +36,9 @@ class EpochProgress:
         return cls(int(d["step"]), d["step_losses"].tolist(), int(d["correct"]), d["gen_start"], d["gen_now"])
 
 
-def checkpoint_state(model, optimizer, scheduler, generator, epoch, history, extra, partial=None) -> dict[str, Any]:
+def checkpoint_state(
+    model, optimizer, scheduler, generator, epoch, history, extra, partial=None, ema=None
+) -> dict[str, Any]:
     rng = {"torch": torch.get_rng_state(), "batches": generator.get_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
@@ -54,6 +56,7 @@ def checkpoint_state(model, optimizer, scheduler, generator, epoch, history, ext
             "initial_loss": history.initial_loss,
         },
         "rng": rng,
+        "ema": ema.state_dict() if ema is not None else None,  # train.ema: the average, so resume is exact
         **(extra or {}),
     }
 
@@ -95,10 +98,12 @@ class Checkpointer:
         history: History,
         extra: dict[str, Any] | None = None,
         every_seconds: float = 0.0,
+        ema: Any = None,
     ) -> None:
         self.run = run  # a RunDir or None
         self.training = (model, optimizer, scheduler, generator)  # what last.pt captures
         self.every_seconds = every_seconds
+        self.ema = ema  # an ema.Ema or None
         self.extra = extra or {}
         self.history = history
         self.last_write = time.perf_counter()  # when last.pt was last written (perf_counter seconds)
@@ -120,7 +125,7 @@ class Checkpointer:
         if partial is None and epoch_done == self.last_written and h.best_epoch == self.best_written:
             return  # already on disk
         self.last_write, self.last_written = time.perf_counter(), epoch_done
-        files = {"last.pt": checkpoint_state(*self.training, epoch_done, h, self.extra, partial)}
+        files = {"last.pt": checkpoint_state(*self.training, epoch_done, h, self.extra, partial, self.ema)}
         if best_state is not None and h.best_epoch != self.best_written:
             files["best.pt"] = {
                 "model": best_state,

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from nntrain.errors import ConfigError
+from nntrain.training.loss import Criterion
 
 _current: Context | None = None
 
@@ -44,6 +45,8 @@ class Context:
     backend: str  # "gloo" (CPU) or "nccl" (CUDA)
     ctrl: Any = None  # a gloo group for control messages (stop flags, verdicts): never syncs the GPU
     _sizes: list[int] = field(default_factory=list, repr=False)
+    _batch: list[Any] = field(default_factory=list, repr=False)  # each step's global batch indices
+    _y: Any = field(default=None, repr=False)  # the split's labels
 
     @property
     def is_main(self) -> bool:
@@ -86,13 +89,20 @@ class Context:
         n = len(split)
         steps = range(start, math.ceil(n / batch_size))
         self._sizes = [0] * start + [min(batch_size, n - s * batch_size) for s in steps]  # global batch sizes
+        self._y = split.y  # the global batches' labels, for a class-weighted loss's normalizer
+        self._batch = [None] * start + [perm[s * batch_size : (s + 1) * batch_size].to(split.y.device) for s in steps]
         chunks = [torch.tensor_split(perm[s * batch_size : (s + 1) * batch_size], self.world)[self.rank] for s in steps]
         return split.index_batches(chunks)
 
-    def data_loss(self, logits: torch.Tensor, yb: torch.Tensor, step: int) -> torch.Tensor:
-        """Σ CE over the chunk × world / |global batch|: DDP's gradient average then equals the mean CE's."""
-        ce = torch.nn.functional.cross_entropy(logits.float(), yb, reduction="sum")
-        return ce * (self.world / self._sizes[step])
+    def data_loss(
+        self, logits: torch.Tensor, yb: torch.Tensor, step: int, criterion: Criterion | None = None
+    ) -> torch.Tensor:
+        """Σ CE over the chunk × world / |global batch|: DDP's gradient average then equals the mean CE's.
+        With class weights: Σ w·CE over the chunk × world / Σ w over the global batch (its labels are known
+        to every rank: same permutation, whole split)."""
+        criterion = criterion or Criterion()
+        norm = self._sizes[step] if criterion.weight is None else criterion.norm(self._y[self._batch[step]])
+        return criterion.sum(logits, yb) * (self.world / norm)
 
     def augment_generator(self, generator: torch.Generator) -> torch.Generator:
         """A per-rank generator for this step's augmentation, seeded by one draw from the shared
@@ -170,8 +180,10 @@ class SingleProcess:
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return split.train_batches(perm, batch_size, start=start)
 
-    def data_loss(self, logits: torch.Tensor, yb: torch.Tensor, step: int) -> torch.Tensor:
-        return torch.nn.functional.cross_entropy(logits, yb)
+    def data_loss(
+        self, logits: torch.Tensor, yb: torch.Tensor, step: int, criterion: Criterion | None = None
+    ) -> torch.Tensor:
+        return (criterion or Criterion())(logits, yb)
 
     def augment_generator(self, generator: torch.Generator) -> torch.Generator:
         return generator

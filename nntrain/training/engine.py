@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from nntrain.config import TrainConfig
@@ -25,7 +24,10 @@ from nntrain.training.callbacks import Callback, dispatch
 from nntrain.training.checkpoint import Checkpointer, EpochProgress, restore_state
 from nntrain.training.device import Precision
 from nntrain.training.distributed import Hooks, SingleProcess
+from nntrain.training.ema import Ema
 from nntrain.training.history import History
+from nntrain.training.loss import Criterion
+from nntrain.training.metrics import with_tta
 from nntrain.training.optim import make_optimizer, make_scheduler
 
 Augment = Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
@@ -54,13 +56,18 @@ def train_one_epoch(
     should_stop: Callable[[], bool] | None = None,
     shard: Hooks | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    criterion: Criterion | None = None,
+    after_step: Callable[[], None] | None = None,
 ) -> EpochStats:
     """One pass over ``split`` in random order. ``progress`` resumes an interrupted epoch;
     ``should_stop`` is polled after every step (a signal handler's flag: no host sync).
     ``shard`` (a ``distributed.Context``, under torchrun): train on this rank's chunk of
     every global batch; the returned stats are summed over ranks (default: the whole batch).
-    ``on_step(steps_done, n_steps)`` (Python ints: no host sync) follows every step, for progress displays."""
+    ``on_step(steps_done, n_steps)`` (Python ints: no host sync) follows every step, for progress displays.
+    ``criterion``: the data loss (default: plain cross-entropy); ``after_step`` follows every optimizer step
+    (the EMA update)."""
     shard = shard or SingleProcess()
+    criterion = criterion or Criterion()
     model.train()
     precision = precision or Precision()
     n = len(split)
@@ -87,7 +94,7 @@ def train_one_epoch(
         with precision.autocast():
             logits = model(xb)
             # ddp: Σ CE(chunk)·world/|batch|, so the gradient averaged over ranks is the batch mean's
-            loss = shard.data_loss(logits, yb, step)
+            loss = shard.data_loss(logits, yb, step, criterion)
         if weights:
             loss = loss + regularization(weights, reg)  # float32, outside autocast
         optimizer.zero_grad(set_to_none=True)
@@ -101,6 +108,8 @@ def train_one_epoch(
         else:
             loss.backward()
             optimizer.step()
+        if after_step is not None:
+            after_step()
         step_losses[step] = shard.step_share(loss)  # ddp: this rank's share
         correct += (logits.detach().argmax(1) == yb).sum()
         if on_step is not None:
@@ -127,8 +136,11 @@ def evaluate(
     batch_size: int = 1024,
     reg: float = 0.0,
     precision: Precision | None = None,
+    criterion: Criterion | None = None,
 ) -> tuple[float, float]:
-    """(mean loss incl. R(W), accuracy) over ``split`` in eval mode; NaNs for an empty split."""
+    """(mean loss incl. R(W), accuracy) over ``split`` in eval mode; NaNs for an empty split.
+    ``criterion``: the data loss, its weighted mean over the whole split (default: plain cross-entropy)."""
+    criterion = criterion or Criterion()
     n = len(split)
     if n == 0:
         return math.nan, math.nan
@@ -136,16 +148,18 @@ def evaluate(
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=split.device)
+    norm = torch.zeros((), device=split.device)
     correct = torch.zeros((), dtype=torch.int64, device=split.device)
     with torch.inference_mode():
         for xb, yb in split.eval_batches(batch_size):
             with precision.autocast():
                 logits = model(xb)
-            loss_sum += F.cross_entropy(logits.float(), yb, reduction="sum")
+            loss_sum += criterion.sum(logits, yb)
+            norm += criterion.norm(yb)
             correct += (logits.argmax(1) == yb).sum()
         r = float(regularization(reg_weights(model), reg)) if reg > 0 else 0.0
     model.train(was_training)
-    return loss_sum.item() / n + r, correct.item() / n
+    return (loss_sum / norm).item() + r, correct.item() / n
 
 
 def fit(
@@ -163,6 +177,7 @@ def fit(
     should_stop: Callable[[], bool] | None = None,
     checkpoint_seconds: float = 0.0,
     ddp: Hooks | None = None,
+    tta: str = "none",
 ) -> History:
     """Train ``model`` on ``data.train``, select by val accuracy, test the best once.
 
@@ -175,6 +190,10 @@ def fit(
     ``resume`` is a ``last.pt`` dict (plus ``best_model``: best.pt's weights) to continue
     from, exactly where it stopped. ``should_stop`` is polled every step; when it turns
     true, ``last.pt`` records the position and ``History.interrupted`` is set.
+
+    Recipes (each off by default): ``cfg.class_weights`` / ``cfg.label_smoothing`` shape the data loss
+    (training and evaluation alike); ``cfg.ema``: the weights' moving average is what val/test evaluate and
+    best.pt keeps (its state in last.pt); ``tta="flip"``: val/test average each image and its mirror.
     """
     ddp = ddp or SingleProcess()
     callbacks = list(callbacks) + ([run] if run is not None else [])
@@ -185,14 +204,20 @@ def fit(
     scheduler = make_scheduler(optimizer, cfg)
     precision = Precision.create(cfg.amp, device)
     generator = torch.Generator().manual_seed(seed)  # batch order; CPU so CPU/CUDA runs see the same order
+    criterion = Criterion.create(cfg, data.train.y, data.num_classes, device)
     history = History()
     best_state: dict[str, torch.Tensor] | None = None
     progress: EpochProgress | None = None
     if resume is not None:
         best_state, progress = restore_state(resume, raw, optimizer, scheduler, generator, history, device)
+    ema = Ema(raw, cfg.ema) if cfg.ema is not None else None  # after the resumed weights: a copy of them
+    if ema is not None and resume is not None and resume.get("ema") is not None:
+        ema.load_state_dict(resume["ema"])
     net = torch.compile(raw) if cfg.compile else raw  # evaluation: the plain module
     wrapped = ddp.wrap(raw)  # ddp: gradients all-reduced in backward
     train_net = net if wrapped is raw else (torch.compile(wrapped) if cfg.compile else wrapped)
+    val_net = with_tta(ema.module if ema is not None else net, tta)  # what selects the best epoch
+    best_source = ema.module if ema is not None else raw  # the weights best.pt keeps
     checkpointer = Checkpointer(
         run,
         model=raw,
@@ -202,6 +227,7 @@ def fit(
         history=history,
         extra=checkpoint_extra,
         every_seconds=checkpoint_seconds,
+        ema=ema,
     )
     since_best = len(history.records) - history.best_epoch
     t_fit = time.perf_counter()
@@ -244,13 +270,17 @@ def fit(
             should_stop=should_stop,
             shard=ddp,
             on_step=on_step if steppers else None,
+            criterion=criterion,
+            after_step=(lambda: ema.update(raw)) if ema is not None else None,
         )
         progress = None
         if stats.interrupted is not None:
             checkpointer.save(epoch - 1, best_state, partial=stats.interrupted, force=True)
             history.interrupted = f"interrupted in epoch {epoch}, after step {stats.interrupted.step}"
             break
-        val_loss, val_acc = evaluate(net, val, batch_size=cfg.eval_batch_size, reg=cfg.reg, precision=precision)
+        val_loss, val_acc = evaluate(
+            val_net, val, batch_size=cfg.eval_batch_size, reg=cfg.reg, precision=precision, criterion=criterion
+        )
         scheduler.step()
         record = {
             "epoch": epoch,
@@ -273,7 +303,7 @@ def fit(
         history.step_losses.extend(stats.step_losses)
         if improved:
             history.best_epoch, history.best_val_acc, since_best = epoch, val_acc, 0
-            best_state = {k: v.detach().clone() for k, v in raw.state_dict().items()}
+            best_state = {k: v.detach().clone() for k, v in best_source.state_dict().items()}
         else:
             since_best += 1
         checkpointer.save(epoch, best_state)  # checkpoint first, then the metrics row (queued behind it)
@@ -300,8 +330,10 @@ def fit(
         return history
     if best_state is not None:
         raw.load_state_dict(best_state)
+    elif ema is not None:  # no finite epoch: the caller still gets the average
+        raw.load_state_dict(ema.module.state_dict())
     history.test_loss, history.test_acc = evaluate(
-        net, test, batch_size=cfg.eval_batch_size, reg=cfg.reg, precision=precision
+        with_tta(net, tta), test, batch_size=cfg.eval_batch_size, reg=cfg.reg, precision=precision, criterion=criterion
     )
     dispatch(callbacks, "on_fit_end", history)
     return history

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from nntrain.data.types import Split
@@ -26,6 +27,16 @@ class EvalResult:
     def accuracy(self) -> float:
         return float(np.trace(self.confusion) / self.n) if self.n else float("nan")
 
+    def recall(self) -> dict[str, float | None]:
+        """{class: correct / samples of that class} (None for a class absent from the split)."""
+        return {r["class"]: r["acc"] for r in self.per_class()}
+
+    @property
+    def balanced_accuracy(self) -> float:
+        """Mean per-class recall over the classes present (scikit-learn's balanced_accuracy_score)."""
+        present = [a for a in self.recall().values() if a is not None]
+        return float(np.mean(present)) if present else float("nan")
+
     def per_class(self) -> list[dict[str, Any]]:
         """One row per class: samples, correct, accuracy (None for a class absent from the split)."""
         rows = []
@@ -34,6 +45,25 @@ class EvalResult:
             correct = int(self.confusion[i, i])
             rows.append({"class": name, "n": n, "correct": correct, "acc": correct / n if n else None})
         return rows
+
+
+class FlipTTA(nn.Module):
+    """Test-time augmentation (``eval.tta: flip``): log of the mean softmax over each image and its
+    left-right mirror. Log-probabilities are valid logits (softmax and cross-entropy leave them unchanged),
+    so every consumer of a model's output (argmax, loss, predict) works on it as on plain logits."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = F.softmax(self.net(x).float(), dim=1) + F.softmax(self.net(x.flip(-1)).float(), dim=1)
+        return torch.log(p / 2)
+
+
+def with_tta(model: nn.Module, tta: str) -> nn.Module:
+    """``model`` wrapped for the configured test-time augmentation (none: ``model`` itself)."""
+    return FlipTTA(model) if tta == "flip" else model
 
 
 def predict(model: nn.Module, split: Split, *, batch_size: int = 1024, precision: Any = None) -> torch.Tensor:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -20,9 +22,25 @@ def make_optimizer(model: nn.Module, cfg: OptimizerConfig) -> torch.optim.Optimi
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
-    """Stepped once per epoch."""
+    """Stepped once per epoch. ``warmup_epochs`` = w > 0: epoch k ≤ w runs at lr·k/(w+1), then the
+    configured schedule runs over the remaining epochs − w (one LambdaLR, closed form)."""
+    if cfg.warmup_epochs > 0:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: lr_factor(k, cfg))
     if cfg.lr_schedule == "step":  # the lecture's learning_rate_decay: lr ×= decay every epoch
         return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
     if cfg.lr_schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _epoch: 1.0)
+
+
+def lr_factor(k: int, cfg: TrainConfig) -> float:
+    """The lr multiplier of epoch k + 1 (k = epochs done): warmup, then the schedule's closed form."""
+    w = cfg.warmup_epochs
+    if k < w:
+        return (k + 1) / (w + 1)
+    t = k - w
+    if cfg.lr_schedule == "step":
+        return cfg.lr_decay**t
+    if cfg.lr_schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * t / (cfg.epochs - w)))
+    return 1.0
