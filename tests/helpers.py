@@ -117,13 +117,14 @@ def write_cifar100(root: Path, n_train: int, n_test: int, seed=0):
     return np.concatenate(rows), np.asarray(labels), names
 
 
-def imagefolder_run(root: Path, per_class: int) -> Path:
-    """A finished 2-epoch run (a tiny CNN) on a 3-class folder of 8x8 RGB PNGs written under ``root``."""
+def imagefolder_run(root: Path, per_class: int, *extra: str) -> Path:
+    """A finished 2-epoch run (a tiny CNN) on a 3-class folder of 8x8 RGB PNGs written under ``root``
+    (``extra``: more ``--set`` arguments)."""
     write_imagefolder(root / "images", {"cat": per_class, "dog": per_class, "emu": per_class}, size=(8, 8))
     res = cli(
         "train", "--set", "device=cpu", "--set", "data.dataset=imagefolder", "--set", f"data.root={root / 'images'}",
         "--set", "model.channels=[4]", "--set", "model.hidden=[16]", "--set", "train.epochs=2",
-        "--set", f"output.runs_dir={root / 'runs'}", "--set", "output.run_name=r", "--json",
+        "--set", f"output.runs_dir={root / 'runs'}", "--set", "output.run_name=r", "--json", *extra,
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     (run_dir,) = (root / "runs").iterdir()

@@ -242,3 +242,36 @@ def test_docs_safetensors_snippet_rebuilds_the_model(run, tmp_path, monkeypatch)
     x = torch.randn(5, 3, 8, 8)
     with torch.inference_mode():
         assert torch.equal(scope["model"](x), original(x))
+
+
+def test_flip_tta_run_predicts_and_exports_the_averaged_probabilities(tmp_path_factory, tmp_path, one_torch_thread):
+    """eval.tta: flip holds at predict time too: predict averages the image and its mirror, and the
+    exported ONNX graph does the same (so `predict model.onnx` agrees with `predict RUN`)."""
+    import torch
+
+    from nntrain.deploy.source import open_source
+    from nntrain.pipeline.reopen import read_checkpoint
+
+    run_dir = imagefolder_run(tmp_path_factory.mktemp("tta"), 10, "--set", "eval.tta=flip")
+    _, ckpt, plain = read_checkpoint(run_dir)
+    x = torch.randn(5, *ckpt["input_shape"])
+    with torch.inference_mode():
+        p = torch.softmax(plain(x), 1) + torch.softmax(plain(x.flip(-1)), 1)
+    expected = (p / 2).numpy()
+    src = open_source(run_dir)
+    assert np.allclose(src.probabilities(x), expected, atol=1e-6)
+    with torch.inference_mode():
+        assert not np.allclose(torch.softmax(plain(x), 1).numpy(), expected, atol=1e-4)  # the flip mattered
+    onnx = tmp_path / "m.onnx"
+    res = cli("export", run_dir, "--out", onnx)
+    assert res.exit_code == 0, res.output
+    exported = open_source(onnx)
+    assert json_tta(onnx) == "flip"  # the metadata says so
+    assert np.allclose(exported.probabilities(x.numpy()), expected, atol=1e-5)
+
+
+def json_tta(path: Path) -> str:
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    return json.loads(props["tta"])

@@ -22,6 +22,7 @@ import numpy as np
 from nntrain.deploy.source import require, softmax
 from nntrain.errors import NntrainError
 from nntrain.pipeline.reopen import read_checkpoint, split_batches
+from nntrain.training.metrics import checkpoint_tta, with_tta
 
 FORMATS = {"onnx": ".onnx", "pt2": ".pt2", "safetensors": ".safetensors"}
 NEEDS = {"onnx": ("onnx", "onnxruntime", "onnxscript"), "pt2": (), "safetensors": ("safetensors",)}
@@ -71,6 +72,7 @@ class Exported:
 def metadata(ckpt: dict[str, Any], test_accuracy: float | None) -> dict[str, Any]:
     """What a user of the exported file needs besides its weights (mean/std on the pixel/255 scale)."""
     return {
+        "tta": checkpoint_tta(ckpt),
         "classes": list(ckpt["classes"]),
         "mean": [float(v) / 255 for v in ckpt["norm_mean"]],
         "std": [float(v) / 255 for v in ckpt["norm_std"]],
@@ -174,7 +176,8 @@ def _write_pt2(model, example, meta: dict[str, Any], tmp: Path) -> list[Path]:
 def _write_safetensors(model, example, meta: dict[str, Any], tmp: Path, *, config: dict[str, Any]) -> list[Path]:
     from safetensors.torch import save_file
 
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    net = getattr(model, "net", model)  # the weights only: flip-TTA (meta["tta"]) is applied by whoever runs them
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     save_file(state, str(tmp), metadata={"nntrain": json.dumps(meta)})
     sidecar = tmp.with_suffix(".json")
     sidecar.write_text(json.dumps({**meta, "model": config["model"]}, indent=2) + "\n", encoding="utf-8")
@@ -210,7 +213,7 @@ def _run_safetensors(files: list[Path], x: np.ndarray) -> np.ndarray:
     model = build_model(ModelConfig.model_validate(side["model"]), tuple(side["input_shape"]), len(side["classes"]))
     model.load_state_dict(load_file(str(files[0])))
     with torch.inference_mode():
-        return model.eval()(torch.from_numpy(x)).numpy()
+        return with_tta(model.eval(), side.get("tta", "none"))(torch.from_numpy(x)).numpy()
 
 
 RUNNERS: dict[str, Callable[[list[Path], np.ndarray], np.ndarray]] = {
@@ -248,6 +251,7 @@ def export(source: str | Path, fmt: str = "onnx", out: str | Path | None = None)
     started = time.perf_counter()
     source = Path(source)
     path, ckpt, model = read_checkpoint(source)
+    model = with_tta(model, checkpoint_tta(ckpt))  # eval.tta: flip is part of the exported graph (onnx, pt2)
     target = Path(out) if out is not None else default_out(source, path, fmt)
     targets = check_out(target, fmt)
     x, accuracy, on = reference_inputs(ckpt, model)

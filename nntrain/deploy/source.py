@@ -75,8 +75,10 @@ def open_checkpoint(source: Path) -> Source:
     import torch
 
     from nntrain.pipeline.reopen import read_checkpoint
+    from nntrain.training.metrics import checkpoint_tta, with_tta
 
     path, ckpt, model = read_checkpoint(source)
+    model = with_tta(model, checkpoint_tta(ckpt))  # predict as the run evaluated: eval.tta: flip averages
 
     def logits(x) -> np.ndarray:
         with torch.inference_mode():

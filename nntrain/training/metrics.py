@@ -66,6 +66,11 @@ def with_tta(model: nn.Module, tta: str) -> nn.Module:
     return FlipTTA(model) if tta == "flip" else model
 
 
+def checkpoint_tta(ckpt: dict[str, Any]) -> str:
+    """The ``eval.tta`` a checkpoint's run was evaluated with ("none" for checkpoints from before it existed)."""
+    return str(((ckpt.get("config") or {}).get("eval") or {}).get("tta", "none"))
+
+
 def predict(model: nn.Module, split: Split, *, batch_size: int = 1024, precision: Any = None) -> torch.Tensor:
     """(n,) predicted class indices (CPU) in eval mode; works for resident and streamed splits."""
     from nntrain.training.device import Precision
