@@ -36,11 +36,13 @@ def warm_up() -> None:
     env = environment()
     for name in ("base.html.j2", "run.html.j2"):
         env.get_template(name)
-    fig = Figure(figsize=(1, 1), dpi=DPI)
-    ax = fig.subplots()
+    fig = Figure(figsize=(2, 1), dpi=DPI)
+    ax, ax_log = fig.subplots(1, 2)
     ax.plot([0, 1], [0, 1], marker="o")
     ax.imshow([[0.0, 1.0]], cmap="Blues")
     ax.set(title="warm-up", xlabel="x")
+    ax_log.plot([1, 2], [1e-3, 10.0])  # a loss curve over decades gets a log axis: mathtext tick labels
+    ax_log.set_yscale("log")  # (its parser is built on first use)
     fig.savefig(io.BytesIO(), format="png", dpi=DPI)
     gc.freeze()
 
