@@ -9,6 +9,7 @@ No callbacks, no checkpoints, no metrics file. Used by the scripts in this folde
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import torch
@@ -40,6 +41,12 @@ def bare_fit(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     gen = torch.Generator().manual_seed(seed)
     best_acc, best_state, epoch_seconds = -1.0, None, []
+
+    def autocast():  # as nntrain's Precision: a CUDA autocast context only when mixed precision is on
+        if amp_dtype is None or device.type != "cuda":
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=amp_dtype)
+
     for _ in range(epochs):
         t0 = time.perf_counter()
         model.train()
@@ -49,7 +56,7 @@ def bare_fit(
         correct = torch.zeros((), dtype=torch.int64, device=device)
         for i in range(0, n, batch_size):
             idx = perm[i : i + batch_size]
-            with torch.autocast("cuda", dtype=amp_dtype, enabled=amp_dtype is not None):
+            with autocast():
                 logits = model(xtr[idx])
                 loss = F.cross_entropy(logits, ytr[idx])
             if reg > 0:
@@ -62,7 +69,7 @@ def bare_fit(
         sched.step()
         model.eval()
         with torch.inference_mode():
-            with torch.autocast("cuda", dtype=amp_dtype, enabled=amp_dtype is not None):
+            with autocast():
                 val_logits = model(xva)
             val_loss = F.cross_entropy(val_logits.float(), yva).item()
             acc = (val_logits.argmax(1) == yva).float().mean().item()

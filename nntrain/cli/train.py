@@ -101,7 +101,10 @@ def _train(cfg: Any, resume: Optional[Path], json_out: bool, ddp: Any) -> None:
 
     diagnostics = Diagnostics(diag_cfg, report=report)
     where = _RunDir()
-    callbacks = ([] if json_out else [reporter]) + [diagnostics, FreezeHeap(), where]
+    from nntrain.report.warm import WarmUp
+
+    # WarmUp: the report's and pictures' imports and templates on the idle core while training runs
+    callbacks = ([] if json_out else [reporter]) + [diagnostics, FreezeHeap(), where, WarmUp()]
     with GracefulStop() as stop:
         try:
             if resume is not None:

@@ -71,7 +71,6 @@ def resume_run(
 
 
 def _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, *, resume) -> History:
-    from nntrain.pipeline.artifacts import write_run_pictures
     from nntrain.pipeline.tensorboard import TensorBoardLogger
 
     callbacks = list(callbacks)
@@ -104,6 +103,9 @@ def _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, *, resume) ->
             tb.close()
     if history.interrupted or run is None:  # run is None: a torchrun rank > 0
         return history
+    # imported only now (matplotlib): a caller may have imported it on another core during fit (report.warm)
+    from nntrain.pipeline.artifacts import write_run_pictures
+
     # fit left the best model in ``model``: its test confusion matrix and per-class accuracy
     net = with_tta(model, cfg.eval.tta)  # the test predictions as fit made them
     result = write_run_pictures(run, history, net, s.data, batch_size=cfg.train.eval_batch_size)
