@@ -131,7 +131,7 @@ def test_terminal_rendering_shows_progress_table_and_hints(monkeypatch):
 
     buf = io.StringIO()
     monkeypatch.setattr(con, "console", Console(file=buf, force_terminal=True, width=120, highlight=False))
-    rep = con.SanityReporter(verbose=True)
+    rep = con.SanityReporter(verbose=True, auto_refresh=False)  # no refresh thread: the output is deterministic
     assert rep.live
     rep.on_check_start({"index": 1, "total": 2, "name": "overfit_tiny", "title": "overfit a tiny subset"})
     rep.on_overfit_epoch({"epoch": 1, "epochs": 200, "cost": 2.3, "train_acc": 0.5, "lr": 1e-3})

@@ -108,21 +108,31 @@ class SanityReporter:
     """Sanity callback: a live status line on a terminal (the running check, the overfit
     epoch); plain lines otherwise. ``verbose`` prints every overfit epoch in the lecture's format."""
 
-    def __init__(self, *, verbose: bool = False, live: bool | None = None):
+    def __init__(self, *, verbose: bool = False, live: bool | None = None, auto_refresh: bool = True):
         self.verbose = verbose
         self.live = is_tty() if live is None else live
+        self.auto_refresh = auto_refresh  # False: redrawn only on each update (no refresh thread: deterministic)
         self._status: Any = None
         self._label = ""
+
+    def _show(self, text: str) -> None:
+        """The status line (a spinner and ``text``, rich markup), started on first use."""
+        from rich.live import Live
+        from rich.spinner import Spinner
+
+        spinner = Spinner("dots", text)
+        if self._status is None:
+            self._status = Live(spinner, console=console, transient=True, auto_refresh=self.auto_refresh)
+            self._status.start(refresh=True)
+        else:
+            self._status.update(spinner, refresh=True)
 
     def on_check_start(self, info: dict[str, Any]) -> None:
         self._label = f"[{info['index']}/{info['total']}] {info['title']}"
         if not self.live:
             plain(f"{self._label} ...")
-        elif self._status is None:
-            self._status = console.status(escape(self._label))
-            self._status.start()
         else:
-            self._status.update(escape(self._label))
+            self._show(escape(self._label))
 
     def on_overfit_epoch(self, record: dict[str, Any]) -> None:
         if self.verbose:
@@ -131,7 +141,7 @@ class SanityReporter:
             else:
                 plain(overfit_line(record))
         if self._status is not None:
-            self._status.update(
+            self._show(
                 f"{escape(self._label)}: epoch {record['epoch']}/{record['epochs']}, train {record['train_acc']:.0%}"
             )
 
