@@ -241,3 +241,30 @@ def test_single_process_has_every_hook_of_a_rank_and_they_are_the_plain_computat
     assert torch.equal(one.data_loss(logits, y, 0), torch.nn.functional.cross_entropy(logits, y))
     t = torch.arange(3.0)
     assert one.reduce(t) is t and one.own(t) is t and one.agree(None) is None
+
+
+@pytest.mark.ddp
+@pytest.mark.slow
+def test_ddp_with_every_training_recipe_equals_a_single_process_run(tmp_path):
+    """Class weights, label smoothing, EMA and warmup under torchrun: the same weights and metrics
+    as one process on the same global batches (the weighted loss is normalized over the global batch)."""
+    recipes = (
+        "train.epochs=3",
+        "train.class_weights=balanced",
+        "train.label_smoothing=0.1",
+        "train.ema=0.9",
+        "train.warmup_epochs=1",
+    )
+    proc = torchrun(sets("output.runs_dir=runs", *recipes), tmp_path)
+    out, err = finish(proc, timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    ref = cli("train", *sets(f"output.runs_dir={tmp_path / 'ref'}", *recipes))
+    assert ref.exit_code == 0, ref.output
+    run, ref_run = the_run(tmp_path / "runs"), the_run(tmp_path / "ref")
+    for name in ("best.pt", "last.pt"):
+        assert_same_weights(run / name, ref_run / name, atol=1e-5)
+    (_, rows), (_, ref_rows) = metric_rows(run), metric_rows(ref_run)
+    assert len(rows) == 3
+    for r, q in zip(rows, ref_rows, strict=True):
+        for col in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
+            assert math.isclose(float(r[col]), float(q[col]), rel_tol=1e-4, abs_tol=1e-6), (r["epoch"], col)

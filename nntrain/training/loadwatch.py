@@ -1,9 +1,11 @@
 """Noticing that other processes slowed a run down, so the user knows why it took longer.
 
 An epoch slowed by competition for the CPU takes far more wall time than the fastest epoch
-while the process spends no more CPU time on it (it was waiting for a core, not working).
-An epoch that is slower because it does more work (a larger epoch, a slower kernel) costs
-CPU time too, and is not reported.
+while the process gets a far smaller share of the CPU during it (wall ÷ CPU time grows: it
+was waiting for a core, not working; sharing a core also costs some CPU time, through cache
+misses and switches, so CPU time alone is not the test). An epoch that is slower because it
+does more work (a larger epoch, a slower kernel) costs CPU time in proportion, and is not
+reported.
 """
 
 from __future__ import annotations
@@ -14,9 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 SLOWDOWN = 2.0
-"""An epoch counts as slowed when its wall time is at least this many times the fastest epoch's..."""
-CPU_GROWTH = 1.3
-"""...while its CPU time is below this many times the fastest epoch's CPU time."""
+"""An epoch counts as slowed when its wall time is at least this many times the fastest epoch's, and so
+is its wall ÷ CPU time (the time it waited per unit of work)."""
 
 
 @dataclass
@@ -56,8 +57,12 @@ class LoadWatch:
         fastest = min(self.epochs, key=lambda e: e.wall)
         if fastest.wall <= 0:
             return []
+
+        def waiting(e: EpochClock) -> float:
+            return e.wall / max(e.cpu, 1e-9)
+
         return [
-            e for e in self.epochs if e.wall >= SLOWDOWN * fastest.wall and e.cpu < CPU_GROWTH * max(fastest.cpu, 1e-9)
+            e for e in self.epochs if e.wall >= SLOWDOWN * fastest.wall and waiting(e) >= SLOWDOWN * waiting(fastest)
         ]
 
     def verdict(self) -> str | None:
@@ -70,6 +75,6 @@ class LoadWatch:
         which = ", ".join(str(e.epoch) for e in slow[:8]) + (f" and {len(slow) - 8} more" if len(slow) > 8 else "")
         return (
             f"other load slowed this run: epoch(s) {which} took up to {worst:.1f}x the fastest epoch's time "
-            "with no more CPU time spent (the process was waiting for a core); timings of this run overstate "
-            "its cost"
+            "while the process got a far smaller share of the CPU (it was waiting for a core); timings of this "
+            "run overstate its cost"
         )

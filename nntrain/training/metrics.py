@@ -63,7 +63,7 @@ class FlipTTA(nn.Module):
 
 def with_tta(model: nn.Module, tta: str) -> nn.Module:
     """``model`` wrapped for the configured test-time augmentation (none: ``model`` itself)."""
-    return FlipTTA(model) if tta == "flip" else model
+    return FlipTTA(model).train(model.training) if tta == "flip" else model  # the wrapper in the model's mode
 
 
 def checkpoint_tta(ckpt: dict[str, Any]) -> str:
