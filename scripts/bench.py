@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import HERE, REPO, arguments, median_ratio, set_threads
+from benchlib import HERE, arguments, child_env, median_ratio, set_threads
 
 
 class _EpochClock:
@@ -160,11 +160,12 @@ def run_measured(args: list[str], cwd: Path) -> tuple[float, float, int]:
     Peak RSS comes from GNU time when present: a child forked straight from this (large)
     process would inherit its resident size in ru_maxrss until it execs.
     """
-    env = dict(os.environ, PYTHONPATH=str(REPO))
     gnu_time = Path("/usr/bin/time")
     prefix = [str(gnu_time), "-f", "%M"] if gnu_time.exists() else []
     t0 = time.perf_counter()
-    proc = subprocess.run(prefix + args, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(
+        prefix + args, cwd=cwd, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     wall = time.perf_counter() - t0
     rss = int(proc.stderr.strip().splitlines()[-1]) / 1024 if prefix else float("nan")
     return wall, rss, proc.returncode
