@@ -22,6 +22,7 @@ import statistics
 import tempfile
 import time
 
+import benchlib
 from benchlib import arguments, load_cfg
 
 
@@ -39,17 +40,16 @@ def main() -> None:
 
     import torch
 
-    from nntrain.cv.folds import make_jobs, pool_folds, run_cv, run_fold
+    from nntrain.cv.folds import fold_job, pool_folds, run_fold
     from nntrain.cv.local import LocalExecutor
     from nntrain.cv.plan import Plan
-    from nntrain.cv.store import CvDir
     from nntrain.training.threads import usable_cores
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_cfg(args, {"output.runs_dir": tmp})
         plan = Plan(cfg, args.folds)
         _, _, folds = pool_folds(cfg, args.folds)
-        job = make_jobs(plan, folds, lambda c, f: False)[0]
+        job = fold_job(plan.base, 0, 0, *folds[0])  # the first fold, as the cv runs it
 
         def one_fold() -> float:
             t = time.perf_counter()
@@ -58,10 +58,7 @@ def main() -> None:
 
         def cv_wall(jobs: int) -> tuple[float, float]:
             """(wall seconds, seconds spent outside the folds' training loops)."""
-            d = CvDir.create(plan, [va for _, va in folds])
-            t = time.perf_counter()
-            s = run_cv(plan, d, folds, executor=LocalExecutor(jobs, args.threads))
-            wall = time.perf_counter() - t
+            wall, s = benchlib.cv_wall(plan, folds, LocalExecutor(jobs, args.threads), parallel=jobs)
             fit = sum(f["seconds"] for f in s["combos"][0]["folds"])
             return wall, wall - fit / jobs
 

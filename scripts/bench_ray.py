@@ -28,6 +28,7 @@ import statistics
 import tempfile
 import time
 
+import benchlib
 from benchlib import arguments, load_cfg
 
 
@@ -44,9 +45,6 @@ def main() -> None:
     from nntrain.cv.local import LocalExecutor
     from nntrain.cv.plan import Plan
     from nntrain.cv.ray_cluster import RayExecutor, runtime_env
-    from nntrain.cv.search import run_search
-    from nntrain.cv.store import CvDir
-    from nntrain.cv.study import default_storage, open_study
     from nntrain.training.threads import usable_cores
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -55,11 +53,7 @@ def main() -> None:
         _, _, folds = pool_folds(cfg, args.folds)
 
         def cv_wall(executor) -> tuple[float, dict]:
-            d = CvDir.create(plan, [va for _, va in folds])
-            t = time.perf_counter()
-            study = open_study(plan, default_storage(d.path), seed=cfg.seed)
-            s = run_search(plan, d, folds, study, executor=executor, parallel=2)
-            return time.perf_counter() - t, s
+            return benchlib.cv_wall(plan, folds, executor, parallel=2)
 
         local = LocalExecutor(2, args.threads)
         t = time.perf_counter()

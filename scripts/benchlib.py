@@ -69,6 +69,20 @@ def load_cfg(args: argparse.Namespace, fixed: dict | None = None):
     return override(cfg, fixed) if fixed else cfg
 
 
+def cv_wall(plan, folds, executor, parallel: int = 1) -> tuple[float, dict]:
+    """(wall seconds, summary) of one cv of ``plan`` over ``folds`` as ``nntrain cv`` runs it: a new
+    cv directory (made before the clock starts), its own study, ``run_search``."""
+    from nntrain.cv.search import run_search
+    from nntrain.cv.store import CvDir
+    from nntrain.cv.study import default_storage, open_study
+
+    d = CvDir.create(plan, [va for _, va in folds])
+    t = time.perf_counter()
+    study = open_study(plan, default_storage(d.path), seed=plan.base.seed)
+    summary = run_search(plan, d, folds, study, executor=executor, parallel=parallel)
+    return time.perf_counter() - t, summary
+
+
 def child_env(**extra: str | None) -> dict[str, str]:
     """This environment with PYTHONPATH = this checkout (a child runs this nntrain); None removes a variable."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
