@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import HERE, REPO, arguments, median_ratio, set_threads
+from benchlib import HERE, arguments, child_env, cv_wall, median_ratio, set_threads
 
 
 class _EpochClock:
@@ -160,11 +160,12 @@ def run_measured(args: list[str], cwd: Path) -> tuple[float, float, int]:
     Peak RSS comes from GNU time when present: a child forked straight from this (large)
     process would inherit its resident size in ru_maxrss until it execs.
     """
-    env = dict(os.environ, PYTHONPATH=str(REPO))
     gnu_time = Path("/usr/bin/time")
     prefix = [str(gnu_time), "-f", "%M"] if gnu_time.exists() else []
     t0 = time.perf_counter()
-    proc = subprocess.run(prefix + args, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(
+        prefix + args, cwd=cwd, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     wall = time.perf_counter() - t0
     rss = int(proc.stderr.strip().splitlines()[-1]) / 1024 if prefix else float("nan")
     return wall, rss, proc.returncode
@@ -222,10 +223,9 @@ def cv_case(reps: int, device: str) -> None:
     from bare_loop import bare_fit
 
     from nntrain.config import load_config
-    from nntrain.cv.folds import pool_folds, run_cv
+    from nntrain.cv.folds import pool_folds
     from nntrain.cv.local import LocalExecutor
     from nntrain.cv.plan import Plan
-    from nntrain.cv.store import CvDir
     from nntrain.data.memory import prepare
     from nntrain.data.registry import load_dataset
     from nntrain.models import build_model
@@ -240,10 +240,7 @@ def cv_case(reps: int, device: str) -> None:
         threads = LocalExecutor(1, None).threads
 
         def nntrain_cv() -> float:
-            d = CvDir.create(plan, [va for _, va in folds])
-            t0 = time.perf_counter()
-            run_cv(plan, d, folds, executor=LocalExecutor(1, None))
-            return time.perf_counter() - t0
+            return cv_wall(plan, folds, LocalExecutor(1, None))[0]
 
         def bare_cv() -> float:
             torch.set_num_threads(threads)

@@ -18,22 +18,17 @@ Prints seconds and ratios; report ratios (absolute seconds depend on the machine
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's nntrain
+import benchlib
+from benchlib import arguments, load_cfg
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default=None, help="YAML config (default: built-in defaults)")
-    ap.add_argument("--set", action="append", default=[], help="override, e.g. train.epochs=5")
+    ap = arguments(__doc__, reps=3, device=None, threads=False, config=True, sets=True)
     ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats; medians are reported")
     ap.add_argument(
         "--threads",
         type=int,
@@ -45,18 +40,16 @@ def main() -> None:
 
     import torch
 
-    from nntrain.config import load_config, override
-    from nntrain.cv.folds import make_jobs, pool_folds, run_cv, run_fold
+    from nntrain.cv.folds import fold_job, pool_folds, run_fold
     from nntrain.cv.local import LocalExecutor
     from nntrain.cv.plan import Plan
-    from nntrain.cv.store import CvDir
     from nntrain.training.threads import usable_cores
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = override(load_config(args.config, args.set), {"output.runs_dir": tmp})
+        cfg = load_cfg(args, {"output.runs_dir": tmp})
         plan = Plan(cfg, args.folds)
         _, _, folds = pool_folds(cfg, args.folds)
-        job = make_jobs(plan, folds, lambda c, f: False)[0]
+        job = fold_job(plan.base, 0, 0, *folds[0])  # the first fold, as the cv runs it
 
         def one_fold() -> float:
             t = time.perf_counter()
@@ -65,10 +58,7 @@ def main() -> None:
 
         def cv_wall(jobs: int) -> tuple[float, float]:
             """(wall seconds, seconds spent outside the folds' training loops)."""
-            d = CvDir.create(plan, [va for _, va in folds])
-            t = time.perf_counter()
-            s = run_cv(plan, d, folds, executor=LocalExecutor(jobs, args.threads))
-            wall = time.perf_counter() - t
+            wall, s = benchlib.cv_wall(plan, folds, LocalExecutor(jobs, args.threads), parallel=jobs)
             fit = sum(f["seconds"] for f in s["combos"][0]["folds"])
             return wall, wall - fit / jobs
 
@@ -76,7 +66,7 @@ def main() -> None:
         one_fold()  # warm-up: first-optimizer import, allocator, kernels (start-up, not timed)
         cold, _ = cv_wall(2)  # starts the fork server and the workers: shown, not in the ratio
         rows = []  # interleaved repeats: a busy machine slows some of them; report medians
-        for _ in range(args.repeats):
+        for _ in range(args.reps):
             f = one_fold()
             (s1, o1), (s2, _) = cv_wall(1), cv_wall(2)
             rows.append((f, s1, s2, s1 / f, s2 / f, o1 / s1, cold / f))
@@ -86,7 +76,7 @@ def main() -> None:
     print(
         f"config: {cfg.model.name} on {cfg.data.dataset}, {cfg.train.epochs} epochs, {args.folds} folds, "
         f"device {dev}, {usable_cores()} cores, threads/job {args.threads or 'cores // jobs'}, "
-        f"torch {torch.__version__}, median of {args.repeats}"
+        f"torch {torch.__version__}, median of {args.reps}"
     )
     print(f"one fold (warm)          {med[0]:7.2f} s")
     print(

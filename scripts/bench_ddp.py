@@ -15,28 +15,21 @@ that the DDP run reached the single-process weights.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from benchlib import arguments, run_wall
+
 DEFAULTS = ["device=cpu", "model.batchnorm=false"]  # no batchnorm: the DDP run is the single-process run (CPU)
 
 
 def run(cmd: list[str], cwd: Path, threads: int) -> tuple[Path, float]:
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS=str(threads))
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if p.returncode != 0:
-        sys.exit(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr[-3000:]}")
+    wall, _ = run_wall(cmd, cwd, OMP_NUM_THREADS=str(threads))
     (run_dir,) = (cwd / "runs").iterdir()
     return run_dir, wall
 
@@ -56,13 +49,11 @@ def max_weight_diff(a: Path, b: Path) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default=None)
-    ap.add_argument("--set", action="append", default=[], dest="overrides")
+    ap = arguments(__doc__, reps=None, device=None, threads=False, config=True, sets=True)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--nproc", type=int, default=2)
     args = ap.parse_args()
-    sets = [*DEFAULTS, f"train.epochs={args.epochs}", *args.overrides]
+    sets = [*DEFAULTS, f"train.epochs={args.epochs}", *args.set]
     train_args = ["train", *(["--config", str(Path(args.config).resolve())] if args.config else [])]
     train_args += sum((["--set", s] for s in sets), [])
     single = [sys.executable, "-m", "nntrain", *train_args]

@@ -9,15 +9,12 @@ first (not timed).
 
 from __future__ import annotations
 
-import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchlib import arguments
 
 
 def write(root: Path, n: int, size: int, fmt: str) -> None:
@@ -38,7 +35,7 @@ def bare(root: Path) -> np.ndarray:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = arguments(__doc__, reps=None, device=None, threads=False)
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--format", default="png", choices=["png", "jpg"])

@@ -15,17 +15,13 @@ The bare PyTorch loop (scripts/bare_train.py, torch's default threads) is the co
 
 from __future__ import annotations
 
-import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+from benchlib import HERE, arguments, median_ratio, run_wall
 
 CASES = {
     "train": [sys.executable, "-m", "nntrain", "train"],
@@ -36,13 +32,8 @@ CASES = {
 
 
 def wall(cmd: list[str], cwd: str) -> float:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    env.pop("OMP_NUM_THREADS", None)  # each side chooses its own threads, as a user's shell would
-    t = time.perf_counter()
-    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    if r.returncode not in (0, 1):
-        raise SystemExit(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stderr[-2000:]}")
-    return time.perf_counter() - t
+    # each side chooses its own threads, as a user's shell would: OMP_NUM_THREADS removed
+    return run_wall(cmd, cwd, ok=(0, 1), OMP_NUM_THREADS=None)[0]
 
 
 def start_load(n: int) -> list[subprocess.Popen]:
@@ -56,8 +47,7 @@ def stop_load(procs: list[subprocess.Popen]) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--reps", type=int, default=3)
+    ap = arguments(__doc__, reps=3, device=None, threads=False)
     ap.add_argument("--load", type=int, default=1, help="busy processes while loaded")
     ap.add_argument("--only", default="train,sanity,cv,bare")
     args = ap.parse_args()
@@ -75,10 +65,8 @@ def main() -> None:
                     loaded.append(wall(CASES[name], cwd))
                 finally:
                     stop_load(procs)
-            q, lo = statistics.median(quiet), statistics.median(loaded)
-            goal = "" if name == "bare" else "  (goal <= 1.5)"
-            reps = f"reps quiet {', '.join(f'{v:.1f}' for v in quiet)} | loaded {', '.join(f'{v:.1f}' for v in loaded)}"
-            print(f"[{name:6}] quiet {q:6.2f} s  loaded {lo:6.2f} s  ratio {lo / q:5.2f}{goal}   {reps}", flush=True)
+            goal = None if name == "bare" else 1.5
+            median_ratio(name, loaded, quiet, unit="s", goal=goal, labels=("loaded", "quiet"))
 
 
 if __name__ == "__main__":

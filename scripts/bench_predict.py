@@ -9,18 +9,18 @@ decodes each file with Pillow, normalizes, and runs the same model in batches of
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from benchlib import arguments
 from PIL import Image
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = arguments(__doc__, reps=None, device=None, threads=False)
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--batch-size", type=int, default=256)
     args = ap.parse_args()

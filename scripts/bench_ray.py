@@ -22,51 +22,38 @@ Needs ``pip install "nntrain[ray]"``. Prints seconds and ratios; report ratios.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's nntrain
+import benchlib
+from benchlib import arguments, load_cfg
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default=None, help="YAML config (default: built-in defaults)")
-    ap.add_argument("--set", action="append", default=[], help="override, e.g. train.epochs=5")
+    ap = arguments(__doc__, reps=3, device=None, threads=False, config=True, sets=True)
     ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats; medians are reported")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per fold job, both executors")
     args = ap.parse_args()
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
-    from nntrain.config import load_config, override
     from nntrain.cv.folds import pool_folds
     from nntrain.cv.local import LocalExecutor
     from nntrain.cv.plan import Plan
     from nntrain.cv.ray_cluster import RayExecutor, runtime_env
-    from nntrain.cv.search import run_search
-    from nntrain.cv.store import CvDir
-    from nntrain.cv.study import default_storage, open_study
     from nntrain.training.threads import usable_cores
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = override(load_config(args.config, args.set), {"output.runs_dir": tmp, "device": "cpu"})
+        cfg = load_cfg(args, {"output.runs_dir": tmp, "device": "cpu"})
         plan = Plan(cfg, args.folds)
         _, _, folds = pool_folds(cfg, args.folds)
 
         def cv_wall(executor) -> tuple[float, dict]:
-            d = CvDir.create(plan, [va for _, va in folds])
-            t = time.perf_counter()
-            study = open_study(plan, default_storage(d.path), seed=cfg.seed)
-            s = run_search(plan, d, folds, study, executor=executor, parallel=2)
-            return time.perf_counter() - t, s
+            return benchlib.cv_wall(plan, folds, executor, parallel=2)
 
         local = LocalExecutor(2, args.threads)
         t = time.perf_counter()
@@ -87,7 +74,7 @@ def main() -> None:
         cold = started + first
         rows, same = [], True
         try:
-            for _ in range(args.repeats):
+            for _ in range(args.reps):
                 (wl, sl), (wr, sr) = cv_wall(local), cv_wall(on_ray)
                 rows.append((wl, wr, wr / wl))
                 strip = lambda s: [
@@ -102,7 +89,7 @@ def main() -> None:
     print(
         f"config: {cfg.model.name} on {cfg.data.dataset}, {cfg.train.epochs} epochs, {args.folds} folds, cpu, "
         f"{usable_cores()} cores, 2 processes (local --jobs 2 / Ray num_cpus=2, --cpus-per-job 1), "
-        f"threads/job {args.threads}, medians of {args.repeats}"
+        f"threads/job {args.threads}, medians of {args.reps}"
     )
     print(f"local executor cv wall        {wl:8.2f} s")
     print(f"Ray executor cv wall          {wr:8.2f} s")

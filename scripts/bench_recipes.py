@@ -15,24 +15,22 @@ Report the figures with the machine they came from (a loaded CPU makes the timin
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+from benchlib import arguments  # first: puts this checkout's nntrain on sys.path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's nntrain
-
-from nntrain.config import load_config  # noqa: E402
-from nntrain.data.types import Split  # noqa: E402
-from nntrain.pipeline.setup import setup  # noqa: E402
-from nntrain.training.engine import fit  # noqa: E402
-from nntrain.training.metrics import evaluate_classes, with_tta  # noqa: E402
-from nntrain.training.threads import apply_threads  # noqa: E402
+# isort: split
+from nntrain.config import load_config
+from nntrain.data.types import Split
+from nntrain.pipeline.setup import setup
+from nntrain.training.engine import fit
+from nntrain.training.metrics import evaluate_classes, with_tta
+from nntrain.training.threads import apply_threads
 
 RECIPE = ["train.label_smoothing=0.1", "train.warmup_epochs=2"]
 
@@ -81,13 +79,12 @@ def synthetic_cifar(path: Path, n: int = 2000, seed: int = 0) -> Path:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = arguments(__doc__, reps=None, device=None, threads=False, sets=True)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--ema", type=float, default=0.99, help="EMA decay of the recipe")
-    ap.add_argument("--set", action="append", default=[], dest="sets")
     a = ap.parse_args()
-    base = ["device=cpu", f"train.epochs={a.epochs}", *a.sets]
+    base = ["device=cpu", f"train.epochs={a.epochs}", *a.set]
     recipe = RECIPE + [f"train.ema={a.ema}"]
     seeds = range(a.seeds)
 

@@ -2,42 +2,31 @@
 
 Runs `python -m nntrain sanity --json` as a fresh process (startup and imports included)
 from a temporary directory, REPEATS times, and prints the median wall time and each
-check's own seconds (from the JSON). Usage: python scripts/bench_sanity.py [REPEATS] [-- --set k=v ...]
+check's own seconds (from the JSON). Usage: python scripts/bench_sanity.py [--reps N | N] [-- --set k=v ...]
 """
 
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchlib import arguments, run_wall
 
 
 def main() -> None:
-    args = sys.argv[1:]
-    extra = args[args.index("--") + 1 :] if "--" in args else []
-    repeats = int(args[0]) if args and args[0] != "--" else 3
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = sys.argv[1:]
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []  # passed on to `nntrain sanity`
+    ap = arguments(__doc__, reps=3, device=None, threads=False)
+    ap.add_argument("repeats", nargs="?", type=int, help="the same as --reps (the older spelling)")
+    args = ap.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    repeats = args.repeats or args.reps
     walls, docs = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(repeats):
-            t0 = time.perf_counter()
-            out = subprocess.run(
-                [sys.executable, "-m", "nntrain", "sanity", "--json", *extra],
-                cwd=tmp,
-                env=env,
-                capture_output=True,
-                text=True,
-            )
-            walls.append(time.perf_counter() - t0)
-            if out.returncode not in (0, 1):
-                sys.exit(f"nntrain sanity failed (exit {out.returncode}):\n{out.stderr}")
+            wall, out = run_wall([sys.executable, "-m", "nntrain", "sanity", "--json", *extra], tmp, ok=(0, 1))
+            walls.append(wall)
             docs.append(json.loads(out.stdout))
     print(
         f"nntrain sanity wall time: median {statistics.median(walls):.2f} s over {repeats} runs "

@@ -9,8 +9,9 @@ mean val accuracy each search finds and the fold-epochs it trained.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
+
+from benchlib import arguments, load_cfg
 
 SPACE = ["train.optimizer.lr=log:1e-4:1", "train.reg=log:1e-6:1e-2", "model.dropout=uniform:0:0.5"]
 
@@ -33,19 +34,16 @@ def search(cfg, sampler: str, pruner: str, trials: int, folds: int) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = arguments(__doc__, reps=None, device=None, threads=False, sets=True)
     ap.add_argument("--trials", type=int, default=24)
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--set", action="append", default=[], help="config override, e.g. train.epochs=5")
     args = ap.parse_args()
-
-    from nntrain.config import load_config, override
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in [int(s) for s in args.seeds.split(",")]:
-            cfg = override(load_config(None, args.set), {"output.runs_dir": tmp, "device": "cpu", "seed": seed})
+            cfg = load_cfg(args, {"output.runs_dir": tmp, "device": "cpu", "seed": seed})
             tpe = search(cfg, "tpe", "median", args.trials, args.folds)
             rnd = search(cfg, "random", "none", args.trials, args.folds)
             rows.append((seed, tpe, rnd))

@@ -1,14 +1,20 @@
-"""The benchmarks' common preamble: import paths, arguments (reps, device, threads), and
-the median / ratio lines they print.
+"""The benchmarks' common preamble: import paths, arguments, whole-process timing, and the
+median / ratio lines they print.
 
-    from benchlib import arguments, median_ratio   # after: sys.path has scripts/ (it does when run as a script)
+    from benchlib import arguments, median_ratio   # scripts/ is on sys.path when a script in it runs
+
+Importing this module puts this checkout (``REPO``) first on ``sys.path``, so the scripts
+measure this checkout's nntrain; it imports neither torch nor nntrain itself.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -18,13 +24,32 @@ for p in (str(REPO), str(HERE)):
         sys.path.insert(0, p)
 
 
-def arguments(doc: str | None, reps: int = 5, device: str | None = "cpu", threads: int | None = None):
-    """An ArgumentParser with --reps (and --device, --threads when given defaults); the script adds its own."""
+def arguments(
+    doc: str | None,
+    reps: int | None = 5,
+    device: str | None = "cpu",
+    threads: bool = True,
+    config: bool = False,
+    sets: bool = False,
+) -> argparse.ArgumentParser:
+    """An ArgumentParser showing ``doc``, with the common flags asked for; the script adds its own.
+
+    reps: ``--reps`` (alias ``--repeats``) with this default (None: no flag); device: ``--device``
+    with this default (None: no flag); threads: ``--threads`` (torch intra-op threads of this
+    process, see ``set_threads``); config: ``--config YAML``; sets: ``--set key=value`` (repeatable,
+    ``args.set``).
+    """
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--reps", type=int, default=reps, help=f"repetitions (default {reps})")
+    if reps is not None:
+        ap.add_argument("--reps", "--repeats", type=int, default=reps, help=f"repetitions; medians (default {reps})")
     if device is not None:
         ap.add_argument("--device", default=device, help=f"cpu, cuda, ... (default {device})")
-    ap.add_argument("--threads", type=int, default=threads, help="torch intra-op threads (default: torch's)")
+    if threads:
+        ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    if config:
+        ap.add_argument("--config", default=None, help="YAML config (default: built-in defaults)")
+    if sets:
+        ap.add_argument("--set", action="append", default=[], help="config override, e.g. train.epochs=5")
     return ap
 
 
@@ -36,11 +61,67 @@ def set_threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
-def median_ratio(name: str, a: list[float], b: list[float], unit: str = "ms/epoch", goal: float = 1.03) -> float:
-    """Print both medians with their repetitions and the ratio a/b against the goal; return the ratio."""
+def load_cfg(args: argparse.Namespace, fixed: dict | None = None):
+    """The config from ``--config`` / ``--set`` (when the parser has them), then ``fixed`` overrides."""
+    from nntrain.config import load_config, override
+
+    cfg = load_config(getattr(args, "config", None), getattr(args, "set", []))
+    return override(cfg, fixed) if fixed else cfg
+
+
+def cv_wall(plan, folds, executor, parallel: int = 1) -> tuple[float, dict]:
+    """(wall seconds, summary) of one cv of ``plan`` over ``folds`` as ``nntrain cv`` runs it: a new
+    cv directory (made before the clock starts), its own study, ``run_search``."""
+    from nntrain.cv.search import run_search
+    from nntrain.cv.store import CvDir
+    from nntrain.cv.study import default_storage, open_study
+
+    d = CvDir.create(plan, [va for _, va in folds])
+    t = time.perf_counter()
+    study = open_study(plan, default_storage(d.path), seed=plan.base.seed)
+    summary = run_search(plan, d, folds, study, executor=executor, parallel=parallel)
+    return time.perf_counter() - t, summary
+
+
+def child_env(**extra: str | None) -> dict[str, str]:
+    """This environment with PYTHONPATH = this checkout (a child runs this nntrain); None removes a variable."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    for k, v in extra.items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = v
+    return env
+
+
+def run_wall(
+    cmd: list[str], cwd: str | Path, ok: tuple[int, ...] = (0,), **env: str | None
+) -> tuple[float, subprocess.CompletedProcess]:
+    """(wall seconds, finished process with its output captured) of one child process in ``cwd``
+    (start-up included), environment ``child_env(**env)``. Exits with the command and the end of
+    its stderr when its exit code is not in ``ok``."""
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, cwd=cwd, env=child_env(**env), capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if p.returncode not in ok:
+        sys.exit(f"{' '.join(cmd)} failed (exit {p.returncode}):\n{p.stderr[-3000:]}")
+    return wall, p
+
+
+def median_ratio(
+    name: str,
+    a: list[float],
+    b: list[float],
+    unit: str = "ms/epoch",
+    goal: float | None = 1.03,
+    labels: tuple[str, str] = ("nntrain", "bare"),
+) -> float:
+    """Print both medians with their repetitions and the ratio a/b (against the goal when given); return the ratio."""
     ma, mb = statistics.median(a), statistics.median(b)
     fmt = (lambda v: f"{v * 1000:.1f}") if unit.startswith("ms") else (lambda v: f"{v:.3f}")
-    print(f"[{name}] nntrain median {fmt(ma)} {unit} (reps {', '.join(fmt(x) for x in a)})")
-    print(f"[{name}] bare    median {fmt(mb)} {unit} (reps {', '.join(fmt(x) for x in b)})")
-    print(f"[{name}] ratio nntrain/bare = {ma / mb:.3f}  (goal <= {goal})", flush=True)
+    width = max(map(len, labels))
+    for label, m, xs in ((labels[0], ma, a), (labels[1], mb, b)):
+        print(f"[{name}] {label:<{width}} median {fmt(m)} {unit} (reps {', '.join(fmt(x) for x in xs)})")
+    target = f"  (goal <= {goal})" if goal is not None else ""
+    print(f"[{name}] ratio {labels[0]}/{labels[1]} = {ma / mb:.3f}{target}", flush=True)
     return ma / mb
