@@ -148,9 +148,7 @@ def test_output_into_a_read_only_directory(trained, tmp_path):
     ro.mkdir()
     ro.chmod(0o555)
     try:
-        _one_error_line(
-            cli(*["plot-curves", str(trained[0]), "--out", str(ro / "c.png")]), "cannot write"
-        )
+        _one_error_line(cli(*["plot-curves", str(trained[0]), "--out", str(ro / "c.png")]), "cannot write")
     finally:
         ro.chmod(0o755)
 

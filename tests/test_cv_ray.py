@@ -52,7 +52,7 @@ def tiny(tmp_path: Path) -> Path:
 
 def test_readme_test_command_is_what_ci_runs():
     ci = [ln for ln in (REPO / ".ci" / "run").read_text().splitlines() if "pytest" in ln]
-    assert len(ci) == 1 and re.search(r'\.\[[^\]]*\bray\b[^\]]*\]', ci[0])  # CI installs the ray extra
+    assert len(ci) == 1 and re.search(r"\.\[[^\]]*\bray\b[^\]]*\]", ci[0])  # CI installs the ray extra
     assert ci[0] in (REPO / "README.md").read_text().split("## Quickstart")[1].split("\n## ")[0]
 
 
