@@ -19,17 +19,71 @@ from nntrain.training.threads import (
 )
 
 
-def test_small_work_gets_one_thread_whatever_the_cores_and_jobs():
+def test_small_work_gets_one_thread_on_a_loaded_machine_and_at_most_two_on_a_quiet_one():
+    small = SMALL_STEP_MACS / 10
     for cores in (1, 2, 16):
         for jobs in (1, 2, 5):
-            assert choose_threads("auto", macs=SMALL_STEP_MACS / 10, cores=cores, jobs=jobs) == 1
+            for busy in (0.5, 1.0, 7.0, None):  # None: the load is unknown, counted as loaded
+                assert choose_threads("auto", macs=small, cores=cores, jobs=jobs, busy=busy) == 1
+    assert choose_threads("auto", macs=small, cores=2, busy=0.1) == 2
+    assert choose_threads("auto", macs=small, cores=16, busy=0.0) == 2  # more only add synchronisation
+    assert choose_threads("auto", macs=small, cores=2, jobs=2, busy=0.0) == 1
+    assert choose_threads("auto", macs=small, cores=1, busy=0.0) == 1
 
 
-def test_large_work_gets_the_usable_cores_divided_among_jobs():
+def test_large_work_gets_the_cores_the_other_processes_leave():
     big = SMALL_STEP_MACS * 50
     assert choose_threads("auto", macs=big, cores=16, jobs=1) == 16
     assert choose_threads("auto", macs=big, cores=16, jobs=3) == 5
     assert choose_threads("auto", macs=big, cores=2, jobs=4) == 1
+    assert choose_threads("auto", macs=big, cores=16, busy=3.2) == 13
+    assert choose_threads("auto", macs=big, cores=2, busy=1.0) == 1
+
+
+def _stat(root, busy_jiffies: int, idle: int = 1000) -> None:
+    # cpu  user nice system idle iowait irq softirq steal guest guest_nice
+    (root / "stat").write_text(f"cpu  {busy_jiffies} 0 0 {idle} 0 0 0 0 0 0\ncpu0 0 0 0 0 0 0 0 0 0 0\n")
+
+
+def test_other_load_is_the_machines_busy_time_minus_this_process(tmp_path, monkeypatch):
+    import time
+
+    import nntrain.training.threads as threads
+
+    hz = os.sysconf("SC_CLK_TCK")
+    clock = {"wall": 100.0, "cpu": 10.0}
+    monkeypatch.setattr(time, "perf_counter", lambda: clock["wall"])
+    monkeypatch.setattr(time, "process_time", lambda: clock["cpu"])
+    _stat(tmp_path, 0)
+    threads.mark_start(tmp_path)
+    # 2 s later: the machine was busy 3 core-seconds, of which this process used 1 → 1 core of others
+    clock["wall"], clock["cpu"] = 102.0, 11.0
+    _stat(tmp_path, 3 * hz)
+    assert threads.other_load(tmp_path) == pytest.approx(1.0)
+    clock["cpu"] = 13.0  # all of it was this process: nobody else
+    assert threads.other_load(tmp_path) == 0.0
+    monkeypatch.setattr(threads, "_start", None)
+    assert threads.other_load(tmp_path / "missing", sample=0) is None  # no /proc: unknown
+
+
+def test_loadwatch_sends_the_rest_of_a_slowed_run_to_one_thread():
+    calls = []
+    c = Clock()
+    w = LoadWatch(wall=lambda: c.wall, cpu=lambda: c.cpu, one_thread=lambda: calls.append(1) or True)
+    w.on_fit_start({})
+    for i, (wall, cpu) in enumerate([(1.0, 1.0), (1.0, 1.0), (4.0, 1.0), (4.0, 1.0)], start=1):
+        c.wall += wall
+        c.cpu += cpu
+        w.on_epoch_end({"epoch": i})
+        assert len(calls) == (0 if i < 3 else 1)  # once, at the first slowed epoch
+    assert w.switched_at == 3 and "one thread after epoch 3" in w.verdict()
+    quiet = LoadWatch(wall=lambda: c.wall, cpu=lambda: c.cpu, one_thread=lambda: calls.append(2) or True)
+    quiet.on_fit_start({})
+    for i in (1, 2, 3):
+        c.wall += 1.0
+        c.cpu += 1.0
+        quiet.on_epoch_end({"epoch": i})
+    assert 2 not in calls and quiet.switched_at is None
 
 
 def test_a_number_is_taken_as_is():

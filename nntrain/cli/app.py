@@ -15,7 +15,7 @@ from typer.core import TyperCommand, TyperGroup
 from nntrain.cli import config_cmd, cv, data, evaluate, export, lrsweep, plots, predict, report, runs, sanity, train
 from nntrain.cli.common import set_hint
 from nntrain.cli.startup import before_exit
-from nntrain.training.threads import passive_waits
+from nntrain.training.threads import mark_start, passive_waits
 
 
 def _flags_take_no_value(params: list[Any]) -> list[Any]:
@@ -114,6 +114,7 @@ app.add_typer(config_app, name="config")
 
 
 def main() -> None:
+    mark_start()  # the start-up is the window in which other processes' CPU use is measured
     passive_waits()  # before torch is imported: waiting OpenMP threads yield their core
     try:
         app(prog_name="nntrain")

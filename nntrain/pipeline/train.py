@@ -21,7 +21,7 @@ from nntrain.training import distributed
 from nntrain.training.engine import History, fit
 from nntrain.training.loadwatch import LoadWatch
 from nntrain.training.metrics import with_tta
-from nntrain.training.threads import apply_threads
+from nntrain.training.threads import apply_threads, drop_to_one_thread
 
 
 def train_run(
@@ -78,7 +78,8 @@ def _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, *, resume) ->
     if cfg.output.tensorboard and run is not None:
         tb = TensorBoardLogger(run.path / "tensorboard", model, s.data.input_shape)
     t0 = time.time()
-    load = LoadWatch()
+    # threads: auto — an epoch slowed by other load sends the rest of the run to one thread
+    load = LoadWatch(one_thread=drop_to_one_thread if cfg.threads == "auto" else None)
     from nntrain.data.augment import make_augment
 
     try:

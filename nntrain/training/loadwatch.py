@@ -35,10 +35,16 @@ class LoadWatch:
         self,
         wall: Callable[[], float] = time.perf_counter,
         cpu: Callable[[], float] = time.process_time,
+        *,
+        one_thread: Callable[[], bool] | None = None,
     ):
+        """``one_thread``: called once when an epoch turns out slowed by other load; switches the
+        computation to one thread (True when it did: it was on more), so the rest cannot be stalled."""
         self._wall, self._cpu = wall, cpu
         self.epochs: list[EpochClock] = []
         self._start: tuple[float, float] | None = None
+        self._one_thread = one_thread
+        self.switched_at: int | None = None  # the epoch after which training went on one thread
 
     def on_fit_start(self, info: dict[str, Any]) -> None:
         self.epochs = []
@@ -48,6 +54,10 @@ class LoadWatch:
         now = (self._wall(), self._cpu())
         if self._start is not None:
             self.epochs.append(EpochClock(int(record["epoch"]), now[0] - self._start[0], now[1] - self._start[1]))
+            slowed = self.slowed()
+            if self._one_thread and self.switched_at is None and slowed and slowed[-1] is self.epochs[-1]:
+                if self._one_thread():
+                    self.switched_at = self.epochs[-1].epoch
         self._start = now
 
     def slowed(self) -> list[EpochClock]:
@@ -77,4 +87,5 @@ class LoadWatch:
             f"other load slowed this run: epoch(s) {which} took up to {worst:.1f}x the fastest epoch's time "
             "while the process got a far smaller share of the CPU (it was waiting for a core); timings of this "
             "run overstate its cost"
+            + (f"; training went on with one thread after epoch {self.switched_at}" if self.switched_at else "")
         )

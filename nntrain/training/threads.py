@@ -4,13 +4,16 @@ Torch's default is one OpenMP thread per core, each spinning at every barrier. W
 else runs on the machine (a browser, an IDE, CI jobs, another fold of ``cv --jobs``), one of
 those threads is descheduled, the others spin waiting for it, and every operation costs a
 scheduler time slice: on a 2-core machine the digits loop went from 4 s to 49-98 s with one
-other CPU-bound process. The policy, decided per run from the machine and the work only
-(never from the momentary load, so a config gives the same numbers on a given machine):
+other CPU-bound process. The policy, decided once per run, before training:
 
-- the cores this process may use: its affinity mask, capped by a cgroup CPU quota;
+- the cores this process may use: its affinity mask, capped by a cgroup CPU quota and by a
+  user's ``OMP_NUM_THREADS``;
+- the load: cores other processes kept busy while this command started (``other_load``,
+  /proc/stat minus this process's own CPU time over its start-up);
 - small work (an SGD step of fewer than ``SMALL_STEP_MACS`` multiply-accumulates, e.g. the
-  digits CNN) gains nothing from a second thread, so it gets one thread and cannot be stalled;
-- larger work gets the usable cores, divided among the processes of ``cv --jobs``;
+  digits CNN) gets one thread on a loaded machine, where it cannot be stalled then, and at
+  most two on a quiet one;
+- larger work gets the cores the other processes leave free;
 - OpenMP threads wait passively (``OMP_WAIT_POLICY=PASSIVE``, set before torch is imported
   unless the user set it), so a waiting thread yields its core instead of spinning.
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -98,13 +102,56 @@ def step_macs(model: Any, input_shape: tuple[int, int, int], batch_size: int) ->
     return total * batch_size
 
 
-def choose_threads(setting: int | str, *, macs: float, cores: int, jobs: int = 1) -> int:
-    """torch threads for one process: ``setting`` when it is a number, else the policy above."""
+BUSY = 0.5
+"""Cores kept busy by other processes from which the machine counts as loaded."""
+SMALL_WORK_THREADS = 2
+"""Most threads small work gets on a quiet machine (more only add synchronisation)."""
+
+_start: tuple[int, float, float] | None = None  # (busy jiffies of the machine, our CPU s, wall s) at mark_start
+
+
+def _busy_jiffies(proc: str | Path = "/proc") -> int:
+    """Jiffies every CPU spent busy since boot (/proc/stat: user nice system idle iowait irq softirq steal)."""
+    v = [int(x) for x in Path(proc, "stat").read_text().splitlines()[0].split()[1:9]]
+    return sum(v) - v[3] - v[4]
+
+
+def mark_start(proc: str | Path = "/proc") -> None:
+    """Start measuring other processes' CPU use (the CLI calls this first: the window is the start-up)."""
+    global _start
+    try:
+        _start = (_busy_jiffies(proc), time.process_time(), time.perf_counter())
+    except (OSError, ValueError, IndexError):
+        _start = None
+
+
+def other_load(proc: str | Path = "/proc", sample: float = 0.05) -> float | None:
+    """Cores kept busy by other processes: the machine's busy CPU time minus this process's own, per
+    second, since ``mark_start`` (or over a short ``sample`` when it was not called); None without /proc."""
+    try:
+        start = _start or (_busy_jiffies(proc), time.process_time(), time.perf_counter())
+        if _start is None:
+            time.sleep(sample)
+        busy, cpu, wall = _busy_jiffies(proc), time.process_time(), time.perf_counter()
+        hz = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+    if wall - start[2] <= 0:
+        return None
+    return max(0.0, ((busy - start[0]) / hz - (cpu - start[1])) / (wall - start[2]))
+
+
+def choose_threads(setting: int | str, *, macs: float, cores: int, jobs: int = 1, busy: float | None = 0.0) -> int:
+    """torch threads for one process: ``setting`` when it is a number, else the policy above. ``busy``:
+    cores other processes keep busy (``other_load``; None = unknown, counted as loaded)."""
     if setting != "auto":
         return int(setting)
+    loaded = busy is None or busy >= BUSY
+    per_job = max(1, cores // max(1, jobs))
     if macs < SMALL_STEP_MACS:
-        return 1
-    return max(1, cores // max(1, jobs))
+        return 1 if loaded else min(SMALL_WORK_THREADS, per_job)
+    free = cores if busy is None else max(1, cores - round(busy))  # large work: the cores the others leave
+    return max(1, free // max(1, jobs))
 
 
 def apply_threads(threads: int) -> int:
@@ -115,3 +162,8 @@ def apply_threads(threads: int) -> int:
     if threads != before:
         torch.set_num_threads(threads)
     return before
+
+
+def drop_to_one_thread() -> bool:
+    """Go on with one thread (an epoch waited for the CPU: other load appeared); True if it was on more."""
+    return apply_threads(1) > 1
