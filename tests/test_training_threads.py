@@ -19,16 +19,11 @@ from nntrain.training.threads import (
 )
 
 
-def test_small_work_gets_one_thread_on_a_loaded_machine_and_at_most_two_on_a_quiet_one():
-    small = SMALL_STEP_MACS / 10
+def test_small_work_gets_one_thread_whatever_the_cores_jobs_and_load():
     for cores in (1, 2, 16):
         for jobs in (1, 2, 5):
-            for busy in (0.5, 1.0, 7.0, None):  # None: the load is unknown, counted as loaded
-                assert choose_threads("auto", macs=small, cores=cores, jobs=jobs, busy=busy) == 1
-    assert choose_threads("auto", macs=small, cores=2, busy=0.1) == 2
-    assert choose_threads("auto", macs=small, cores=16, busy=0.0) == 2  # more only add synchronisation
-    assert choose_threads("auto", macs=small, cores=2, jobs=2, busy=0.0) == 1
-    assert choose_threads("auto", macs=small, cores=1, busy=0.0) == 1
+            for busy in (0.0, 0.5, 7.0, None):
+                assert choose_threads("auto", macs=SMALL_STEP_MACS / 10, cores=cores, jobs=jobs, busy=busy) == 1
 
 
 def test_large_work_gets_the_cores_the_other_processes_leave():

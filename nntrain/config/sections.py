@@ -292,10 +292,10 @@ class Config(_Section):
     device: str = "auto"
     """auto (CUDA when available, else CPU) | cpu | cuda | cuda:N."""
     threads: Literal["auto"] | int = "auto"
-    """CPU threads torch computes with: auto (small work such as digits: one thread when other processes
-    kept a core busy while the command started, else at most two; larger work: the cores the others leave;
-    an epoch slowed by other load sends the rest of the run to one thread; one per cv fold job) | N ≥ 1
-    (every cv fold job too). CPU results can differ in the last digits between thread counts."""
+    """CPU threads torch computes with: auto (small work such as digits: one thread, so other busy
+    processes cannot stall it; larger work: the cores other processes leave free while the command starts,
+    and one thread after an epoch slowed by later load; one per cv fold job) | N ≥ 1 (every cv fold job
+    too). CPU results can differ in the last digits between thread counts."""
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()

@@ -11,9 +11,10 @@ other CPU-bound process. The policy, decided once per run, before training:
 - the load: cores other processes kept busy while this command started (``other_load``,
   /proc/stat minus this process's own CPU time over its start-up);
 - small work (an SGD step of fewer than ``SMALL_STEP_MACS`` multiply-accumulates, e.g. the
-  digits CNN) gets one thread on a loaded machine, where it cannot be stalled then, and at
-  most two on a quiet one;
-- larger work gets the cores the other processes leave free;
+  digits CNN) gets one thread: it cannot be stalled then, and on a quiet machine the second
+  core serves the run's other threads (warm-up, file writes);
+- larger work gets the cores the other processes leave free, and an epoch slowed by load
+  that arrives later sends the rest of the run to one thread;
 - OpenMP threads wait passively (``OMP_WAIT_POLICY=PASSIVE``, set before torch is imported
   unless the user set it), so a waiting thread yields its core instead of spinning.
 
@@ -30,9 +31,11 @@ from pathlib import Path
 from typing import Any
 
 SMALL_STEP_MACS = 2e8
-"""Multiply-accumulates of one forward pass over a training batch below which one thread is as
-fast as several (digits CNN [16, 32], batch 64: ~7e6 — measured 2 % slower on one thread than
-two on a quiet 2-core machine; the CIFAR-shaped CNN [64, 128, 256], batch 128: ~5e9)."""
+"""Multiply-accumulates of one forward pass over a training batch below which the run computes on one
+thread, quiet machine or not (the digits CNN [32, 64], batch 64: ~2e7; the CIFAR-shaped CNN
+[64, 128, 256], batch 128: ~5e9). Measured on 2 cores, 2026-11-27: `nntrain train` on digits took
+6.2 s on one thread and 6.8 s on two on a quiet machine — the second core is better spent on the
+pictures' and report's warm-up and the run's file writes — and one thread cannot be stalled by load."""
 
 
 def passive_waits(environ: dict[str, str] | None = None) -> None:
@@ -102,11 +105,6 @@ def step_macs(model: Any, input_shape: tuple[int, int, int], batch_size: int) ->
     return total * batch_size
 
 
-BUSY = 0.5
-"""Cores kept busy by other processes from which the machine counts as loaded."""
-SMALL_WORK_THREADS = 2
-"""Most threads small work gets on a quiet machine (more only add synchronisation)."""
-
 _start: tuple[int, float, float] | None = None  # (busy jiffies of the machine, our CPU s, wall s) at mark_start
 
 
@@ -146,10 +144,8 @@ def choose_threads(setting: int | str, *, macs: float, cores: int, jobs: int = 1
     cores other processes keep busy (``other_load``; None = unknown, counted as loaded)."""
     if setting != "auto":
         return int(setting)
-    loaded = busy is None or busy >= BUSY
-    per_job = max(1, cores // max(1, jobs))
     if macs < SMALL_STEP_MACS:
-        return 1 if loaded else min(SMALL_WORK_THREADS, per_job)
+        return 1  # loaded or not: see SMALL_STEP_MACS
     free = cores if busy is None else max(1, cores - round(busy))  # large work: the cores the others leave
     return max(1, free // max(1, jobs))
 
