@@ -77,6 +77,15 @@ def nntrain_epoch_seconds(s, cfg, runs_dir: str) -> dict:
     return {"epoch": statistics.median(clock.seconds), "fit": fit_s / len(h.records), "test_acc": h.test_acc}
 
 
+def bare_hparams(cfg) -> dict:
+    """The config's training settings as scripts/bare_loop.py's ``bare_fit`` takes them."""
+    t, o = cfg.train, cfg.train.optimizer
+    return dict(
+        epochs=t.epochs, batch_size=t.batch_size, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, reg=t.reg,
+        seed=cfg.seed,
+    )  # fmt: skip
+
+
 def bare_epoch_seconds(s, cfg, amp_dtype=None) -> dict:
     """The same numbers for scripts/bare_loop.py. Both sides build their model before the
     clock starts; the move to the device and the layout conversion are inside the fit time,
@@ -93,7 +102,6 @@ def bare_epoch_seconds(s, cfg, amp_dtype=None) -> dict:
         torch.backends.cudnn.benchmark = True
         model = model.to(memory_format=torch.channels_last)
         xs = [x.contiguous(memory_format=torch.channels_last) for x in xs]
-    o = t.optimizer
     r = bare_fit(
         model,
         xs[0],
@@ -102,13 +110,7 @@ def bare_epoch_seconds(s, cfg, amp_dtype=None) -> dict:
         d.val.y,
         xs[2],
         d.test.y,
-        epochs=t.epochs,
-        batch_size=t.batch_size,
-        lr=o.lr,
-        momentum=o.momentum,
-        nesterov=o.nesterov,
-        reg=t.reg,
-        seed=cfg.seed,
+        **bare_hparams(cfg),
         amp_dtype=amp_dtype,
     )
     fit_s = time.perf_counter() - t0
@@ -236,7 +238,7 @@ def cv_case(reps: int, device: str) -> None:
         _, _, folds = pool_folds(cfg, 5)
         ds = load_dataset(cfg.data)
         dev = torch.device(device)
-        t, o = cfg.train, cfg.train.optimizer
+
         threads = LocalExecutor(1, None).threads
 
         def nntrain_cv() -> float:
@@ -257,13 +259,7 @@ def cv_case(reps: int, device: str) -> None:
                     data.val.y,
                     data.val.x,
                     data.val.y,
-                    epochs=t.epochs,
-                    batch_size=t.batch_size,
-                    lr=o.lr,
-                    momentum=o.momentum,
-                    nesterov=o.nesterov,
-                    reg=t.reg,
-                    seed=cfg.seed,
+                    **bare_hparams(cfg),
                 )
             return time.perf_counter() - t0
 
