@@ -44,7 +44,7 @@ def main() -> None:
     from nntrain.cv.folds import pool_folds
     from nntrain.cv.local import LocalExecutor
     from nntrain.cv.plan import Plan
-    from nntrain.cv.ray_cluster import RayExecutor, runtime_env
+    from nntrain.cv.ray_cluster import RayExecutor, loopback_only, runtime_env
     from nntrain.training.threads import usable_cores
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -62,6 +62,7 @@ def main() -> None:
         t = time.perf_counter()
         ray.init(
             address="local",
+            **loopback_only(ray),  # this machine's loopback only, as the tests and `cv --executor ray`
             num_cpus=2,
             include_dashboard=False,
             runtime_env=runtime_env(),

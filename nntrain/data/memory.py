@@ -35,13 +35,4 @@ def prepare(
         x = normalize(ds.x[i], mean, std)
         return Split(x.to(device).contiguous(), ds.y[i].to(device))
 
-    return Prepared(
-        train=take(train_idx),
-        val=take(val_idx),
-        test=take(test_idx),
-        mean=mean,
-        std=std,
-        classes=ds.classes,
-        input_shape=ds.input_shape,
-        splits=splits,
-    )
+    return Prepared.of(ds, take, (train_idx, val_idx, test_idx), mean, std, splits)

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from nntrain.data.types import normalize
+from nntrain.data.types import Prepared, channel_stats, normalize
 from nntrain.errors import DataError
 
 STATS_SAMPLES = 1024
@@ -115,8 +115,6 @@ class StreamSplit:
 
 
 def prepare_stream(ds, train_idx, val_idx, test_idx, device: torch.device, *, splits=None):
-    from nntrain.data.types import Prepared, channel_stats
-
     rng = np.random.default_rng(0)
     sample = np.sort(rng.choice(train_idx, size=min(STATS_SAMPLES, len(train_idx)), replace=False))
     raw = torch.cat([fetch(ds.x, sample[s : s + 256].tolist()) for s in range(0, len(sample), 256)])
@@ -125,13 +123,4 @@ def prepare_stream(ds, train_idx, val_idx, test_idx, device: torch.device, *, sp
     def split(idx: np.ndarray) -> StreamSplit:
         return StreamSplit(ds.x, ds.y, idx, mean, std, device, ds.workers)
 
-    return Prepared(
-        train=split(train_idx),
-        val=split(val_idx),
-        test=split(test_idx),
-        mean=mean,
-        std=std,
-        classes=ds.classes,
-        input_shape=ds.input_shape,
-        splits=splits,
-    )
+    return Prepared.of(ds, split, (train_idx, val_idx, test_idx), mean, std, splits)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -100,6 +100,13 @@ class Prepared:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @classmethod
+    def of(cls, ds: Dataset, make: Any, idx: tuple[np.ndarray, np.ndarray, np.ndarray], mean: torch.Tensor,
+           std: torch.Tensor, splits: SplitIndices | None) -> Prepared:  # fmt: skip
+        """``ds``'s train/val/test indices ``idx`` turned into splits by ``make`` (resident or streamed)."""
+        train, val, test = (make(i) for i in idx)
+        return cls(train, val, test, mean, std, ds.classes, ds.input_shape, splits)
 
 
 def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
