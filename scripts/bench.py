@@ -7,6 +7,7 @@
             each run's median epoch (end of one epoch to the end of the next, everything
             per epoch included), and its whole fit ÷ epochs (per-fit set-up, final
             checkpoint and test spread over the epochs).
+            On CUDA also with bf16 autocast.
 - cifar   : a CIFAR-shaped synthetic set (32×32×3, 10 classes, loaded through nntrain's
             npz loader) with a wider CNN; on CUDA also with bf16 autocast.
 - process : whole-process wall and peak RSS of `python -m nntrain train` (default config)
@@ -283,6 +284,8 @@ def main() -> None:
         help_case(args.reps)
     if "digits" in only:
         epoch_case("digits", [f"device={args.device}", "train.epochs=10"], args.reps)
+        if cuda:
+            epoch_case("digits bf16", [f"device={args.device}", "train.epochs=10"], args.reps, amp="bf16")
     if "cifar" in only:
         with tempfile.TemporaryDirectory() as tmp:
             npz = Path(tmp) / "cifar-synth.npz"

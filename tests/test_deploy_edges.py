@@ -235,3 +235,30 @@ def test_one_normalize_serves_memory_streaming_and_predict():
     assert torch.allclose(normalize(x, mean, std).double(), expected, rtol=1e-6)
     src = SimpleNamespace(mean=mean.numpy(), std=std.numpy(), scale=1.0)
     assert torch.equal(source.Source.normalize(src, x), normalize(x, mean, std))
+
+
+@pytest.mark.parametrize(
+    "device, needle",
+    [
+        ("gpu", "--device gpu: not a device nntrain predicts on; use cpu, cuda, cuda:N or auto"),
+        ("cuda:x", "--device cuda:x: not a device"),
+        pytest.param(
+            "cuda",
+            "--device cuda: CUDA is not available here; use --device auto or cpu",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="the message on a machine without CUDA"),
+        ),
+    ],
+)
+def test_predict_on_a_bad_or_missing_device_exits_2_one_line(run, device, needle):
+    _one_error_line(cli("predict", run, run.parent.parent / "images", "--device", device), needle)
+
+
+def test_predict_on_another_device_gives_the_cpu_result(run):
+    images = run.parent.parent / "images"
+    cpu = json.loads(cli("predict", run, images, "--json").stdout)["rows"]
+    other = "cuda" if torch.cuda.is_available() else "auto"
+    rows = json.loads(cli("predict", run, images, "--json", "--device", other).stdout)["rows"]
+    assert [r["predicted"] for r in rows] == [r["predicted"] for r in cpu]
+    # the same weights on another device: probabilities agree to float32 rounding (exactly on the CPU)
+    tol = 1e-5 if other == "cuda" else 0.0
+    assert max(abs(a["probability"] - b["probability"]) for a, b in zip(rows, cpu)) <= tol

@@ -113,3 +113,65 @@ def test_augmentation_runs_on_the_gpu():
     x = torch.randn(16, 1, 8, 8, device="cuda")
     out = aug(x, torch.Generator().manual_seed(0))
     assert out.is_cuda and out.shape == x.shape
+
+
+DEVICES = ["cpu", pytest.param("cuda", marks=cuda)]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_recipes_train_on_the_device(device):
+    """Class weights, label smoothing, EMA and warmup together: their tensors live on the training
+    device (a CPU-only tensor in the loss would fail on CUDA) and the run still learns digits."""
+    cfg = cfg_on(
+        device,
+        "train.class_weights=balanced",
+        "train.label_smoothing=0.1",
+        "train.ema=0.9",
+        "train.warmup_epochs=1",
+    )
+    s = setup(cfg)
+    h = fit(s.new_model(), s.data, cfg.train, seed=0, device=s.device)
+    assert not h.diverged and h.test_acc >= 0.9, h.test_acc
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_flip_tta_on_the_device_averages_both_views(device):
+    from nntrain.models import build_model
+    from nntrain.training.metrics import with_tta
+
+    torch.manual_seed(0)
+    model = build_model(load_config(None, []).model, (3, 16, 16), 5).eval()
+    x = torch.randn(8, 3, 16, 16)
+    with torch.inference_mode():
+        expected = (model(x).softmax(1) + model(x.flip(3)).softmax(1)) / 2  # the oracle, on the CPU
+        got = with_tta(model.to(device), "flip")(x.to(device))
+    p = got.float().cpu().exp()  # FlipTTA returns the log of the mean probability
+    assert torch.allclose(p, expected, atol=1e-5), (p - expected).abs().max()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_resume_mid_epoch_on_the_device_continues_the_same_run(device, tmp_path):
+    """Interrupted inside epoch 2 and resumed from last.pt (weights, optimizer, the batch-order
+    generator and the device's RNG states): the same step losses as a run never stopped — exactly on
+    the CPU, to cuDNN's float rounding on CUDA."""
+    import numpy as np
+
+    from nntrain.pipeline.train import resume_run, train_run
+
+    cfg = load_config(
+        None,
+        [f"device={device}", "train.epochs=3", "train.batch_size=100", "model.dropout=0.3"]
+        + [f"output.runs_dir={tmp_path}"],
+    )
+    full, _ = train_run(cfg)
+    polls = iter(range(10**6))
+    part, run = train_run(cfg, should_stop=lambda: next(polls) >= 18)  # 13 steps per epoch: inside epoch 2
+    assert part.interrupted
+    hist, _, _ = resume_run(run.path)
+    a, b = np.asarray(hist.step_losses), np.asarray(full.step_losses)
+    assert a.shape == b.shape
+    if device == "cpu":
+        assert (a == b).all()
+    else:
+        assert np.allclose(a, b, rtol=1e-3, atol=1e-4), np.abs(a - b).max()
+    assert abs(hist.test_acc - full.test_acc) <= (0 if device == "cpu" else 0.02)

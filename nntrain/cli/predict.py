@@ -51,6 +51,9 @@ def predict_cmd(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write all rows to FILE: .csv, .json or .jsonl."),
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Images per forward pass."),
     json_out: bool = typer.Option(False, "--json", help="Print rows and summary as JSON on stdout."),
+    device: str = typer.Option(
+        "cpu", "--device", help="cpu (default: the numbers eval reports), cuda[:N], or auto (CUDA when available)."
+    ),
 ) -> None:
     """Predict classes for new inputs, preprocessed exactly as in training. Exit 2 if any input failed."""
     from nntrain.errors import NntrainError
@@ -64,7 +67,7 @@ def predict_cmd(
     from nntrain.cli import render
     from nntrain.deploy.predict import predict
 
-    res = predict(source, inputs, top_k=top_k, batch_size=batch_size)
+    res = predict(source, inputs, top_k=top_k, batch_size=batch_size, device=device)
     s = res.summary
     if json_out:
         render.plain(serialize(res.columns, res.rows, s, ".json").rstrip("\n"))

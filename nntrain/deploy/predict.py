@@ -77,9 +77,10 @@ def predict(
     top_k: int = 3,
     batch_size: int = 256,
     stdin=None,
+    device: str = "cpu",
     progress: Callable[[int, int], None] | None = None,
 ) -> PredictResult:
-    src = open_source(source)
+    src = open_source(source, device)
     items = expand(inputs, src.classes, stdin=stdin)
     k = max(1, min(top_k, len(src.classes)))
     cols = columns(k)

@@ -64,25 +64,45 @@ class Source:
         return softmax(np.asarray(self.logits(x), dtype=np.float32))
 
 
-def open_source(source: str | Path) -> Source:
+def open_source(source: str | Path, device: str = "cpu") -> Source:
+    """``device``: cpu, cuda[:N] or auto (CUDA when available). A checkpoint's model runs there; an .onnx file
+    runs on onnxruntime's CUDA provider when the device is CUDA and the installed onnxruntime has it."""
     p = Path(source)
+    dev = predict_device(device)
     if p.suffix.lower() == ".onnx" and not p.is_dir():
-        return open_onnx(p)
-    return open_checkpoint(p)
+        return open_onnx(p, dev.type == "cuda")
+    return open_checkpoint(p, dev)
 
 
-def open_checkpoint(source: Path) -> Source:
+def predict_device(spec: str) -> Any:
+    """``--device`` → torch.device, with predict's own wording for a bad or unavailable device."""
+    import re
+
+    from nntrain.errors import ConfigError
+    from nntrain.training.device import resolve_device
+
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", spec):
+        raise NntrainError(f"--device {spec}: not a device nntrain predicts on; use cpu, cuda, cuda:N or auto")
+    try:
+        return resolve_device(spec)
+    except ConfigError as e:
+        raise NntrainError(
+            f"--device {spec}: {str(e).split(' requested but ')[-1]}".replace("device: ", "--device ")
+        ) from None
+
+
+def open_checkpoint(source: Path, device: Any = "cpu") -> Source:
     import torch
 
     from nntrain.pipeline.reopen import read_checkpoint
     from nntrain.training.metrics import checkpoint_tta, with_tta
 
     path, ckpt, model = read_checkpoint(source)
-    model = with_tta(model, checkpoint_tta(ckpt))  # predict as the run evaluated: eval.tta: flip averages
+    model = with_tta(model, checkpoint_tta(ckpt)).to(device)  # predict as the run evaluated: eval.tta: flip
 
     def logits(x) -> np.ndarray:
         with torch.inference_mode():
-            return model(torch.as_tensor(x)).numpy()
+            return model(torch.as_tensor(x).to(device)).float().cpu().numpy()
 
     return Source(
         path=path,
@@ -96,14 +116,15 @@ def open_checkpoint(source: Path) -> Source:
     )
 
 
-def open_onnx(path: Path) -> Source:
+def open_onnx(path: Path, cuda: bool = False) -> Source:
     require("onnxruntime", what=f"predicting with '{path.name}'")
     import onnxruntime as ort
 
     if not path.is_file():
         raise CheckpointError(f"'{path}' does not exist; pass a .onnx file written by nntrain export")
     try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        gpu = ["CUDAExecutionProvider"] if cuda and "CUDAExecutionProvider" in ort.get_available_providers() else []
+        session = ort.InferenceSession(str(path), providers=[*gpu, "CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types for unreadable models
         raise CheckpointError(f"'{path}' is not a readable ONNX model ({str(e).splitlines()[0]})") from None
     props = session.get_modelmeta().custom_metadata_map
