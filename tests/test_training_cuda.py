@@ -150,28 +150,33 @@ def test_flip_tta_on_the_device_averages_both_views(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_resume_mid_epoch_on_the_device_continues_the_same_run(device, tmp_path):
+def test_resume_mid_epoch_on_the_device_continues_the_same_run(device, tmp_path, monkeypatch):
     """Interrupted inside epoch 2 and resumed from last.pt (weights, optimizer, the batch-order
-    generator and the device's RNG states): the same step losses as a run never stopped — exactly on
-    the CPU, to cuDNN's float rounding on CUDA."""
+    generator and the device's RNG states, which draw the dropout masks): the same step losses as a
+    run never stopped, as close as two uninterrupted runs on the device are to each other. That is
+    exact on the CPU, and on CUDA with cuDNN's deterministic convolutions (asked for here; the first
+    GPU run, with autotuned ones, saw two runs drift apart by 4e-3 after 39 steps)."""
     import numpy as np
 
     from nntrain.pipeline.train import resume_run, train_run
 
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     cfg = load_config(
         None,
         [f"device={device}", "train.epochs=3", "train.batch_size=100", "model.dropout=0.3"]
         + [f"output.runs_dir={tmp_path}"],
     )
     full, _ = train_run(cfg)
+    again, _ = train_run(cfg)
+    noise = np.abs(np.asarray(full.step_losses) - np.asarray(again.step_losses)).max()
     polls = iter(range(10**6))
     part, run = train_run(cfg, should_stop=lambda: next(polls) >= 18)  # 13 steps per epoch: inside epoch 2
-    assert part.interrupted
+    assert part.interrupted == "interrupted in epoch 2, after step 6"
     hist, _, _ = resume_run(run.path)
     a, b = np.asarray(hist.step_losses), np.asarray(full.step_losses)
-    assert a.shape == b.shape
+    assert a.shape == b.shape == (39,)
+    assert np.abs(a - b).max() <= 4 * noise, (np.abs(a - b).max(), noise)
+    if noise == 0:
+        assert hist.test_acc == full.test_acc
     if device == "cpu":
-        assert (a == b).all()
-    else:
-        assert np.allclose(a, b, rtol=1e-3, atol=1e-4), np.abs(a - b).max()
-    assert abs(hist.test_acc - full.test_acc) <= (0 if device == "cpu" else 0.02)
+        assert noise == 0  # the CPU path is deterministic: the check above is exact equality
