@@ -219,6 +219,21 @@ def test_resume_on_ray_runs_only_the_missing_fold(two_runs, tmp_path, monkeypatc
 
 
 @needs_ray
+def test_ray_workers_make_the_local_pruning_decisions(ray_cluster, tmp_path):
+    """Fold 0 with a pruner decides in the Ray task, on the snapshot of the study it was sent (the
+    worker never opens the storage): the same decisions and values as in this process."""
+    from nntrain.cv.ray_cluster import RayExecutor
+    from tests.test_cv_pruning import CANNOT_LEARN, HEALTHY, by_state, decisions, search
+
+    lrs = [*HEALTHY, CANNOT_LEARN]
+    _, here, *_ = search(tmp_path / "local", lrs)
+    executor = RayExecutor(threads=1)
+    _, there, *_ = search(tmp_path / "ray", lrs, executor=executor)
+    assert decisions(here) == decisions(there) and by_state(there, "PRUNED")
+    assert os.getpid() not in {pid for _, pid in executor.ran_on.values()}
+
+
+@needs_ray
 def test_job_larger_than_any_node_exits_2_before_the_cv_directory(ray_cluster, tiny, tmp_path):
     r = cli("cv", "--config", str(tiny), "--executor", "ray", "--cpus-per-job", "4")
     assert r.exit_code == 2, r.output

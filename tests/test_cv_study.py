@@ -75,7 +75,7 @@ def test_per_fold_best_is_biased_upward_on_noisy_curves_and_the_common_epoch_muc
 # --------------------------------------------------------------------------- pruning
 
 
-def test_median_pruner_stops_poor_trials_after_a_fold_and_ranks_them_apart(tiny, tmp_path):
+def test_median_pruner_stops_poor_trials_early_and_ranks_them_apart(tiny, tmp_path):
     grid = "train.optimizer.lr=0.3,0.2,0.1,0.00001,0.00002,0.00003,0.00004"
     p = nntrain(
         "cv", "--config", str(tiny), "--folds", "3", "--grid", grid, "--pruner", "median", "--json", cwd=tmp_path
@@ -88,16 +88,22 @@ def test_median_pruner_stops_poor_trials_after_a_fold_and_ranks_them_apart(tiny,
     for c in pruned:  # kept with the folds they ran, never among the ranked
         assert c["state"] == "pruned" and 1 <= c["folds_run"] < 3 and len(c["folds"]) == c["folds_run"]
         assert c["index"] not in s["ranking"]
-    # oracle, the median rule: a pruned trial's running score after its last fold lies below the median of
-    # the earlier complete trials' running scores after that fold (from the 4th trial on)
+    # oracle, the median rule at the steps of nntrain/cv/pruning.py (E = 2 epochs: fold 0's epochs are steps
+    # 0 and 1, fold f ≥ 1 step 1+f): a pruned trial's best value up to its last step lies below the median of
+    # the earlier complete trials' values at that step (from the 4th trial on)
+    epochs = TINY["train"]["epochs"]
     ts = {t.number: t for t in trials(f"sqlite:///{s['cv_dir']}/study.db", "nntrain-cv")}
     for n, t in ts.items():
         if t.state.name != "PRUNED":
             continue
-        step = max(t.intermediate_values)
+        step = t.last_step
         earlier = [u.intermediate_values[step] for m, u in ts.items() if m < n and u.state.name == "COMPLETE"]
-        assert len(earlier) >= 3 and t.intermediate_values[step] < np.median(earlier)
-        assert step + 1 == s["combos"][[c["trial"] for c in s["combos"]].index(n)]["folds_run"]
+        assert len(earlier) >= 3 and max(t.intermediate_values.values()) < np.median(earlier)
+        c = s["combos"][[c["trial"] for c in s["combos"]].index(n)]
+        if step < epochs:  # inside fold 0, after epoch step+1
+            assert c["folds_run"] == 1 and c["fold_epochs"] == step + 1
+        else:
+            assert c["folds_run"] == step - (epochs - 1) + 1
     best = s["combos"][s["best"]]
     assert best["state"] == "complete" and best["folds_run"] == 3  # the best trial ran every fold
     assert s["fold_epochs"] == sum(c["fold_epochs"] for c in s["combos"]) < 7 * 3 * 2

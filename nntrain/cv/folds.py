@@ -88,14 +88,24 @@ def check(plan: Plan, *, device_here: bool = True) -> list[tuple[np.ndarray, np.
     return folds
 
 
-def fold_job(cfg: Config, trial: int, fold: int, train_idx: np.ndarray, val_idx: np.ndarray) -> dict[str, Any]:
-    """One (trial, fold) job as plain data (``combo`` = the trial number: its directory and progress lines)."""
+def fold_job(
+    cfg: Config,
+    trial: int,
+    fold: int,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    prune: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One (trial, fold) job as plain data (``combo`` = the trial number: its directory and progress lines).
+    ``prune`` (fold 0 of a search with a pruner, ``pruning.spec``): the job reports each epoch to a copy of
+    the study and stops when its pruner says so."""
     return {
         "config": cfg.model_dump(mode="json"),
         "combo": trial,
         "fold": fold,
         "train_idx": train_idx.tolist(),
         "val_idx": val_idx.tolist(),
+        "prune": prune,
     }
 
 
@@ -143,6 +153,12 @@ def run_fold(job: dict[str, Any], report: Callable[[dict], None] | None = None) 
 
     diag = Diagnostics(cfg.diagnostics)  # train's rules, kept in the fold result (nothing printed)
     callbacks = ([_Progress(report, job["combo"], job["fold"])] if report else []) + [diag]
+    check = None
+    if job.get("prune") is not None:
+        from nntrain.cv.pruning import PruneCheck
+
+        check = PruneCheck(job["prune"])
+        callbacks.append(check)
     h = fit(model, data, cfg.train, seed=seed, device=device, callbacks=callbacks, tta=cfg.eval.tta)
     model.eval()  # fit left the best epoch's weights in ``model``
     pred = predict(
@@ -164,6 +180,7 @@ def run_fold(job: dict[str, Any], report: Callable[[dict], None] | None = None) 
         "epochs_run": len(h.records),
         "stopped": h.stopped,
         "diverged": h.diverged,
+        "pruned_step": check.pruned_step if check is not None else None,  # fold 0 stopped by the pruner there
         "advice": [a.as_dict() for a in diag.advice],
         "val_acc_curve": [r["val_acc"] for r in h.records],
         "val_loss_curve": [r["val_loss"] for r in h.records],

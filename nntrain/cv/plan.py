@@ -53,6 +53,16 @@ class Plan:
             d["study"],
         )
 
+    def first_fold_epochs(self) -> int:
+        """E: the most epochs a trial of this search trains (``train.epochs``, its largest value when the
+        search varies it); fold 0's epochs are the pruner's steps 0..E-1 (``pruning``)."""
+        key = "train.epochs"
+        if key in self.grid:
+            return max(int(v) for v in self.grid[key])
+        if key in self.space:
+            return int(self.space[key].high)
+        return self.base.train.epochs
+
     def fingerprint(self) -> dict[str, Any]:
         """What every process sharing a study must agree on: folds, search space, the base config
         (less where it writes, which device, and where this machine keeps the data)."""

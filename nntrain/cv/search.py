@@ -3,9 +3,11 @@
 A trial is one combination, evaluated on every fold. Trials run in batches sized to keep the
 executor busy (``parallel`` fold jobs at once: all remaining trials for grid/random without
 pruning; else ceil(parallel / folds) trials, so TPE learns from each result). With a pruner the
-folds of a batch run fold by fold: after fold f the trial reports its honest score over folds
-0..f (``score.honest``: comparable across trials at the same step) and the pruner may stop it
-there; a pruned trial is kept (state PRUNED, with the folds it ran) and never ranked best.
+folds of a batch run fold by fold and the pruner may stop a trial inside its fold 0 after any epoch
+(step epoch-1: the val accuracy, decided in the fold's job on a snapshot of the study) or after a
+later fold f (step E-1+f: the honest score over folds 0..f); ``pruning`` says why the values at one
+step are comparable and how a job decides. A pruned trial is kept (state PRUNED, with the folds and
+epochs it ran) and never ranked best.
 
 Everything lands in the study as trial user attributes (``params``, ``folds`` with per-epoch
 curves, ``score``, ``cv_dir``), so the ranking comes from the study — whichever process or
@@ -28,6 +30,7 @@ import numpy as np
 from nntrain.config import override
 from nntrain.cv.folds import FOLD_FIELDS, fold_job, run_fold
 from nntrain.cv.plan import Plan
+from nntrain.cv.pruning import fold_step, replay, spec, value
 from nntrain.cv.score import honest, rank_key
 from nntrain.cv.space import decode, distributions, edge_warnings
 from nntrain.cv.store import CvDir, json_text
@@ -126,11 +129,13 @@ def _run_batch(plan, cvdir, folds, study, batch, executor, report) -> int:
     """Folds of ``batch`` (all at once, or fold by fold when pruning); tell each trial. Returns reused folds."""
     from optuna.trial import TrialState
 
-    k, reused = plan.folds, 0
-    waves = [list(range(k))] if plan.pruner == "none" else [[f] for f in range(k)]
+    k, reused, pruning = plan.folds, 0, plan.pruner != "none"
+    waves = [[f] for f in range(k)] if pruning else [list(range(k))]
     live = list(batch)
     try:
-        for step, wave in enumerate(waves):
+        for wave in waves:
+            # fold 0 decides in its job, on the study as it is now (this batch has reported nothing yet)
+            prune = spec(study, plan, {b["trial"].number for b in live}) if pruning and wave == [0] else None
             jobs = []
             for b in live:
                 for f in wave:
@@ -138,27 +143,27 @@ def _run_batch(plan, cvdir, folds, study, batch, executor, report) -> int:
                     if old is not None and cvdir.done(old, f):  # finished by the interrupted trial
                         r = {**cvdir.load(old, f), "combo": b["trial"].number}
                         cvdir.save(r)
-                        b["rows"][f] = {x: r[x] for x in FOLD_FIELDS}
+                        _keep(b, r)
                         reused += 1
                     else:
-                        jobs.append(fold_job(b["cfg"], b["trial"].number, f, *folds[f]))
+                        jobs.append(fold_job(b["cfg"], b["trial"].number, f, *folds[f], prune=prune))
             by_number = {b["trial"].number: b for b in live}
             for result in executor.map(run_fold, jobs, report):
                 cvdir.save(result)  # saved as each fold finishes
-                by_number[result["combo"]]["rows"][result["fold"]] = {x: result[x] for x in FOLD_FIELDS}
+                _keep(by_number[result["combo"]], result)
                 if report:
                     report({"event": "done", **{x: result[x] for x in FOLD_FIELDS}, "combo": result["combo"]})
-            if plan.pruner == "none":
+            if not pruning:
                 continue
             for b in list(live):
-                partial = honest([b["rows"][f] for f in sorted(b["rows"])])
-                b["trial"].report(partial["score"] if partial["score"] == partial["score"] else 0.0, step)
-                if step < k - 1 and b["trial"].should_prune():
-                    _store(b)
+                if _reported(b, wave[0], k, plan.first_fold_epochs()):
+                    h = _store(b)
                     study.tell(b["trial"], state=TrialState.PRUNED)
                     live.remove(b)
                     if report:
-                        report({"event": "pruned", "combo": b["trial"].number, "folds_run": step + 1, **partial})
+                        n, ran = b["trial"].number, b["rows"].values()
+                        epochs = sum(r["epochs_run"] for r in ran)
+                        report({"event": "pruned", "combo": n, "folds_run": len(ran), "epochs_run": epochs, **h})
         for b in live:
             h = _store(b)
             study.tell(b["trial"], h["score"] if h["score"] == h["score"] else 0.0)  # diverged: 0 for the sampler
@@ -171,6 +176,23 @@ def _run_batch(plan, cvdir, folds, study, batch, executor, report) -> int:
             except Exception:  # the database itself may be what failed
                 pass
     return reused
+
+
+def _keep(b: dict[str, Any], result: dict[str, Any]) -> None:
+    b["rows"][result["fold"]] = {x: result[x] for x in FOLD_FIELDS}
+    if result["fold"] == 0:
+        b["pruned_step"] = result.get("pruned_step")  # the job's pruner stopped fold 0 at this step
+
+
+def _reported(b: dict[str, Any], fold: int, k: int, epochs: int) -> bool:
+    """Report ``fold`` to the trial's pruner (``pruning``'s steps); whether the trial is pruned there."""
+    trial = b["trial"]
+    if fold == 0:  # the job decided; the study gets its per-epoch reports
+        replay(trial, b["rows"][0]["val_acc_curve"])
+        return b.get("pruned_step") is not None
+    h = honest([b["rows"][f] for f in sorted(b["rows"])])
+    trial.report(value(h["score"]), fold_step(epochs, fold))
+    return fold < k - 1 and trial.should_prune()
 
 
 def _store(b: dict[str, Any]) -> dict[str, Any]:

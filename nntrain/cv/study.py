@@ -96,13 +96,19 @@ def make_sampler(name: str, plan: Plan, seed: int | None) -> Any:
     return optuna.samplers.TPESampler(seed=seed)
 
 
-def make_pruner(name: str) -> Any:
-    """median: prune a trial whose running cv score after fold f is below the median of earlier
-    trials' after fold f (from the 4th trial on); asha: asynchronous successive halving over folds."""
+def make_pruner(name: str, epochs: int) -> Any:
+    """The pruner of a search whose fold 0 trains ``epochs`` (E) epochs, on the steps of ``pruning``
+    (fold 0's epoch e: step e-1; after fold f ≥ 1: step E-1+f).
+
+    median: prune a trial whose best value so far is below the median of the complete trials' values
+    at the same step, from the 4th complete trial on, and not before the middle of fold 0 (epoch
+    ⌈E/2⌉): early epochs rank trials by how fast they learn (mostly their learning rate) more than by
+    where they end. asha: asynchronous successive halving, one step as the unit of resource (rungs at
+    steps 1, 3, 9, ...)."""
     import optuna
 
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=(epochs - 1) // 2)
     if name == "asha":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
     return optuna.pruners.NopPruner()
@@ -125,7 +131,7 @@ def open_study(plan: Plan, url: str, *, seed: int | None) -> Any:
     import optuna
 
     storage = open_storage(url)
-    sampler, pruner = make_sampler(plan.sampler, plan, seed), make_pruner(plan.pruner)
+    sampler, pruner = make_sampler(plan.sampler, plan, seed), make_pruner(plan.pruner, plan.first_fold_epochs())
     try:
         study = optuna.create_study(
             storage=storage,
