@@ -194,3 +194,12 @@ def test_resume_keeps_a_fold_0_pruning_decision_without_training_it_again(tmp_pa
     assert retry.state.name == "PRUNED" and trained == [] and s["skipped_done"] == len(HEALTHY) * K + 1
     saved = cvdir.load(killed[0].number, 0)
     assert [retry.intermediate_values[i] for i in sorted(retry.intermediate_values)] == saved["val_acc_curve"]
+
+
+def test_the_pruned_line_says_where_the_trial_stopped():
+    from nntrain.cli.render import pruned_line
+
+    inside = {"combo": 4, "folds_run": 1, "epochs_run": 5, "score": 0.8123}
+    assert pruned_line(inside, 3) == "cv trial 4: pruned in fold 1 of 3 after 5 epochs (score so far 0.8123)"
+    later = {"combo": 7, "folds_run": 2, "epochs_run": 20, "score": 0.95}
+    assert pruned_line(later, 3) == "cv trial 7: pruned after 2 of 3 folds, 20 epochs (score so far 0.9500)"

@@ -45,8 +45,9 @@ def cv(
     pruner: str = typer.Option(
         "none",
         "--pruner",
-        help="Stop poor trials between folds: median, asha, or none. A pruned trial is kept as PRUNED with the "
-        "folds it ran; only complete trials are ranked best.",
+        help="Stop poor trials early: median, asha, or none. Judged after each epoch of a trial's first fold and "
+        "after each later fold; a pruned trial is kept as PRUNED with the epochs and folds it ran; only complete "
+        "trials are ranked best.",
     ),
     storage: Optional[str] = typer.Option(
         None,

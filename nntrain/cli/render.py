@@ -250,6 +250,16 @@ def _params(p: dict[str, Any]) -> str:
     return "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in p.items()) or "(config as is)"
 
 
+def pruned_line(m: dict[str, Any], n_folds: int) -> str:
+    """A pruned trial: stopped inside its first fold (per-epoch pruning) or after a later fold."""
+    epochs = f", {m['epochs_run']} epochs" if "epochs_run" in m else ""
+    if m["folds_run"] == 1 and m.get("epochs_run") is not None:
+        where = f"pruned in fold 1 of {n_folds} after {m['epochs_run']} epochs"
+    else:
+        where = f"pruned after {m['folds_run']} of {n_folds} folds{epochs}"
+    return f"cv trial {m['combo']}: {where} (score so far {m['score']:.4f})"
+
+
 class CvProgress:
     """cv progress callable: a live table of running folds on a terminal, plain lines otherwise."""
 
@@ -270,9 +280,7 @@ class CvProgress:
 
     def __call__(self, m: dict[str, Any]) -> None:
         if m["event"] == "pruned":  # a pruned trial's line, on a terminal too
-            return plain(
-                f"cv trial {m['combo']}: pruned after {m['folds_run']} of {self.n_folds} folds ({m['score']:.4f})"
-            )
+            return plain(pruned_line(m, self.n_folds))
         key = (m["combo"], m["fold"])
         if m["event"] == "done":
             self.running.pop(key, None)
