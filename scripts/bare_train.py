@@ -2,7 +2,7 @@
 
 Load scikit-learn's digits, stratified 70/15/15 split, normalize with train statistics,
 the default CNN (conv32-bn-relu-pool, conv64-bn-relu-pool, fc128, fc10), SGD with Nesterov
-momentum, cosine schedule, λ=1e-4 in the loss, 20 epochs, best-val model tested once and
+momentum, cosine schedule, λ=1e-4 in the loss, channels-last layout, 20 epochs, best-val model tested once and
 saved. The yardstick for `nntrain train`'s whole-process wall time and peak memory
 (scripts/bench.py --only process).
 
@@ -58,7 +58,8 @@ model = nn.Sequential(
     nn.Linear(256, 128),
     nn.ReLU(),
     nn.Linear(128, 10),
-).to(device)
+).to(device, memory_format=torch.channels_last)  # nntrain's layout for conv nets (train.channels_last: auto)
+xs = [x.contiguous(memory_format=torch.channels_last) for x in xs]
 if GC_TUNED:
     import torch._dynamo  # noqa: F401,E402  (what SGD's constructor imports: inside the pause, as in nntrain)
 

@@ -99,8 +99,9 @@ def bare_epoch_seconds(s, cfg, amp_dtype=None) -> dict:
     t0 = time.perf_counter()
     model = model.to(s.device)
     xs = [d.train.x, d.val.x, d.test.x]
-    if s.device.type == "cuda":  # the same layout nntrain uses on CUDA
+    if s.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    if cfg.model.name == "cnn":  # the layout nntrain trains conv nets in (train.channels_last: auto)
         model = model.to(memory_format=torch.channels_last)
         xs = [x.contiguous(memory_format=torch.channels_last) for x in xs]
     r = bare_fit(
@@ -252,13 +253,15 @@ def cv_case(reps: int, device: str) -> None:
                 data = prepare(ds, tr, va, np.empty(0, np.int64), dev)
                 torch.manual_seed(cfg.seed * 1000 + k)
                 model = build_model(cfg.model, data.input_shape, data.num_classes).to(dev)
+                model = model.to(memory_format=torch.channels_last)  # as nntrain lays out a conv net
+                xtr, xva = (x.contiguous(memory_format=torch.channels_last) for x in (data.train.x, data.val.x))
                 bare_fit(
                     model,
-                    data.train.x,
+                    xtr,
                     data.train.y,
-                    data.val.x,
+                    xva,
                     data.val.y,
-                    data.val.x,
+                    xva,
                     data.val.y,
                     **bare_hparams(cfg),
                 )

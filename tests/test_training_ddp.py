@@ -37,6 +37,7 @@ SETS = (
     "train.epochs=10",
     "train.batch_size=32",
     "train.reg=0.001",
+    "train.channels_last=off",  # the single-process reference as torchrun runs on the CPU (auto: contiguous there)
 )
 EPOCHS = 10
 

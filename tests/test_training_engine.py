@@ -255,3 +255,43 @@ def test_checkpointer_writes_each_state_once_best_only_when_it_changed_and_throt
     slow.save(3, best)  # throttled
     slow.save(3, best, force=True)
     assert run.saved[2:] == [{"last.pt": 3}]
+
+
+@pytest.mark.parametrize(
+    "mode, model, world, expected",
+    [
+        ("auto", "cnn", 1, True),  # the CPU default: channels-last conv nets
+        ("off", "cnn", 1, False),
+        ("on", "cnn", 2, True),
+        ("auto", "cnn", 2, False),  # torchrun on the CPU: contiguous, so ranks equal one process
+        ("auto", "mlp", 1, False),  # nothing to lay out
+    ],
+)
+def test_channels_last_policy_on_the_cpu(tiny_cfg, mode, model, world, expected):
+    from nntrain.training.engine import _layout
+
+    # two convs: conv2's weight (8, 8, 3, 3) has one layout or the other (a 1-channel tensor has both)
+    cfg = tiny_cfg(f"model.name={model}", "model.channels=[8,8]", f"train.channels_last={mode}")
+    s = setup(cfg)
+    net, (train, *_) = _layout(s.new_model(), (s.data.train, s.data.val, s.data.test), s.device, world, mode)
+    if model == "cnn":
+        assert net.conv2.weight.is_contiguous(memory_format=torch.channels_last) is expected
+        assert net.conv2.weight.is_contiguous() is not expected
+    else:
+        assert train.x is s.data.train.x
+
+
+def test_channels_last_trains_like_the_contiguous_layout_to_rounding(tiny_cfg):
+    """The layout changes only the order of float operations: the same losses to ~1e-5, and fit leaves
+    the trained model in it."""
+    runs = {}
+    for mode in ("on", "off"):
+        cfg = tiny_cfg("train.epochs=2", "model.channels=[8,8]", f"train.channels_last={mode}")
+        s = setup(cfg)
+        model = s.new_model()
+        runs[mode] = fit(model, s.data, cfg.train, seed=0, device=s.device)
+        assert model.conv2.weight.is_contiguous(memory_format=torch.channels_last) is (mode == "on")
+    on, off = runs["on"].step_losses, runs["off"].step_losses
+    assert on != off  # really another layout (different rounding), yet:
+    assert max(abs(a - b) for a, b in zip(on, off)) < 1e-4
+    assert abs(runs["on"].test_acc - runs["off"].test_acc) <= 2 / 270
