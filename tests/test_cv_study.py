@@ -32,8 +32,8 @@ def tiny(tmp_path: Path) -> Path:
     return path
 
 
-def nntrain(*args: str, cwd: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+def nntrain(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **(env or {})}
     cmd = [sys.executable, "-m", "nntrain.cli.app", *args]
     return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -177,6 +177,9 @@ def test_resume_after_kill_9_mid_trial_finishes_the_study(tiny, tmp_path):
     assert sorted(c["trial"] for c in summary["combos"]) == sorted(n for n, s in states.items() if s == "COMPLETE")
 
 
+PG_PASSWORD = "pg-s3cret"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -200,8 +203,12 @@ def postgres(tmp_path):
         data.mkdir()
         shutil.chown(data, "postgres")
     port = _free_port()
-    subprocess.run(
-        [*as_pg, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
+    pwfile = top / "pw"
+    pwfile.write_text(PG_PASSWORD + "\n")
+    pwfile.chmod(0o644)
+    subprocess.run(  # password authentication, as a shared server would have it
+        [*as_pg, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=scram-sha-256"]
+        + [f"--pwfile={pwfile}"],
         check=True,
         capture_output=True,
     )
@@ -212,7 +219,7 @@ def postgres(tmp_path):
         capture_output=True,
     )
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        yield f"postgresql://postgres:{PG_PASSWORD}@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run(
             [*as_pg, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True
@@ -221,6 +228,34 @@ def postgres(tmp_path):
 
 def test_two_processes_share_one_postgresql_study(postgres, tiny, tmp_path):
     two_processes(postgres, tiny, tmp_path)
+
+
+def test_the_cv_directory_keeps_no_password_and_resume_takes_it_back(postgres, tiny, tmp_path):
+    """plan.json records where the study lives, without the password: --resume gets it from --storage
+    (the same URL) or from PGPASSWORD; without either it exits 2 saying so; another database is refused."""
+    p = nntrain("cv", "--config", str(tiny), *SPACE, "--trials", "1", "--storage", postgres, cwd=tmp_path)
+    out = p.communicate(timeout=300)[0]
+    assert p.returncode == 0, out
+    (cv_dir,) = (tmp_path / "runs").glob("cv-*")
+    files = [f for f in cv_dir.rglob("*") if f.is_file()]
+    assert files and not [f for f in files if PG_PASSWORD.encode() in f.read_bytes()]
+    assert json.loads((cv_dir / "plan.json").read_text())["storage"] == postgres.replace(f":{PG_PASSWORD}@", "@")
+
+    def resume(*args: str, env: dict | None = None) -> tuple[int, str]:
+        r = nntrain("cv", "--resume", str(cv_dir), *args, cwd=tmp_path, env=env)
+        return r.returncode, r.communicate(timeout=300)[0]
+
+    rc, out = resume(env={"PGPASSWORD": ""})
+    assert rc == 2 and "cannot open the database" in out and "PGPASSWORD" in out, out
+    assert "Traceback" not in out and PG_PASSWORD not in out
+    rc, out = resume("--storage", postgres)
+    assert rc == 0, out
+    rc, out = resume(env={"PGPASSWORD": PG_PASSWORD})
+    assert rc == 0, out
+    other = postgres.replace("/postgres", "/other")
+    rc, out = resume("--storage", other)
+    assert rc == 2 and "is another database" in out and PG_PASSWORD not in out, out
+    assert len(trials(postgres, "nntrain-cv")) == 1  # resuming a finished search adds no trial
 
 
 # --------------------------------------------------------------------------- bad storage

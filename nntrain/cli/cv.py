@@ -140,7 +140,6 @@ def cv(
                 ("--trials", trials),
                 ("--sampler", sampler),
                 ("--pruner", pruner if pruner != "none" else None),
-                ("--storage", storage),
                 ("--study", study_name),
             )
             if v
@@ -151,6 +150,17 @@ def cv(
                 "(or start a new cv without --resume)"
             )
         cvdir, plan = CvDir.open(resume)
+        if storage is not None:  # plan.json keeps no password: --storage gives it back
+            from nntrain.cv.plan import without_password
+            from nntrain.cv.study import safe_url
+
+            if plan.storage is None or without_password(storage) != plan.storage:
+                saved = "its own study.db" if plan.storage is None else safe_url(plan.storage)
+                raise ConfigError(
+                    f"--resume '{resume}' searched in {saved}; --storage {safe_url(storage)} is another "
+                    "database: drop --storage, or give the same URL (with its password)"
+                )
+            plan.storage = storage
     else:
         from nntrain.cv.space import check_space, parse_grid, parse_sample
 

@@ -9,6 +9,20 @@ from nntrain.config import Config
 from nntrain.cv.space import Dist
 
 
+def without_password(url: str | None) -> str | None:
+    """``url`` without its password (what plan.json keeps: ``--resume`` takes it back from ``--storage``,
+    or the driver from the environment, e.g. PostgreSQL's PGPASSWORD or ~/.pgpass)."""
+    if url is None:
+        return None
+    try:
+        from sqlalchemy.engine import make_url
+
+        u = make_url(url)
+    except Exception:  # not a URL SQLAlchemy reads: open_storage refused it before any plan.json was written
+        return url
+    return u.set(password=None).render_as_string(hide_password=False) if u.password is not None else url
+
+
 @dataclass
 class Plan:
     """What a cv run does; saved as ``plan.json`` so ``--resume`` repeats it exactly.
@@ -34,7 +48,7 @@ class Plan:
             "trials": self.trials,
             "sampler": self.sampler,
             "pruner": self.pruner,
-            "storage": self.storage,
+            "storage": without_password(self.storage),  # a file in the cv directory: no secret in it
             "study": self.study,
             "config": self.base.model_dump(mode="json"),
         }

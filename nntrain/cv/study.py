@@ -65,9 +65,15 @@ def open_storage(url: str) -> Any:
     pw = _password(url)
     if pw:
         msg = msg.replace(pw, "***")
+    hint = (
+        ""
+        if pw or scheme == "sqlite"
+        else "; a password goes into the URL (with --resume too: a cv directory's plan.json keeps none) or, for "
+        "PostgreSQL, into PGPASSWORD or ~/.pgpass"
+    )
     raise ConfigError(
         f"--storage {shown}: cannot open the database ({msg}); check that the server runs and that host, port, "
-        "user, password and database are right"
+        f"user, password and database are right{hint}"
     )
 
 
