@@ -243,7 +243,8 @@ def test_the_cv_directory_keeps_no_password_and_resume_takes_it_back(postgres, t
 
     def resume(*args: str, env: dict | None = None) -> tuple[int, str]:
         r = nntrain("cv", "--resume", str(cv_dir), *args, cwd=tmp_path, env=env)
-        return r.returncode, r.communicate(timeout=300)[0]
+        out = r.communicate(timeout=300)[0]
+        return r.returncode, out
 
     rc, out = resume(env={"PGPASSWORD": ""})
     assert rc == 2 and "cannot open the database" in out and "PGPASSWORD" in out, out

@@ -15,12 +15,15 @@ def without_password(url: str | None) -> str | None:
     if url is None:
         return None
     try:
-        from sqlalchemy.engine import make_url
+        from sqlalchemy.engine import URL, make_url
 
         u = make_url(url)
     except Exception:  # not a URL SQLAlchemy reads: open_storage refused it before any plan.json was written
         return url
-    return u.set(password=None).render_as_string(hide_password=False) if u.password is not None else url
+    if u.password is None:
+        return url
+    parts = {k: getattr(u, k) for k in ("drivername", "username", "host", "port", "database", "query")}
+    return URL.create(**parts).render_as_string(hide_password=False)  # (URL.set(password=None) keeps it)
 
 
 @dataclass
