@@ -363,3 +363,24 @@ def test_every_not_a_run_directory_error_is_a_RunDirError(tmp_path):
     for call, message in cases:
         with pytest.raises(RunDirError, match=re.escape(message)):
             call()
+
+
+def test_advice_given_before_an_interruption_is_in_the_resumed_runs_summary(tiny_cfg):
+    """A too-low lr gets the "flat" advice at epoch 3 (diagnostics.early_epochs); the run is interrupted
+    after it and resumed: the resumed run's summary.json keeps that advice, once, with its epoch."""
+    import json
+
+    from nntrain.training.advice import Diagnostics
+
+    cfg = tiny_cfg("train.epochs=5", "train.batch_size=100", "train.optimizer.lr=1e-5")  # 13 steps per epoch
+    full_diag = Diagnostics(cfg.diagnostics)
+    full_hist, full_run = train_run(cfg, callbacks=[full_diag])
+    flat = [a.as_dict() for a in full_diag.advice if a.rule == "flat"]
+    assert flat and flat[0]["epoch"] == 3  # the oracle: what an uninterrupted run says
+    part_hist, part_run = train_run(cfg, callbacks=[Diagnostics(cfg.diagnostics)], should_stop=StopAfter(44))
+    assert part_hist.interrupted and load_checkpoint(part_run.path / "last.pt")["epoch"] == 3
+    hist, run, _ = resume_run(part_run.path, callbacks=[Diagnostics(cfg.diagnostics)])
+    summary = json.loads((run.path / "summary.json").read_text())
+    full = json.loads((full_run.path / "summary.json").read_text())
+    assert [a for a in summary["advice"] if a["rule"] == "flat"] == flat
+    assert summary["advice"] == full["advice"]  # the same advice as the run never stopped, none twice

@@ -126,7 +126,9 @@ class Diagnostics:
             return
         kept = getattr(self._history, "initial_loss", None)  # a resumed run: measured before its first step
         records = list(getattr(self._history, "records", None) or [])
-        if records:  # a resumed run: what the rules saw before the interruption
+        if records:  # a resumed run: what the rules saw, and said, before the interruption
+            kept_advice = getattr(self._history, "advice", [])
+            self.advice = [Advice(a["rule"], int(a["epoch"]), a["message"]) for a in kept_advice]
             self.losses = [float(r["train_loss"]) for r in records]
             self.val_accs = [float(r.get("val_acc", math.nan)) for r in records]
             self.initial_lr = float(records[0]["lr"])
@@ -197,7 +199,7 @@ class Diagnostics:
         )
         advice = Advice("diverged", epoch, message)
         if self._new(advice):
-            self.advice.append(advice)
+            self._keep(advice)
             self._pending = advice
         return StopTraining(f"diverged: {message}", diverged=True)
 
@@ -356,8 +358,14 @@ class Diagnostics:
         for advice in found:
             if (lower and advice.lr_direction == RAISE) or not self._new(advice):
                 continue
-            self.advice.append(advice)
+            self._keep(advice)
             self._emit(advice)
+
+    def _keep(self, advice: Advice) -> None:
+        """In ``advice`` and in the run's history (saved in last.pt: a resumed run's summary has it all)."""
+        self.advice.append(advice)
+        if self._history is not None and hasattr(self._history, "advice"):
+            self._history.advice.append(advice.as_dict())
 
     def _emit(self, advice: Advice) -> None:
         if self.report is not None:

@@ -54,6 +54,7 @@ def checkpoint_state(
             "records": history.records,
             "step_losses": torch.tensor(history.step_losses),
             "initial_loss": history.initial_loss,
+            "advice": list(history.advice),  # what the advice rules said before an interruption
         },
         "rng": rng,
         "ema": ema.state_dict() if ema is not None else None,  # train.ema: the average, so resume is exact
@@ -73,6 +74,7 @@ def restore_state(ckpt, model, optimizer, scheduler, generator, history, device)
     history.records = [dict(r) for r in ckpt["history"]["records"]]
     history.step_losses = ckpt["history"]["step_losses"].tolist()
     history.initial_loss = ckpt["history"].get("initial_loss")  # absent in a last.pt from before it was kept
+    history.advice = list(ckpt["history"].get("advice", []))
     history.best_epoch, history.best_val_acc = ckpt["best_epoch"], ckpt["best_val_acc"]
     best = ckpt.get("best_model")
     best_state = {k: v.to(device) for k, v in best.items()} if best is not None else None

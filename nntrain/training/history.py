@@ -21,3 +21,4 @@ class History:
     interrupted: str | None = None  # set when should_stop() ended training; last.pt can resume it
     seconds: float = 0.0
     initial_loss: float | None = None  # the loss at initialization (advice), kept in last.pt across resume
+    advice: list[dict[str, Any]] = field(default_factory=list)  # advice given so far (rule, epoch, message)
