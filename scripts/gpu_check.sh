@@ -10,6 +10,8 @@
 #   gpu-sanity   `nntrain sanity` on CUDA (8 checks)
 #   gpu-predict  predict throughput with the model on the GPU vs a bare Pillow + PyTorch loop
 #   gpu-parity   the trained run exported to ONNX; checkpoint on CUDA and .onnx vs the checkpoint on CPU
+# Not included (about 1.5 minutes more on an H100): where a per-epoch gap on CUDA comes from,
+#   python3 scripts/bench_epoch_parts.py --device cuda   (bare loop / nntrain's loop / fit / fit + run dir)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-gpu-check}"
