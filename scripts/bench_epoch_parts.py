@@ -35,7 +35,7 @@ def main() -> None:
 
     import torch
     from bare_loop import bare_fit
-    from bench import bare_hparams, synthetic_cifar
+    from bench import _EpochClock, bare_hparams, synthetic_cifar
 
     from nntrain.config import load_config, to_yaml
     from nntrain.pipeline.setup import checkpoint_extra, setup
@@ -67,18 +67,6 @@ def main() -> None:
     s = setup(cfg)
     d, t = s.data, cfg.train
 
-    class Clock:
-        def __init__(self) -> None:
-            self.seconds: list[float] = []
-
-        def on_fit_start(self, info) -> None:
-            self._t = time.perf_counter()
-
-        def on_epoch_end(self, record) -> None:
-            now = time.perf_counter()
-            self.seconds.append(now - self._t)
-            self._t = now
-
     def bare() -> list[float]:
         model, (tr, va, te) = _layout(s.new_model().to(s.device), (d.train, d.val, d.test), s.device)
         r = bare_fit(model, tr.x, tr.y, va.x, va.y, te.x, te.y, **bare_hparams(cfg))
@@ -98,7 +86,7 @@ def main() -> None:
         return out
 
     def fitted(with_run: bool) -> list[float]:
-        clock = Clock()
+        clock = _EpochClock()
         run = RunDir.create(tmp, "parts", config_yaml=to_yaml(cfg)) if with_run else None
         extra = checkpoint_extra(s) if with_run else None
         fit(s.new_model(), d, t, seed=cfg.seed, device=s.device, run=run, checkpoint_extra=extra, callbacks=[clock])

@@ -17,6 +17,9 @@ DATASETS = ("digits", "imagefolder", "npz", *TORCHVISION_SETS)
 FLIP_CHANGES_CLASS = ("digits", "mnist")
 """Datasets whose left-right mirror is another class (eval.tta: flip is refused unless data.augment.hflip)."""
 
+DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?"
+"""The device settings nntrain accepts (config ``device``, ``predict --device``)."""
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
@@ -331,6 +334,6 @@ class Config(_Section):
     @field_validator("device")
     @classmethod
     def _device_syntax(cls, v: str) -> str:
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", v):
+        if not re.fullmatch(DEVICE_PATTERN, v):
             raise ValueError(f"unknown device {v!r}; allowed: auto, cpu, cuda, cuda:N")
         return v

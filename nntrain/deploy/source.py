@@ -78,10 +78,11 @@ def predict_device(spec: str) -> Any:
     """``--device`` → torch.device, with predict's own wording for a bad or unavailable device."""
     import re
 
+    from nntrain.config.sections import DEVICE_PATTERN
     from nntrain.errors import ConfigError
     from nntrain.training.device import resolve_device
 
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", spec):
+    if not re.fullmatch(DEVICE_PATTERN, spec):
         raise NntrainError(f"--device {spec}: not a device nntrain predicts on; use cpu, cuda, cuda:N or auto")
     try:
         return resolve_device(spec)

@@ -116,8 +116,9 @@ def _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, *, resume) ->
         "test_balanced_acc": result.balanced_accuracy if result is not None else None,
         "test_recall": result.recall() if result is not None else None,  # {class: recall or null}
     }
-    advice = [a.as_dict() for cb in callbacks for a in getattr(cb, "advice", ())]  # the Diagnostics callback's
-    notes = {"advice": advice, "load_note": load.verdict()}  # load_note: other processes slowed the run (or None)
+    # advice: the Diagnostics callback's, as fit's history keeps it (across a resume too);
+    # load_note: other processes slowed the run (or None)
+    notes = {"advice": list(history.advice), "load_note": load.verdict()}
     run.write_json("summary.json", {**summary(cfg, s, history, started=t0), **per_class, **notes})
     return history
 
