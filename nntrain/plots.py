@@ -2,7 +2,8 @@
 
 matplotlib's object API only (``matplotlib.figure.Figure``, no pyplot and its global
 state): each function returns a Figure and the caller saves it with ``save`` (atomic,
-no display needed, so it works in CI).
+no display needed, so it works in CI). matplotlib is imported by the functions that draw,
+not by this module: the filter tiles (numpy) serve the report and TensorBoard without it.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.ticker import FormatStrFormatter, MaxNLocator
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 # padding between filter tiles: a neutral, barely tinted light gray (saturation 6%) that does not draw the eye,
 # yet R != G != B, so it never equals a grayscale tile pixel
@@ -117,6 +119,8 @@ def filters_figure(
     panels_w = sum(im.shape[1] for im in images) + margin * (len(images) + 1)
     height = max(im.shape[0] for im in images) + title_h + note_h + 2 * margin
     width = max(panels_w, 160 * len(images), int(len(note) * 5.6) + 2 * margin)
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, facecolor="white")
     fig.text(margin / width, (margin + note_h / 2) / height, note, ha="left", va="center", fontsize=8, gid="note")
     x = margin + (width - panels_w) // 2  # the panels centred above the note
@@ -162,6 +166,9 @@ def _finite(v: Any) -> float:
 
 def curves_figure(runs: Sequence[Curves]) -> Figure:
     """Loss (per step faint, per epoch bold; val dashed), train vs val accuracy, and lr — per run."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FormatStrFormatter, MaxNLocator
+
     fig = Figure(figsize=(15, 4.7), dpi=DPI)
     _margins(fig, left=0.75, right=0.15, bottom=0.55, top=0.65, wspace=0.22)
     ax_loss, ax_acc, ax_lr = fig.subplots(1, 3)
@@ -252,6 +259,8 @@ def lr_sweep_figure(runs: Sequence[tuple[float, Curves, bool]]) -> Figure:
     ``runs``: (lr, curves, diverged). The loss axis is clipped at 2x the highest initial
     loss, so an exploding curve leaves through the top; a diverged run ends in an 'x'.
     """
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(12, 4.6), dpi=DPI, layout="constrained")
     ax_loss, ax_acc = fig.subplots(1, 2)
     top = 0.0
@@ -309,6 +318,8 @@ def confusion_figure(cm: np.ndarray, classes: Sequence[str], *, title: str = "co
     side = min(12.0, 2.5 + 0.45 * k)
     names = [str(c) for c in classes]
     rotate = k > 10
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(side + 1.2, side), dpi=DPI)
     label_w = _text_inches(names)
     _margins(fig, left=0.45 + label_w, right=0.75, top=0.4, bottom=0.5 + (label_w if rotate else 0.2))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -27,18 +28,23 @@ def train(
 
     if resume is not None and (config is not None or set_):
         raise ConfigError("--resume continues a run with its own config.yaml; drop --config/--set (or start a new run)")
-    cfg = None if resume is not None else load_cfg(config, set_)
-    from nntrain.errors import Interrupted
-    from nntrain.training import distributed
+    from nntrain.pipeline.drawer import PictureWorker
 
-    # under torchrun: join the process group (rank > 0 then prints nothing)
-    ddp = distributed.init_from_env(cfg.device if cfg is not None else _resume_device(resume))
-    try:
-        _train(cfg, resume, json_out, ddp)
-    except (Interrupted, typer.Exit):  # every rank stopped at the same point: leave the group cleanly
-        distributed.shutdown()
-        raise
-    distributed.shutdown()  # (after an error a rank just exits: torchrun ends the others)
+    with PictureWorker() as pictures:
+        if os.environ.get("RANK", "0") == "0":  # (torchrun ranks > 0 draw nothing)
+            pictures.start()  # its imports run on the idle core while this process imports torch and trains
+        cfg = None if resume is not None else load_cfg(config, set_)
+        from nntrain.errors import Interrupted
+        from nntrain.training import distributed
+
+        # under torchrun: join the process group (rank > 0 then prints nothing)
+        ddp = distributed.init_from_env(cfg.device if cfg is not None else _resume_device(resume))
+        try:
+            _train(cfg, resume, json_out, ddp, pictures)
+        except (Interrupted, typer.Exit):  # every rank stopped at the same point: leave the group cleanly
+            distributed.shutdown()
+            raise
+        distributed.shutdown()  # (after an error a rank just exits: torchrun ends the others)
 
 
 class _RunDir:
@@ -55,7 +61,7 @@ def _resume_device(resume: Path) -> str:
     return load_cfg(resume / "config.yaml", []).device if (resume / "config.yaml").is_file() else "auto"
 
 
-def _train(cfg: Any, resume: Optional[Path], json_out: bool, ddp: Any) -> None:
+def _train(cfg: Any, resume: Optional[Path], json_out: bool, ddp: Any, pictures: Any = None) -> None:
     from nntrain.cli.live import EpochReporter
     from nntrain.cli.render import error, plain, train_summary, warn
     from nntrain.errors import Interrupted
@@ -101,16 +107,13 @@ def _train(cfg: Any, resume: Optional[Path], json_out: bool, ddp: Any) -> None:
 
     diagnostics = Diagnostics(diag_cfg, report=report)
     where = _RunDir()
-    from nntrain.report.warm import WarmUp
-
-    # WarmUp: the report's and pictures' imports and templates on the idle core while training runs
-    callbacks = ([] if json_out else [reporter]) + [diagnostics, FreezeHeap(), where, WarmUp()]
+    callbacks = ([] if json_out else [reporter]) + [diagnostics, FreezeHeap(), where]
     with GracefulStop() as stop:
         try:
             if resume is not None:
-                history, run, cfg = resume_run(resume, callbacks=callbacks, should_stop=stop)
+                history, run, cfg = resume_run(resume, callbacks=callbacks, should_stop=stop, pictures=pictures)
             else:
-                history, run = train_run(cfg, callbacks=callbacks, s=s, should_stop=stop)
+                history, run = train_run(cfg, callbacks=callbacks, s=s, should_stop=stop, pictures=pictures)
         except KeyboardInterrupt:  # a second Ctrl-C: no checkpoint of this moment, but the last one resumes
             reporter.close()
             if where.path is None:
@@ -135,7 +138,8 @@ def _train(cfg: Any, resume: Optional[Path], json_out: bool, ddp: Any) -> None:
     summary = json.loads((run.path / "summary.json").read_text())
     from nntrain.report import build_report
 
-    report = build_report(run.path, setup=s)  # report.html: the run's whole story on one page
+    # report.html: the run's whole story on one page (it reads the PNGs last, once the helper drew them)
+    report = build_report(run.path, setup=s, pictures_ready=pictures.finish if pictures is not None else None)
     if json_out:
         from nntrain.runs.files import json_text
 

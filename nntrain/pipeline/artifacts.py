@@ -12,33 +12,50 @@ import csv
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from nntrain.errors import RunDirError
-from nntrain.plots import Curves, confusion_figure, curves_figure, save
+from nntrain.plots import Curves
 from nntrain.runs.files import atomic_write_text
 from nntrain.runs.rundir import RunDir
 from nntrain.training.engine import History
 from nntrain.training.metrics import EvalResult, evaluate_classes
 
+if TYPE_CHECKING:
+    from nntrain.pipeline.drawer import PictureWorker
+
 
 def write_run_pictures(
-    run: RunDir, history: History, model: nn.Module, data: Any, *, batch_size: int
+    run: RunDir,
+    history: History,
+    model: nn.Module,
+    data: Any,
+    *,
+    batch_size: int,
+    pictures: PictureWorker | None = None,
 ) -> EvalResult | None:
-    """steps.csv, curves.png and (when the test split is not empty) confusion.png for ``model``."""
-    steps_per_epoch = len(history.step_losses) // max(len(history.records), 1)
-    lines = ["step,epoch,loss"] + [
-        f"{i + 1},{i // steps_per_epoch + 1},{float(v)!r}" for i, v in enumerate(history.step_losses)
-    ]
+    """steps.csv, curves.png and (when the test split is not empty) confusion.png for ``model``.
+
+    ``pictures``: the helper process that draws the PNGs (``pipeline.drawer``); the caller's
+    ``pictures.finish()`` waits for them. Without it they are drawn here, before returning."""
+    from nntrain.pipeline.drawer import PictureWorker
+
+    worker = pictures if pictures is not None else PictureWorker()  # not started: draws at finish()
+    step_losses = [float(v) for v in history.step_losses]
+    curves = Curves(run.path.name, [dict(r) for r in history.records], step_losses, test_acc=history.test_acc)
+    worker.submit(("curves", str(run.path / "curves.png"), curves))  # drawn while the rest goes on
+    steps_per_epoch = len(step_losses) // max(len(history.records), 1)
+    lines = ["step,epoch,loss"] + [f"{i + 1},{i // steps_per_epoch + 1},{v!r}" for i, v in enumerate(step_losses)]
     atomic_write_text(run.path / "steps.csv", "\n".join(lines) + "\n")
-    curves = Curves(run.path.name, history.records, history.step_losses, test_acc=history.test_acc)
-    save(curves_figure([curves]), run.path / "curves.png")
-    if len(data.test) == 0:
-        return None
-    result = evaluate_classes(model, data.test, data.classes, name="test", batch_size=batch_size)
-    save(confusion_figure(result.confusion, result.classes, title="test confusion"), run.path / "confusion.png")
+    result = None
+    if len(data.test):
+        result = evaluate_classes(model, data.test, data.classes, name="test", batch_size=batch_size)
+        cm = result.confusion
+        worker.submit(("confusion", str(run.path / "confusion.png"), cm, list(result.classes), "test confusion"))
+    if pictures is None:
+        worker.finish()
     return result
 
 

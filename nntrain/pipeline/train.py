@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import torch
 
@@ -23,6 +23,9 @@ from nntrain.training.loadwatch import LoadWatch
 from nntrain.training.metrics import with_tta
 from nntrain.training.threads import apply_threads, drop_to_one_thread
 
+if TYPE_CHECKING:
+    from nntrain.pipeline.drawer import PictureWorker
+
 
 def train_run(
     cfg: Config,
@@ -30,7 +33,10 @@ def train_run(
     callbacks: Iterable[Any] = (),
     s: Setup | None = None,
     should_stop: Callable[[], bool] | None = None,
+    pictures: PictureWorker | None = None,
 ) -> tuple[History, RunDir]:
+    """A new run. ``pictures``: the helper process drawing its PNGs (``pipeline.drawer``); the caller
+    then calls ``pictures.finish()`` before reading them. Without it they are drawn before returning."""
     s = s or setup(cfg)
     apply_threads(s.threads)
     if cfg.output.tensorboard:
@@ -40,7 +46,7 @@ def train_run(
         return _fit_and_summarize(cfg, s, model, None, (), should_stop, resume=None), None
     run = RunDir.create(cfg.output.runs_dir, cfg.output.run_name, config_yaml=to_yaml(cfg))
     run.save_checkpoint("init.pt", {"model": model.state_dict(), "epoch": 0, **checkpoint_extra(s)})  # --compare-init
-    return _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, resume=None), run
+    return _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, resume=None, pictures=pictures), run
 
 
 def resume_run(
@@ -48,8 +54,9 @@ def resume_run(
     *,
     callbacks: Iterable[Any] = (),
     should_stop: Callable[[], bool] | None = None,
+    pictures: PictureWorker | None = None,
 ) -> tuple[History, RunDir, Config]:
-    """Continue ``run_dir`` from its last.pt with its own config.yaml."""
+    """Continue ``run_dir`` from its last.pt with its own config.yaml (``pictures``: as ``train_run``)."""
     run = RunDir(Path(run_dir))
     if not (run.path / "config.yaml").is_file():
         raise RunDirError(f"--resume {run_dir}: not a run directory (no config.yaml); pass a directory under runs/")
@@ -67,10 +74,10 @@ def resume_run(
     if not distributed.hooks().is_main:  # torchrun rank > 0: same last.pt, writes nothing
         return _fit_and_summarize(cfg, s, model, None, (), should_stop, resume=last), None, cfg
     run.rewrite_metrics(last["history"]["records"])  # drop any row written after last.pt
-    return _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, resume=last), run, cfg
+    return _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, resume=last, pictures=pictures), run, cfg
 
 
-def _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, *, resume) -> History:
+def _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, *, resume, pictures=None) -> History:
     from nntrain.pipeline.tensorboard import TensorBoardLogger
 
     callbacks = list(callbacks)
@@ -104,12 +111,11 @@ def _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, *, resume) ->
             tb.close()
     if history.interrupted or run is None:  # run is None: a torchrun rank > 0
         return history
-    # imported only now (matplotlib): a caller may have imported it on another core during fit (report.warm)
     from nntrain.pipeline.artifacts import write_run_pictures
 
     # fit left the best model in ``model``: its test confusion matrix and per-class accuracy
     net = with_tta(model, cfg.eval.tta)  # the test predictions as fit made them
-    result = write_run_pictures(run, history, net, s.data, batch_size=cfg.train.eval_batch_size)
+    result = write_run_pictures(run, history, net, s.data, batch_size=cfg.train.eval_batch_size, pictures=pictures)
     per_class = {
         "per_class_test": result.per_class() if result is not None else None,
         # mean per-class recall: accuracy that each class counts in equally (imbalanced test sets)

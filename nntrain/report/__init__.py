@@ -19,11 +19,14 @@ def writable(d: Path) -> bool:
     return os.access(d, os.W_OK)
 
 
-def build_report(path: str | Path, *, out: str | Path | None = None, setup: Any = None) -> Path:
+def build_report(
+    path: str | Path, *, out: str | Path | None = None, setup: Any = None, pictures_ready: Any = None
+) -> Path:
     """Write the report of a run or cv directory to ``out`` (default ``<dir>/report.html``); returns the path.
 
     ``setup``: the run's ``pipeline.Setup`` when the caller has it (``nntrain train``), else it is
-    rebuilt from the run's config.yaml (same config and seed → same splits)."""
+    rebuilt from the run's config.yaml (same config and seed → same splits). ``pictures_ready``: called
+    before the run's PNGs are read (``nntrain train``: its helper process may still be drawing them)."""
     from nntrain.report.html import write_html
 
     d = Path(path)
@@ -50,4 +53,4 @@ def build_report(path: str | Path, *, out: str | Path | None = None, setup: Any 
         )
     from nntrain.report.run import run_context
 
-    return write_html("run.html.j2", run_context(d, setup=setup), target)
+    return write_html("run.html.j2", run_context(d, setup=setup, pictures_ready=pictures_ready), target)

@@ -38,7 +38,7 @@ def stop_reason(summary: dict[str, Any], epochs: int) -> str:
     return f"ran all {summary.get('epochs_run', epochs)} epochs"
 
 
-def run_context(run_dir: Path, *, setup: Any = None) -> dict[str, Any]:
+def run_context(run_dir: Path, *, setup: Any = None, pictures_ready: Any = None) -> dict[str, Any]:
     from nntrain.config import load_config
 
     cfg = load_config(run_dir / "config.yaml")
@@ -52,13 +52,18 @@ def run_context(run_dir: Path, *, setup: Any = None) -> dict[str, Any]:
         "cfg": cfg,
         "command": shlex.join(["nntrain", *summary["command"][1:]]) if summary and summary.get("command") else None,
         "advice": [_advice(a) for a in (summary or {}).get("advice", [])],
-        "curves": file_uri(run_dir / "curves.png") or _curves(run_dir),
-        "confusion": file_uri(run_dir / "confusion.png"),
     }
     from nntrain.report.sanity_store import find_sanity
 
     ctx["sanity"] = find_sanity(run_dir, cfg)
     ctx.update(_model_views(run_dir, cfg, summary, setup))
+    if pictures_ready is not None:  # the PNGs last: they may still be being drawn
+        from nntrain.report.html import environment
+
+        environment().get_template("run.html.j2")  # (compiled meanwhile)
+        pictures_ready()
+    ctx["curves"] = file_uri(run_dir / "curves.png") or _curves(run_dir)
+    ctx["confusion"] = file_uri(run_dir / "confusion.png")
     if ctx["confusion"] is None and ctx.get("cm") is not None:  # not drawn by the run: draw it now
         from nntrain.plots import confusion_figure
 
