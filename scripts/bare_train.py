@@ -6,11 +6,13 @@ momentum, cosine schedule, λ=1e-4 in the loss, channels-last layout, 20 epochs,
 saved. The yardstick for `nntrain train`'s whole-process wall time and peak memory
 (scripts/bench.py --only process).
 
-    python scripts/bare_train.py [cpu|cuda] [--gc-tuned]
+    python scripts/bare_train.py [cpu|cuda] [--gc-tuned] [--threads N]
 
 ``--gc-tuned`` handles Python's cyclic collector as ``nntrain train`` does (paused during
 start-up, the start-up heap frozen at training start and at exit), so the comparison with
-it isolates nntrain's own work (CLI, config, run directory, pictures).
+it isolates nntrain's own work (CLI, config, run directory, pictures). ``--threads N`` sets
+torch's intra-op threads (default: torch's, one per core); ``--threads 1`` is what nntrain's
+thread policy gives this small work (docs/threads.md).
 """
 
 import sys
@@ -34,6 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bare_loop import bare_fit  # noqa: E402
 
 args = [a for a in sys.argv[1:] if a != "--gc-tuned"]
+if "--threads" in args:
+    i = args.index("--threads")
+    torch.set_num_threads(int(args[i + 1]))
+    del args[i : i + 2]
 device = torch.device(args[0] if args else "cpu")
 d = load_digits()
 x = torch.from_numpy(d.images.astype(np.float32)).unsqueeze(1)
