@@ -47,16 +47,30 @@ def in_process(d):
     return {p.name: p.read_bytes() for p in d.iterdir()}
 
 
-def test_the_helper_draws_the_same_bytes_as_the_main_process(tmp_path, monkeypatch):
+def children(pid: int) -> list[int]:
+    return [int(c) for c in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+
+
+def twin_of(pid: int) -> int:
+    """The helper's forked twin, once matplotlib is set up (polled)."""
+    for _ in range(600):
+        if kids := children(pid):
+            return kids[0]
+        time.sleep(0.05)
+    pytest.fail("the helper forked no twin")
+
+
+def test_the_helpers_draw_the_same_bytes_as_the_main_process(tmp_path, monkeypatch):
     expected = in_process(tmp_path / "here")
     (tmp_path / "helper").mkdir()
     monkeypatch.setattr(drawer, "draw", lambda job: pytest.fail(f"drawn in the main process: {job[0]}"))
     with PictureWorker() as w:
         w.start()
-        assert w.pid is not None
+        twin = twin_of(w.pid)  # two drawing processes: one picture each
+        assert os.getpgid(twin) == w.pid
         for job in jobs(tmp_path / "helper"):
             w.submit(job)
-        assert w.finish() == 2  # both drawn by the helper
+        assert w.finish() == 2  # both drawn by the helpers
     got = {p.name: p.read_bytes() for p in (tmp_path / "helper").iterdir()}
     assert got == expected and all(b.startswith(PNG) for b in got.values())
 
@@ -66,10 +80,24 @@ def test_a_dead_helper_is_replaced_by_the_main_process(tmp_path):
     (tmp_path / "helper").mkdir()
     with PictureWorker() as w:
         w.start()
-        os.kill(w.pid, signal.SIGKILL)
+        os.killpg(w.pid, signal.SIGKILL)  # the helper (and its twin, had it forked one yet)
         for job in jobs(tmp_path / "helper"):
             w.submit(job)
         assert w.finish() == 0
+    assert {p.name: p.read_bytes() for p in (tmp_path / "helper").iterdir()} == expected
+
+
+def test_when_one_helper_dies_its_twin_still_draws_its_picture(tmp_path):
+    expected = in_process(tmp_path / "here")
+    (tmp_path / "helper").mkdir()
+    with PictureWorker() as w:
+        w.start()
+        twin = twin_of(w.pid)
+        os.kill(w.pid, signal.SIGKILL)  # the first helper only: the curves go to it, the confusion matrix to the twin
+        for job in jobs(tmp_path / "helper"):
+            w.submit(job)
+        assert w.finish() == 1  # (the twin keeps none of the dead helper's pipes open: no wait for a timeout)
+        assert not gone(twin)
     assert {p.name: p.read_bytes() for p in (tmp_path / "helper").iterdir()} == expected
 
 
@@ -104,34 +132,55 @@ def ignores_sigint(pid: int) -> bool:
     return False
 
 
-def test_the_helper_ignores_ctrl_c_and_runs_in_its_own_session(tmp_path):
+def test_the_helpers_ignore_ctrl_c_and_run_in_their_own_session(tmp_path):
     with PictureWorker() as w:
         w.start()
-        assert os.getsid(w.pid) != os.getsid(0)  # the terminal's Ctrl-C does not reach it
-        for _ in range(300):
-            if ignores_sigint(w.pid):
-                break
-            time.sleep(0.05)
-        os.kill(w.pid, signal.SIGINT)  # nor does one sent to it directly
+        twin = twin_of(w.pid)
+        assert os.getsid(w.pid) == os.getsid(twin) != os.getsid(0)  # the terminal's Ctrl-C does not reach them
+        assert ignores_sigint(w.pid) and ignores_sigint(twin)
+        os.killpg(w.pid, signal.SIGINT)  # nor does one sent to them directly
         for job in jobs(tmp_path):
             w.submit(job)
         assert w.finish() == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["confusion.png", "curves.png"]
 
 
-def test_closing_ends_the_helper(tmp_path):
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return open(f"/proc/{pid}/stat").read().split(") ")[1].startswith("Z")  # a zombie: ended
+
+
+def ends(pid: int) -> bool:
+    """``pid`` ends within 10 s (a SIGKILL to a process group is delivered asynchronously)."""
+    for _ in range(200):
+        if gone(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_closing_ends_the_helpers(tmp_path):
     w = PictureWorker().start()
     proc = w._proc
     w.close()  # still importing matplotlib, nothing sent: ended at once
     assert proc.returncode is not None
     w = PictureWorker().start()
-    proc = w._proc
-    w.submit(jobs(tmp_path)[0])
-    w.close()  # a picture sent and not waited for: it is written before the helper ends
-    assert proc.returncode == 0 and (tmp_path / "curves.png").read_bytes().startswith(PNG)
+    proc, twin = w._proc, twin_of(w.pid)
+    for job in jobs(tmp_path):
+        w.submit(job)
+    w.close()  # pictures sent and not waited for: they are written before the helpers end
+    assert proc.returncode == 0 and gone(twin)  # (the helper waited for its twin)
+    assert all((tmp_path / n).read_bytes().startswith(PNG) for n in ("curves.png", "confusion.png"))
+    w = PictureWorker().start()
+    proc, twin = w._proc, twin_of(w.pid)
+    w.close()  # set up and idle: both ended at once
+    assert proc.returncode is not None and ends(twin)
 
 
-def test_the_helper_ends_when_nntrain_is_killed(tmp_path):
+def test_the_helpers_end_when_nntrain_is_killed(tmp_path):
     code = (
         "import sys, time\n"
         "from nntrain.pipeline.drawer import PictureWorker\n"
@@ -142,22 +191,12 @@ def test_the_helper_ends_when_nntrain_is_killed(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
     helper = int(parent.stdout.readline())
+    twin = twin_of(helper)
     parent.kill()
     parent.wait()
-    for _ in range(600):  # its input pipe closed with nntrain: it exits once it reads the end
-        try:
-            os.kill(helper, 0)
-        except ProcessLookupError:
-            break
-        try:
-            if os.waitpid(helper, os.WNOHANG)[0]:  # (our zombie child, when the test runs as pid 1's heir)
-                break
-        except ChildProcessError:
-            pass
-        time.sleep(0.1)
-    else:
-        os.kill(helper, signal.SIGKILL)
-        pytest.fail("the helper outlived the nntrain process that started it")
+    if not (ends(helper) and ends(twin)):  # their input pipes closed with nntrain: they exit once they read the end
+        os.killpg(helper, signal.SIGKILL)
+        pytest.fail("the helpers outlived the nntrain process that started them")
 
 
 def test_a_train_run_draws_in_the_helper_and_never_imports_matplotlib(tmp_path):

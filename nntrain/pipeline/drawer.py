@@ -5,15 +5,17 @@ two cores one core idles while it trains. ``PictureWorker`` starts ``python -m
 nntrain.pipeline.drawer`` as the command starts: that process imports matplotlib and sets up
 its fonts and text parser while the main process imports torch and trains (a thread could not
 do it alongside: imports and matplotlib hold Python's GIL, so they took the training loop's
-time). At the end of the run the main process sends each picture's data (pickled, plain lists
-and arrays) and goes on with summary.json and the report while the helper draws;
-``finish()`` waits for the pictures before the report reads them.
+time). Once set up, it forks a twin that shares what it built, so a run's two pictures are
+drawn at the same time. At the end of the run the main process sends each picture's data
+(pickled, plain lists and arrays; the curves to one process, the confusion matrix to the
+other) and goes on with summary.json and the report while they draw; ``finish()`` waits for
+the pictures before the report reads them.
 
 Whatever goes wrong with the helper (it could not start, died, or a picture failed there),
 ``finish()`` draws that picture in the main process instead: same function, same bytes, and
 the main process's error (e.g. "cannot write ...: free disk space") if it fails there too.
-The helper runs in its own session (Ctrl-C in the terminal reaches only nntrain itself),
-ignores SIGINT, and exits when the main process closes its pipe or dies.
+The helpers run in their own session (Ctrl-C in the terminal reaches only nntrain itself),
+ignore SIGINT, and exit when the main process closes their pipes or dies.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import os
 import pickle
 import select
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +32,7 @@ from typing import Any
 # a job: ("curves", path, Curves) or ("confusion", path, confusion matrix, class names, title)
 Job = tuple[Any, ...]
 REPLY_SECONDS = 120.0  # a helper silent this long per picture is taken for stuck: the picture is drawn here
+CHANNELS = 2  # drawing processes: a run has two pictures
 
 
 def draw(job: Job) -> None:
@@ -44,33 +48,87 @@ def draw(job: Job) -> None:
         raise ValueError(f"unknown picture job {kind!r}")
 
 
+class _Channel:
+    """One drawing process's two pipes, as nntrain sees them: jobs out, answer lines back."""
+
+    def __init__(self, jobs_fd: int, answers_fd: int) -> None:
+        self.jobs = os.fdopen(jobs_fd, "wb")
+        self.answers_fd = answers_fd
+        self.answers = b""
+        self.alive = True
+
+    def send(self, job: Job) -> None:
+        try:
+            pickle.dump(job, self.jobs, protocol=pickle.HIGHEST_PROTOCOL)
+            self.jobs.flush()
+        except (OSError, ValueError, pickle.PicklingError):
+            self.alive = False
+
+    def reply(self) -> str:
+        """The next answer line ("ok" or the error), read straight from the pipe."""
+        while b"\n" not in self.answers:
+            if not select.select([self.answers_fd], [], [], REPLY_SECONDS)[0]:
+                raise TimeoutError
+            chunk = os.read(self.answers_fd, 65536)
+            if not chunk:
+                raise EOFError
+            self.answers += chunk
+        line, _, self.answers = self.answers.partition(b"\n")
+        return line.decode("utf-8", "replace")
+
+    def close(self) -> None:
+        for close in (self.jobs.close, lambda: os.close(self.answers_fd)):
+            try:
+                close()
+            except OSError:
+                pass
+
+
 class PictureWorker:
-    """The helper process and the jobs sent to it. ``start()`` never fails (no helper: the
+    """The helper processes and the jobs sent to them. ``start()`` never fails (no helper: the
     pictures are drawn in the main process at ``finish()``). As a context manager it closes
-    the helper on the way out (after letting it finish what it was sent)."""
+    the helpers on the way out (after letting them finish what they were sent).
+
+    One process is started; once matplotlib is set up it forks a twin (sharing what it imported
+    and built), so the two pictures of a run are drawn at the same time, one per process. Jobs
+    alternate between the two."""
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
-        self._sent: list[Job] = []  # jobs not yet answered
-        self._answers = b""
+        self._channels: list[_Channel] = []
+        self._sent: list[tuple[Job, _Channel | None]] = []  # jobs not yet answered, and where they went
 
     def start(self) -> PictureWorker:
         import nntrain
 
         here = str(Path(nntrain.__file__).resolve().parent.parent)  # the helper runs this same nntrain
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)}
+        theirs: list[int] = []
         try:
+            ours = []
+            for _ in range(CHANNELS):  # per drawing process: jobs (they read), answers (they write)
+                jobs_r, jobs_w = os.pipe()
+                answers_r, answers_w = os.pipe()
+                theirs += [jobs_r, answers_w]
+                ours.append((jobs_w, answers_r))
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "nntrain.pipeline.drawer"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
+                [sys.executable, "-m", "nntrain.pipeline.drawer", *map(str, theirs)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,  # its failures are redone, and reported, in the main process
                 env=env,
+                pass_fds=theirs,
                 start_new_session=True,  # the terminal's Ctrl-C goes to nntrain, which stops the run
-                close_fds=True,
             )
+            self._channels = [_Channel(w, r) for w, r in ours]
         except OSError:
             self._proc = None
+            for w, r in ours:
+                for fd in (w, r):
+                    os.close(fd)
+        finally:
+            for fd in theirs:
+                os.close(fd)
         return self
 
     @property
@@ -78,69 +136,61 @@ class PictureWorker:
         return self._proc.pid if self._proc is not None else None
 
     def submit(self, job: Job) -> None:
-        """Send a job to the helper (drawn at ``finish()`` in this process if the helper is gone)."""
-        self._sent.append(job)
-        if self._proc is None:
-            return
-        try:
-            pickle.dump(job, self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
-            self._proc.stdin.flush()
-        except (OSError, ValueError, pickle.PicklingError):
-            self._stop()
+        """Send a job to a helper (drawn at ``finish()`` in this process if the helpers are gone)."""
+        ch = self._channels[len(self._sent) % len(self._channels)] if self._channels else None
+        if ch is not None and ch.alive:
+            ch.send(job)
+        self._sent.append((job, ch))
 
     def finish(self) -> int:
-        """Wait for every submitted picture; draw here any the helper did not (and raise its error
-        if it fails here too). Returns how many the helper drew."""
-        jobs = list(self._sent)
-        done = 0
-        if self._proc is not None:
-            try:
-                while done < len(jobs) and self._reply() == "ok":
-                    done += 1
-            except TimeoutError:  # a helper that hangs: end it, draw here
-                self._sent = []
-            except (OSError, EOFError):  # it died
-                pass
-            if done < len(jobs):
-                self._stop()  # (after a failed picture: once it has read what it was sent)
-        self._sent = []
-        for job in jobs[done:]:
+        """Wait for every submitted picture; draw here any the helpers did not (and raise its error
+        if it fails here too). Returns how many the helpers drew."""
+        sent, self._sent = self._sent, []
+        done, stuck, here = 0, False, []
+        for job, ch in sent:
+            answer = None
+            if ch is not None and ch.alive:
+                try:
+                    answer = ch.reply()
+                except TimeoutError:  # a helper that hangs: ended below, its pictures drawn here
+                    ch.alive, stuck = False, True
+                except (OSError, EOFError):  # it died
+                    ch.alive = False
+            if answer == "ok":
+                done += 1
+            else:  # not drawn by a helper, or failed there
+                here.append(job)
+        if stuck:
+            self._stop()
+        for job in here:
             draw(job)
         return done
 
-    def _reply(self) -> str:
-        """The helper's next answer line ("ok" or the error), read straight from the pipe."""
-        fd = self._proc.stdout.fileno()
-        while b"\n" not in self._answers:
-            if not select.select([fd], [], [], REPLY_SECONDS)[0]:
-                raise TimeoutError
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                raise EOFError
-            self._answers += chunk
-        line, _, self._answers = self._answers.partition(b"\n")
-        return line.decode("utf-8", "replace")
-
     def close(self) -> None:
         self._stop()
-        self._sent = []
 
     def _stop(self) -> None:
         proc, self._proc = self._proc, None
         if proc is None:
             return
+        for ch in self._channels:
+            try:
+                ch.jobs.close()  # each ends when it has read everything sent
+            except OSError:
+                pass
+        if not self._sent:  # nothing they could be writing (still importing, or idle): end them now
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # the helper and its twin (its own session's group)
+            except OSError:
+                pass
         try:
-            proc.stdin.close()  # it ends when it has read everything sent
-        except OSError:
-            pass
-        if not self._sent:  # nothing it could be writing (still importing, or idle): end it now
-            proc.kill()
-        try:
-            proc.wait(timeout=REPLY_SECONDS)
+            proc.wait(timeout=REPLY_SECONDS)  # (the helper waits for its twin)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-        proc.stdout.close()
+        for ch in self._channels:
+            ch.close()
+        self._channels, self._sent = [], []
 
     def __enter__(self) -> PictureWorker:
         return self
@@ -168,16 +218,9 @@ def _warm_up() -> None:
     import nntrain.runs.files  # noqa: F401
 
 
-def main() -> None:
-    """The helper: read jobs from stdin until it closes; answer each with a line, "ok" or the error."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    source, reply = sys.stdin.buffer, sys.stdout.buffer
-    try:
-        _warm_up()
-    except Exception:  # noqa: BLE001  (the pictures then fail here and are drawn by the main process)
-        pass
+def _serve(jobs_fd: int, answers_fd: int) -> None:
+    """Read jobs until the pipe closes; answer each with a line, "ok" or the error."""
+    source, reply = os.fdopen(jobs_fd, "rb"), os.fdopen(answers_fd, "wb")
     while True:
         try:
             job = pickle.load(source)
@@ -195,5 +238,36 @@ def main() -> None:
             return
 
 
+def main(fds: list[int]) -> None:
+    """The helper: set up matplotlib, fork a twin for the second channel, serve the first."""
+    if len(fds) < 2 or len(fds) % 2:
+        sys.exit("nntrain.pipeline.drawer is started by nntrain train, with the pipes it draws for")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _warm_up()
+    except Exception:  # noqa: BLE001  (the pictures then fail here and are drawn by the main process)
+        pass
+    channels = [fds[i : i + 2] for i in range(0, len(fds), 2)]
+    mine, twins = channels[0], channels[1:]
+    pids = []
+    for ch in twins:
+        try:
+            pid = os.fork()
+        except OSError:  # no twin: its pipes close, and nntrain draws its pictures itself
+            pid = -1
+        if pid == 0:
+            for fd in mine + [fd for other in twins if other is not ch for fd in other]:
+                os.close(fd)
+            _serve(*ch)
+            os._exit(0)
+        for fd in ch:
+            os.close(fd)
+        if pid > 0:
+            pids.append(pid)
+    _serve(*mine)
+    for pid in pids:
+        os.waitpid(pid, 0)
+
+
 if __name__ == "__main__":
-    main()
+    main([int(a) for a in sys.argv[1:]])
