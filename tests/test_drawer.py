@@ -166,7 +166,7 @@ def test_closing_ends_the_helpers(tmp_path):
     w = PictureWorker().start()
     proc = w._proc
     w.close()  # still importing matplotlib, nothing sent: ended at once
-    assert proc.returncode is not None
+    assert proc.returncode == -signal.SIGKILL
     w = PictureWorker().start()
     proc, twin = w._proc, twin_of(w.pid)
     for job in jobs(tmp_path):
@@ -177,7 +177,7 @@ def test_closing_ends_the_helpers(tmp_path):
     w = PictureWorker().start()
     proc, twin = w._proc, twin_of(w.pid)
     w.close()  # set up and idle: both ended at once
-    assert proc.returncode is not None and ends(twin)
+    assert proc.returncode == -signal.SIGKILL and ends(twin)
 
 
 def test_the_helpers_end_when_nntrain_is_killed(tmp_path):
@@ -207,7 +207,7 @@ def test_a_train_run_draws_in_the_helper_and_never_imports_matplotlib(tmp_path):
         "try:\n"
         "    main()\n"
         "except SystemExit as e:\n"
-        "    print('exit', e.code, sorted(m for m in ('matplotlib', 'nntrain.report.warm') if m in sys.modules))\n"
+        "    print('exit', e.code, 'matplotlib' in sys.modules)\n"
     )
     args = ["train", "--json", "--set", f"output.runs_dir={tmp_path}", "--set", "model.channels=[4]",
             "--set", "model.hidden=[16]", "--set", "train.epochs=2", "--set", "threads=1"]  # fmt: skip
@@ -215,7 +215,7 @@ def test_a_train_run_draws_in_the_helper_and_never_imports_matplotlib(tmp_path):
     out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
     summary, last = out.stdout.rsplit("\n", 2)[0], out.stdout.strip().splitlines()[-1]
-    assert last == "exit 0 []"
+    assert last == "exit 0 False"
     run = tmp_path / json.loads(summary)["run_dir"].split("/")[-1]
     for name in ("curves.png", "confusion.png"):
         assert (run / name).read_bytes().startswith(PNG)

@@ -32,7 +32,7 @@ from typing import Any
 # a job: ("curves", path, Curves) or ("confusion", path, confusion matrix, class names, title)
 Job = tuple[Any, ...]
 REPLY_SECONDS = 120.0  # a helper silent this long per picture is taken for stuck: the picture is drawn here
-CHANNELS = 2  # drawing processes: a run has two pictures
+CHANNELS = 2  # drawing processes (the helper and its twin): a run has two pictures
 
 
 def draw(job: Job) -> None:
@@ -76,12 +76,12 @@ class _Channel:
         line, _, self.answers = self.answers.partition(b"\n")
         return line.decode("utf-8", "replace")
 
-    def close(self) -> None:
-        for close in (self.jobs.close, lambda: os.close(self.answers_fd)):
-            try:
-                close()
-            except OSError:
-                pass
+    def end_jobs(self) -> None:
+        """No more jobs: the drawing process ends once it has read what was sent."""
+        try:
+            self.jobs.close()
+        except OSError:
+            pass
 
 
 class PictureWorker:
@@ -161,23 +161,18 @@ class PictureWorker:
             else:  # not drawn by a helper, or failed there
                 here.append(job)
         if stuck:
-            self._stop()
+            self.close()
         for job in here:
             draw(job)
         return done
 
     def close(self) -> None:
-        self._stop()
-
-    def _stop(self) -> None:
+        """End the helpers: at once when nothing is pending, else once they wrote what was sent."""
         proc, self._proc = self._proc, None
         if proc is None:
             return
         for ch in self._channels:
-            try:
-                ch.jobs.close()  # each ends when it has read everything sent
-            except OSError:
-                pass
+            ch.end_jobs()
         if not self._sent:  # nothing they could be writing (still importing, or idle): end them now
             try:
                 os.killpg(proc.pid, signal.SIGKILL)  # the helper and its twin (its own session's group)
@@ -189,7 +184,7 @@ class PictureWorker:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         for ch in self._channels:
-            ch.close()
+            os.close(ch.answers_fd)
         self._channels, self._sent = [], []
 
     def __enter__(self) -> PictureWorker:
@@ -239,33 +234,30 @@ def _serve(jobs_fd: int, answers_fd: int) -> None:
 
 
 def main(fds: list[int]) -> None:
-    """The helper: set up matplotlib, fork a twin for the second channel, serve the first."""
-    if len(fds) < 2 or len(fds) % 2:
+    """The helper: set up matplotlib, fork a twin for the second pair of pipes, serve the first."""
+    if len(fds) not in (2, 4):
         sys.exit("nntrain.pipeline.drawer is started by nntrain train, with the pipes it draws for")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         _warm_up()
     except Exception:  # noqa: BLE001  (the pictures then fail here and are drawn by the main process)
         pass
-    channels = [fds[i : i + 2] for i in range(0, len(fds), 2)]
-    mine, twins = channels[0], channels[1:]
-    pids = []
-    for ch in twins:
+    mine, twins = fds[:2], fds[2:]
+    pid = -1
+    if twins:
         try:
             pid = os.fork()
         except OSError:  # no twin: its pipes close, and nntrain draws its pictures itself
-            pid = -1
+            pass
         if pid == 0:
-            for fd in mine + [fd for other in twins if other is not ch for fd in other]:
+            for fd in mine:
                 os.close(fd)
-            _serve(*ch)
+            _serve(*twins)
             os._exit(0)
-        for fd in ch:
+        for fd in twins:
             os.close(fd)
-        if pid > 0:
-            pids.append(pid)
     _serve(*mine)
-    for pid in pids:
+    if pid > 0:
         os.waitpid(pid, 0)
 
 

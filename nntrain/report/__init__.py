@@ -27,7 +27,7 @@ def build_report(
     ``setup``: the run's ``pipeline.Setup`` when the caller has it (``nntrain train``), else it is
     rebuilt from the run's config.yaml (same config and seed → same splits). ``pictures_ready``: called
     before the run's PNGs are read (``nntrain train``: its helper process may still be drawing them)."""
-    from nntrain.report.html import write_html
+    from nntrain.report.html import environment, write_html
 
     d = Path(path)
     if not d.is_dir():
@@ -52,5 +52,12 @@ def build_report(
             "pass a directory written by nntrain train or nntrain cv"
         )
     from nntrain.report.run import run_context
+
+    if pictures_ready is not None:
+        waiting = pictures_ready
+
+        def pictures_ready() -> None:
+            environment().get_template("run.html.j2")  # compiled while the pictures are drawn
+            waiting()
 
     return write_html("run.html.j2", run_context(d, setup=setup, pictures_ready=pictures_ready), target)

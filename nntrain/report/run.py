@@ -58,9 +58,6 @@ def run_context(run_dir: Path, *, setup: Any = None, pictures_ready: Any = None)
     ctx["sanity"] = find_sanity(run_dir, cfg)
     ctx.update(_model_views(run_dir, cfg, summary, setup))
     if pictures_ready is not None:  # the PNGs last: they may still be being drawn
-        from nntrain.report.html import environment
-
-        environment().get_template("run.html.j2")  # (compiled meanwhile)
         pictures_ready()
     ctx["curves"] = file_uri(run_dir / "curves.png") or _curves(run_dir)
     ctx["confusion"] = file_uri(run_dir / "confusion.png")
