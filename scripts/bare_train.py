@@ -12,7 +12,7 @@ saved. The yardstick for `nntrain train`'s whole-process wall time and peak memo
 start-up, the start-up heap frozen at training start and at exit), so the comparison with
 it isolates nntrain's own work (CLI, config, run directory, pictures). ``--threads N`` sets
 torch's intra-op threads (default: torch's, one per core); ``--threads 1`` is what nntrain's
-thread policy gives this small work (docs/threads.md).
+thread policy gives this small work when another process was busy as it started (docs/threads.md).
 """
 
 import sys

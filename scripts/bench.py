@@ -13,8 +13,7 @@
 - process : whole-process wall and peak RSS of `python -m nntrain train` (default config)
             vs `scripts/bare_train.py --gc-tuned` doing the same work and handling Python's
             cyclic collector as nntrain does (like for like: the goal), start-up included;
-            also (for information) vs the plain `bare_train.py` and vs the gc-tuned one on one
-            torch thread (nntrain's thread policy for this work). Order rotated and reversed
+            also (for information) vs the plain `bare_train.py`. Order rotated and reversed
             per repetition.
 - cv      : 5-fold CV of the default config, nntrain's `run_cv` (--jobs 1) vs a bare loop over
             the same folds (scripts/bare_loop.py per fold, fold-train normalization).
@@ -179,17 +178,15 @@ def run_measured(args: list[str], cwd: Path) -> tuple[float, float, int]:
 def process_case(reps: int, device: str) -> None:
     """The goal compares like with like: ``bare_train.py --gc-tuned`` handles Python's cyclic
     collector as nntrain does, so that ratio is nntrain's own cost (CLI, config, run directory,
-    pictures, report). The ratios to the plain bare script and to the gc-tuned one on one torch
-    thread are printed too. The order of the commands changes every repetition (rotated, and
-    reversed every other one: A B C D, D C B A, B C D A, A D C B, ...), so no side always runs
-    first or after the same neighbour."""
+    pictures, report, its thread policy). The ratio to the plain bare script is printed too. The
+    order of the commands changes every repetition (rotated, and reversed every other one:
+    A B C, C B A, B C A, A C B, ...), so no side always runs first or after the same neighbour."""
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp)
         cmds = {
             "nntrain": [sys.executable, "-m", "nntrain", "train", "--set", f"device={device}"],
             "bare_gc": [sys.executable, str(HERE / "bare_train.py"), device, "--gc-tuned"],
             "bare": [sys.executable, str(HERE / "bare_train.py"), device],
-            "bare_gc_1t": [sys.executable, str(HERE / "bare_train.py"), device, "--gc-tuned", "--threads", "1"],
         }
         for cmd in cmds.values():
             run_measured(cmd, cwd)  # warm the file cache
@@ -208,11 +205,6 @@ def process_case(reps: int, device: str) -> None:
     print("(information: against the plain bare script, which leaves the collector at its defaults)")
     median_ratio("process wall vs plain bare", walls["nntrain"], walls["bare"], unit="s", goal=1.10)
     median_ratio("process peak RSS vs plain bare", rss["nntrain"], rss["bare"], unit="MiB", goal=1.10)
-    print(
-        "(information: against the gc-tuned bare script on one torch thread, as nntrain's thread policy runs this "
-        "small work; the bare script's default is one spinning thread per core)"
-    )
-    median_ratio("process wall vs gc-tuned bare, 1 thread", walls["nntrain"], walls["bare_gc_1t"], unit="s", goal=1.10)
 
 
 def process_order(names: list[str], rep: int) -> list[str]:

@@ -300,10 +300,10 @@ class Config(_Section):
     device: str = "auto"
     """auto (CUDA when available, else CPU) | cpu | cuda | cuda:N."""
     threads: Literal["auto"] | int = "auto"
-    """CPU threads torch computes with: auto (small work such as digits: one thread, so other busy
-    processes cannot stall it; larger work: the cores other processes leave free while the command starts,
-    and one thread after an epoch slowed by later load; one per cv fold job) | N ≥ 1 (every cv fold job
-    too). CPU results can differ in the last digits between thread counts."""
+    """CPU threads torch computes with: auto (small work such as digits: two threads when no other process
+    was busy while the command started, else one; larger work: the cores other processes leave free; either
+    goes on with one thread once later load slows its steps; one per cv fold job) | N ≥ 1 (every cv fold job
+    too). CPU results can differ in the last digits between thread counts (docs/threads.md)."""
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()

@@ -1,12 +1,13 @@
-"""Draw a run's pictures in a helper process, on the core that training leaves idle.
+"""Draw a run's pictures in a helper process, on a core the main process leaves idle.
 
-``nntrain train`` trains small work on one thread (training/threads.py), so on a machine with
-two cores one core idles while it trains. ``PictureWorker`` starts ``python -m
-nntrain.pipeline.drawer`` as the command starts: that process imports matplotlib and sets up
-its fonts and text parser while the main process imports torch and trains (a thread could not
-do it alongside: imports and matplotlib hold Python's GIL, so they took the training loop's
-time). Once set up, it forks a twin that shares what it built, so a run's two pictures are
-drawn at the same time. At the end of the run the main process sends each picture's data
+``nntrain train`` starts up on one core (imports, data, model) and ends on one (summary, report),
+so on a machine with two cores the other one idles then. ``PictureWorker`` starts ``python -m
+nntrain.pipeline.drawer`` as the command starts: that process imports matplotlib and draws a
+throw-away picture of each kind while the main process imports torch (a thread could not do it
+alongside: imports and matplotlib hold Python's GIL, so they took the main thread's time); its
+CPU time is not counted as other load when the thread count is chosen (``count_as_own``).
+Once set up, it forks a twin that shares what it built, so a run's two pictures are drawn at
+the same time. At the end of the run the main process sends each picture's data
 (pickled, plain lists and arrays; the curves to one process, the confusion matrix to the
 other) and goes on with summary.json and the report while they draw; ``finish()`` waits for
 the pictures before the report reads them.
@@ -121,6 +122,9 @@ class PictureWorker:
                 start_new_session=True,  # the terminal's Ctrl-C goes to nntrain, which stops the run
             )
             self._channels = [_Channel(w, r) for w, r in ours]
+            from nntrain.training.threads import count_as_own
+
+            count_as_own(self._proc.pid)  # its start-up on the other core is not load that should cost threads
         except OSError:
             self._proc = None
             for w, r in ours:
@@ -195,22 +199,20 @@ class PictureWorker:
 
 
 def _warm_up() -> None:
-    """What the first picture of a fresh process pays: matplotlib's Agg backend, the font, the
-    mathtext parser of a log axis's tick labels, PNG writing."""
+    """What the first picture of each kind costs a fresh process (~0.2 s each: matplotlib's Agg
+    backend, fonts, the mathtext parser of a log axis's tick labels, the colorbar, PNG writing),
+    paid here on tiny data by the same functions, before the run's pictures are asked for."""
     import io
 
-    from matplotlib.figure import Figure
+    import numpy as np
 
-    fig = Figure(figsize=(2, 1), dpi=100)
-    ax, ax_log = fig.subplots(1, 2)
-    ax.plot([0, 1], [0, 1], marker="o")
-    ax.imshow([[0.0, 1.0]], cmap="Blues")
-    ax.set(title="warm-up", xlabel="x")
-    ax_log.plot([1, 2], [1e-3, 10.0])
-    ax_log.set_yscale("log")
-    fig.savefig(io.BytesIO(), format="png", dpi=100)
-    import nntrain.plots  # noqa: F401
-    import nntrain.runs.files  # noqa: F401
+    from nntrain.plots import Curves, confusion_figure, curves_figure
+
+    rows = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.0 / e, "train_acc": 0.5, "val_acc": 0.5} for e in (1, 2)]
+    curves = Curves("warm-up", [{**r, "lr": 10.0 ** (1 - 2 * r["epoch"])} for r in rows], [1.0, 0.5], test_acc=0.5)
+    for fig in (curves_figure([curves]), confusion_figure(np.array([[2, 1], [0, 3]]), ["a", "b"])):
+        fig.savefig(io.BytesIO(), format="png", dpi=fig.dpi)
+    import nntrain.runs.files  # noqa: F401  (save's atomic write)
 
 
 def _serve(jobs_fd: int, answers_fd: int) -> None:

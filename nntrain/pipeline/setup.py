@@ -24,7 +24,7 @@ from nntrain.errors import name_some
 from nntrain.models import build_model
 from nntrain.training import distributed
 from nntrain.training.device import resolve_device
-from nntrain.training.threads import choose_threads, other_load, step_macs, usable_cores
+from nntrain.training.threads import choose_threads, other_load, short_spin_waits, step_macs, usable_cores
 
 
 @dataclass
@@ -63,7 +63,9 @@ def setup(cfg: Config) -> Setup:
     local = int(os.environ.get("LOCAL_WORLD_SIZE", ddp.world)) if ddp is not None else 1
     macs = step_macs(model, data.input_shape, cfg.train.batch_size)
     busy = other_load() if cfg.threads == "auto" else 0.0  # cores other processes keep busy now
-    threads = choose_threads(cfg.threads, macs=macs, cores=usable_cores(), jobs=local, busy=busy)
+    threads = choose_threads(
+        cfg.threads, macs=macs, cores=usable_cores(), jobs=local, busy=busy, short_spin=short_spin_waits()
+    )
     return Setup(cfg, device, ds, data, threads)
 
 

@@ -86,7 +86,10 @@ def _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, *, resume, pi
         tb = TensorBoardLogger(run.path / "tensorboard", model, s.data.input_shape)
     t0 = time.time()
     # threads: auto — an epoch slowed by other load sends the rest of the run to one thread
-    load = LoadWatch(one_thread=drop_to_one_thread if cfg.threads == "auto" else None)
+    load = LoadWatch(
+        one_thread=drop_to_one_thread if cfg.threads == "auto" else None,
+        threaded=s.device.type == "cpu" and torch.get_num_threads() > 1,
+    )
     from nntrain.data.augment import make_augment
 
     try:

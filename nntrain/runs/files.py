@@ -132,6 +132,13 @@ class BackgroundWriter:
         for f in pending:
             f.result()
 
+    def close(self) -> None:
+        """Wait for what was submitted (raising its error), then end the thread."""
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
+
 
 _TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19."  # torch.save before the zip format
 

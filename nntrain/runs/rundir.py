@@ -93,12 +93,10 @@ class RunDir:
             self._writer = BackgroundWriter()
         self._writer.save_checkpoints({self.path / n: obj for n, obj in files.items()})
 
-    def wait_checkpoints(self) -> None:
-        if self._writer is not None:
-            self._writer.wait()
-
     def on_fit_end(self, history: Any) -> None:
-        self.wait_checkpoints()  # every checkpoint is on disk when fit returns
+        if self._writer is not None:  # every checkpoint is on disk when fit returns; no thread is left behind
+            writer, self._writer = self._writer, None
+            writer.close()
 
     def write_json(self, name: str, obj: dict[str, Any]) -> None:
         atomic_write_text(self.path / name, json_text(obj))  # NaN/inf → null
