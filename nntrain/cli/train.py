@@ -29,10 +29,12 @@ def train(
     if resume is not None and (config is not None or set_):
         raise ConfigError("--resume continues a run with its own config.yaml; drop --config/--set (or start a new run)")
     from nntrain.pipeline.drawer import PictureWorker
+    from nntrain.pipeline.sklearn_helper import SklearnHelper
 
-    with PictureWorker() as pictures:
+    with PictureWorker() as pictures, SklearnHelper() as sklearn_calls:
+        sklearn_calls.start()  # imports scikit-learn on the idle core while this process imports torch
         if os.environ.get("RANK", "0") == "0":  # (torchrun ranks > 0 draw nothing)
-            pictures.start()  # its imports run on the idle core while this process imports torch and trains
+            pictures.start()  # its imports run on the idle core while this process imports torch
         cfg = None if resume is not None else load_cfg(config, set_)
         from nntrain.errors import Interrupted
         from nntrain.training import distributed

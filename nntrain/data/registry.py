@@ -15,12 +15,12 @@ from nntrain.errors import DataError
 
 
 def _load_digits(cfg: DataConfig, notes: Callable[[str], None]) -> Dataset:
-    from sklearn.datasets import load_digits
+    from nntrain.data import sklearn_calls
 
-    bunch = load_digits()  # ships inside scikit-learn: nothing is downloaded
-    x = torch.from_numpy(bunch.images.astype(np.float32)).unsqueeze(1)  # (1797, 1, 8, 8), values 0..16
-    y = torch.from_numpy(bunch.target.astype(np.int64))
-    return Dataset(x=x, y=y, classes=tuple(str(c) for c in bunch.target_names), name="digits")
+    images, target, names = sklearn_calls.call("load_digits")  # ships inside scikit-learn: nothing is downloaded
+    x = torch.from_numpy(images.astype(np.float32)).unsqueeze(1)  # (1797, 1, 8, 8), values 0..16
+    y = torch.from_numpy(target.astype(np.int64))
+    return Dataset(x=x, y=y, classes=tuple(str(c) for c in names), name="digits")
 
 
 def _imagefolder(cfg: DataConfig, notes: Callable[[str], None]) -> Dataset:

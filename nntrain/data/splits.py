@@ -42,12 +42,14 @@ def holdout(
 
 
 def _split(idx: np.ndarray, y: np.ndarray, fraction: float, stratify: bool, seed: int, key: str):
-    from sklearn.model_selection import train_test_split
+    from nntrain.data import sklearn_calls
 
     if fraction <= 0:
         return idx, np.empty(0, dtype=np.int64)
     try:
-        a, b = train_test_split(idx, test_size=fraction, random_state=seed, stratify=y[idx] if stratify else None)
+        a, b = sklearn_calls.call(
+            "train_test_split", idx, test_size=fraction, random_state=seed, stratify=y[idx] if stratify else None
+        )
     except ValueError as e:
         raise DataError(
             f"data.{key}={fraction:g} cannot split {len(idx)} samples"

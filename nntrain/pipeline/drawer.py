@@ -100,10 +100,8 @@ class PictureWorker:
         self._sent: list[tuple[Job, _Channel | None]] = []  # jobs not yet answered, and where they went
 
     def start(self) -> PictureWorker:
-        import nntrain
+        from nntrain.pipeline.helper_process import spawn
 
-        here = str(Path(nntrain.__file__).resolve().parent.parent)  # the helper runs this same nntrain
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)}
         theirs: list[int] = []
         try:
             ours = []
@@ -112,19 +110,8 @@ class PictureWorker:
                 answers_r, answers_w = os.pipe()
                 theirs += [jobs_r, answers_w]
                 ours.append((jobs_w, answers_r))
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "nntrain.pipeline.drawer", *map(str, theirs)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,  # its failures are redone, and reported, in the main process
-                env=env,
-                pass_fds=theirs,
-                start_new_session=True,  # the terminal's Ctrl-C goes to nntrain, which stops the run
-            )
+            self._proc = spawn("nntrain.pipeline.drawer", theirs)
             self._channels = [_Channel(w, r) for w, r in ours]
-            from nntrain.training.threads import count_as_own
-
-            count_as_own(self._proc.pid)  # its start-up on the other core is not load that should cost threads
         except OSError:
             self._proc = None
             for w, r in ours:

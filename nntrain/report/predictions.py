@@ -61,9 +61,11 @@ def test_predictions(model: Any, split: Any, *, batch_size: int, k: int = 12) ->
 
 def per_class_scores(y: np.ndarray, pred: np.ndarray, classes: list[str]) -> list[dict[str, Any]]:
     """Per class: support, precision, recall, F1 (scikit-learn; 0 where undefined)."""
-    from sklearn.metrics import precision_recall_fscore_support
+    from nntrain.data import sklearn_calls
 
-    p, r, f, n = precision_recall_fscore_support(y, pred, labels=np.arange(len(classes)), zero_division=0)
+    p, r, f, n = sklearn_calls.call(
+        "precision_recall_fscore_support", y, pred, labels=np.arange(len(classes)), zero_division=0
+    )
     return [
         {"class": c, "n": int(n[i]), "precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i])}
         for i, c in enumerate(classes)

@@ -124,7 +124,8 @@ def _model_views(run_dir: Path, cfg: Any, summary: dict[str, Any] | None, s: Any
         p = test_predictions(model, s.data.test, batch_size=cfg.train.eval_batch_size)
         out["scores"] = per_class_scores(s.data.test.y.cpu().numpy(), p["pred"], classes)
         out["top_losses"] = [{**t, "true": classes[t["true"]], "pred": classes[t["pred"]]} for t in p["top"]]
-        from sklearn.metrics import confusion_matrix
+        from nntrain.data import sklearn_calls
 
-        out["cm"] = confusion_matrix(s.data.test.y.cpu().numpy(), p["pred"], labels=list(range(len(classes))))
+        y_test = s.data.test.y.cpu().numpy()
+        out["cm"] = sklearn_calls.call("confusion_matrix", y_test, p["pred"], labels=list(range(len(classes))))
     return out

@@ -88,8 +88,8 @@ def predict(model: nn.Module, split: Split, *, batch_size: int = 1024, precision
 def evaluate_classes(
     model: nn.Module, split: Split, classes: tuple[str, ...], *, name: str, batch_size: int = 1024
 ) -> EvalResult:
-    from sklearn.metrics import confusion_matrix
+    from nntrain.data import sklearn_calls
 
     pred = predict(model, split, batch_size=batch_size).numpy()
-    cm = confusion_matrix(split.y.cpu().numpy(), pred, labels=np.arange(len(classes)))
+    cm = sklearn_calls.call("confusion_matrix", split.y.cpu().numpy(), pred, labels=np.arange(len(classes)))
     return EvalResult(name, tuple(classes), cm.astype(np.int64))
