@@ -10,7 +10,8 @@
             On CUDA also with bf16 autocast.
 - cifar   : a CIFAR-shaped synthetic set (32×32×3, 10 classes, loaded through nntrain's
             npz loader) with a wider CNN; on CUDA also with bf16 autocast.
-- process : whole-process wall and peak RSS of `python -m nntrain train` (default config)
+- process : whole-process wall and peak RSS (GNU time: the largest single process; the whole
+            tree with its helpers: scripts/bench_memory.py) of `python -m nntrain train` (default config)
             vs `scripts/bare_train.py --gc-tuned` doing the same work and handling Python's
             cyclic collector as nntrain does (like for like: the goal), start-up included;
             also (for information) vs the plain `bare_train.py`. Order rotated and reversed
