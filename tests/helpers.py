@@ -32,6 +32,39 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 300):
     )
 
 
+TINY_TRAIN = [
+    "--set",
+    "model.channels=[4]",
+    "--set",
+    "model.hidden=[16]",
+    "--set",
+    "train.epochs=2",
+    "--set",
+    "threads=1",
+]
+
+
+def train_main_probe(runs_dir: Path, probe: str) -> tuple[dict, str]:
+    """A tiny ``nntrain train --json`` through the CLI's ``main()`` in a fresh interpreter (quick exit
+    included); ``probe``: a Python expression over ``sys`` printed at exit by an atexit handler.
+    Returns (the summary printed, the probe's line)."""
+    import json
+    import subprocess
+
+    code = (
+        "import atexit, sys\n"
+        "from nntrain.cli.app import main\n"
+        "sys.argv = ['nntrain'] + sys.argv[1:]\n"
+        f"atexit.register(lambda: print({probe}))\n"
+        "main()\n"
+    )
+    args = ["train", "--json", "--set", f"output.runs_dir={runs_dir}", *TINY_TRAIN]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.rsplit("\n", 2)[0]), out.stdout.strip().splitlines()[-1]
+
+
 def collector_states(monkeypatch, module, name: str) -> list[tuple[bool, int]]:
     """Wrap ``module.name`` to record (collector enabled?, frozen objects) at each call."""
     import gc

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 import pytest
-from helpers import REPO, cli
+from helpers import REPO, cli, train_main_probe
 
 from nntrain.errors import NntrainError
 from nntrain.pipeline import drawer
@@ -200,21 +200,9 @@ def test_the_helpers_end_when_nntrain_is_killed(tmp_path):
 
 
 def test_a_train_run_draws_in_the_helper_and_never_imports_matplotlib(tmp_path):
-    code = (
-        "import atexit, sys\n"
-        "from nntrain.cli.app import main\n"
-        "sys.argv = ['nntrain'] + sys.argv[1:]\n"
-        "atexit.register(lambda: print('exit', 'matplotlib' in sys.modules))\n"
-        "main()\n"
-    )
-    args = ["train", "--json", "--set", f"output.runs_dir={tmp_path}", "--set", "model.channels=[4]",
-            "--set", "model.hidden=[16]", "--set", "train.epochs=2", "--set", "threads=1"]  # fmt: skip
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300)
-    assert out.returncode == 0, out.stderr
-    summary, last = out.stdout.rsplit("\n", 2)[0], out.stdout.strip().splitlines()[-1]
-    assert last == "exit False"
-    run = tmp_path / json.loads(summary)["run_dir"].split("/")[-1]
+    summary, probe = train_main_probe(tmp_path, "'matplotlib' in sys.modules")
+    assert probe == "False"
+    run = tmp_path / summary["run_dir"].split("/")[-1]
     for name in ("curves.png", "confusion.png"):
         assert (run / name).read_bytes().startswith(PNG)
     assert "data:image/png;base64" in (run / "report.html").read_text()

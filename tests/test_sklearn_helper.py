@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from helpers import REPO
+from helpers import TINY_TRAIN, train_main_probe
 
 from nntrain.data import sklearn_calls
 from nntrain.pipeline.sklearn_helper import SklearnHelper
@@ -84,26 +82,13 @@ def test_without_a_helper_calls_run_here():
 
 def test_a_train_run_never_imports_scikit_learn_or_matplotlib_and_its_splits_are_the_same(tmp_path):
     """The helpers do it; the run's splits and results equal a run whose calls ran in-process."""
-    code = (
-        "import atexit, sys\n"
-        "from nntrain.cli.app import main\n"
-        "sys.argv = ['nntrain'] + sys.argv[1:]\n"
-        "atexit.register(lambda: print('imported', 'sklearn' in sys.modules, 'matplotlib' in sys.modules))\n"
-        "main()\n"
-    )
-    args = ["train", "--json", "--set", f"output.runs_dir={tmp_path}", "--set", "model.channels=[4]",
-            "--set", "model.hidden=[16]", "--set", "train.epochs=2", "--set", "threads=1"]  # fmt: skip
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "imported False False"
-    summary = json.loads(out.stdout.rsplit("\n", 2)[0])
+    summary, probe = train_main_probe(tmp_path, "'sklearn' in sys.modules, 'matplotlib' in sys.modules")
+    assert probe == "False False"
 
     from nntrain.config import load_config
     from nntrain.pipeline.train import train_run
 
-    overrides = args[3::2]  # the --set values
-    cfg = load_config(None, overrides[1:] + [f"output.runs_dir={tmp_path / 'here'}"])
+    cfg = load_config(None, TINY_TRAIN[1::2] + [f"output.runs_dir={tmp_path / 'here'}"])
     _, run = train_run(cfg)  # in this process: no helper
     here = json.loads((run.path / "summary.json").read_text())
     for key in ("split_sizes", "test_acc", "best_val_acc", "test_recall"):

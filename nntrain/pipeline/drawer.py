@@ -30,6 +30,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from nntrain.pipeline.helper_process import HelperHandle
+
 # a job: ("curves", path, Curves) or ("confusion", path, confusion matrix, class names, title)
 Job = tuple[Any, ...]
 REPLY_SECONDS = 120.0  # a helper silent this long per picture is taken for stuck: the picture is drawn here
@@ -85,7 +87,7 @@ class _Channel:
             pass
 
 
-class PictureWorker:
+class PictureWorker(HelperHandle):
     """The helper processes and the jobs sent to them. ``start()`` never fails (no helper: the
     pictures are drawn in the main process at ``finish()``). As a context manager it closes
     the helpers on the way out (after letting them finish what they were sent).
@@ -100,31 +102,9 @@ class PictureWorker:
         self._sent: list[tuple[Job, _Channel | None]] = []  # jobs not yet answered, and where they went
 
     def start(self) -> PictureWorker:
-        from nntrain.pipeline.helper_process import spawn
-
-        theirs: list[int] = []
-        try:
-            ours = []
-            for _ in range(CHANNELS):  # per drawing process: jobs (they read), answers (they write)
-                jobs_r, jobs_w = os.pipe()
-                answers_r, answers_w = os.pipe()
-                theirs += [jobs_r, answers_w]
-                ours.append((jobs_w, answers_r))
-            self._proc = spawn("nntrain.pipeline.drawer", theirs)
-            self._channels = [_Channel(w, r) for w, r in ours]
-        except OSError:
-            self._proc = None
-            for w, r in ours:
-                for fd in (w, r):
-                    os.close(fd)
-        finally:
-            for fd in theirs:
-                os.close(fd)
+        # per drawing process: jobs (they read), answers (they write)
+        self._channels = [_Channel(w, r) for w, r in self._spawn("nntrain.pipeline.drawer", CHANNELS)]
         return self
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
 
     def submit(self, job: Job) -> None:
         """Send a job to a helper (drawn at ``finish()`` in this process if the helpers are gone)."""

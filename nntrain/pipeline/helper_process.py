@@ -8,6 +8,30 @@ import sys
 from pathlib import Path
 
 
+def spawn_with_pipes(module: str, channels: int) -> tuple[subprocess.Popen[bytes], list[tuple[int, int]]]:
+    """``spawn`` with ``channels`` pairs of pipes: per channel the helper reads requests from one and
+    writes answers to the other. Returns the process and this side's (requests_w, answers_r) per
+    channel; raises OSError (nothing left open) when it cannot be started."""
+    theirs: list[int] = []
+    ours: list[tuple[int, int]] = []
+    try:
+        for _ in range(channels):
+            requests_r, requests_w = os.pipe()
+            answers_r, answers_w = os.pipe()
+            theirs += [requests_r, answers_w]
+            ours.append((requests_w, answers_r))
+        proc = spawn(module, theirs)
+    except OSError:
+        for w, r in ours:
+            os.close(w)
+            os.close(r)
+        raise
+    finally:
+        for fd in theirs:
+            os.close(fd)
+    return proc, ours
+
+
 def spawn(module: str, fds: list[int]) -> subprocess.Popen[bytes]:
     """``python -m <module> <fds...>`` with this same nntrain on its path, inheriting ``fds`` (the
     pipes it serves), in its own session (the terminal's Ctrl-C goes to nntrain, which stops the
@@ -30,3 +54,21 @@ def spawn(module: str, fds: list[int]) -> subprocess.Popen[bytes]:
     )
     count_as_own(proc.pid)
     return proc
+
+
+class HelperHandle:
+    """What a helper's handle in the main process shares: its process, its pid, starting it."""
+
+    _proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def _spawn(self, module: str, channels: int) -> list[tuple[int, int]]:
+        """Start ``module`` (``spawn_with_pipes``); this side's pipe ends, none when it could not start."""
+        try:
+            self._proc, ours = spawn_with_pipes(module, channels)
+        except OSError:
+            self._proc, ours = None, []
+        return ours

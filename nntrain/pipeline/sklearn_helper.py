@@ -20,10 +20,12 @@ import subprocess
 import sys
 from typing import Any
 
+from nntrain.pipeline.helper_process import HelperHandle
+
 REPLY_SECONDS = 60.0  # (its imports take ~1 s; a call then takes milliseconds)
 
 
-class SklearnHelper:
+class SklearnHelper(HelperHandle):
     """The helper process and its two pipes; a context manager that ends it on the way out."""
 
     def __init__(self) -> None:
@@ -34,29 +36,11 @@ class SklearnHelper:
     def start(self) -> SklearnHelper:
         """Start it and send ``data.sklearn_calls`` to it; never fails (the calls then run here)."""
         from nntrain.data import sklearn_calls
-        from nntrain.pipeline.helper_process import spawn
 
-        theirs: list[int] = []
-        ours: list[int] = []
-        try:
-            calls_r, calls_w = os.pipe()
-            answers_r, answers_w = os.pipe()
-            theirs, ours = [calls_r, answers_w], [calls_w, answers_r]
-            self._proc = spawn("nntrain.pipeline.sklearn_helper", theirs)
+        for calls_w, answers_r in self._spawn("nntrain.pipeline.sklearn_helper", 1):
             self._calls, self._answers = os.fdopen(calls_w, "wb"), os.fdopen(answers_r, "rb")
             sklearn_calls.set_remote(self.call)
-        except OSError:
-            self._proc = None
-            for fd in ours:
-                os.close(fd)
-        finally:
-            for fd in theirs:
-                os.close(fd)
         return self
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
 
     def call(self, name: str, args: tuple, kwargs: dict) -> Any:
         """``sklearn_calls.FUNCTIONS[name](*args, **kwargs)`` run by the helper (raises
