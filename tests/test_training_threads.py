@@ -426,3 +426,28 @@ def test_a_real_two_thread_run_goes_on_one_thread_when_load_arrives_and_not_on_a
         assert "of epoch 3" in summary["load_note"]
     else:
         assert after == 2 and summary["threads"] == 2 and summary["load_note"] is None, summary
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_steps_are_watched_only_for_in_memory_data_on_several_cpu_threads(tiny_cfg, monkeypatch, stream):
+    """A streamed step can wait for its data: only the epoch test (wall and CPU time) watches it."""
+    import dataclasses
+
+    import torch
+
+    import nntrain.pipeline.train as pipeline
+    from nntrain.pipeline.setup import setup
+
+    made = []
+    real = pipeline.LoadWatch
+    monkeypatch.setattr(pipeline, "LoadWatch", lambda **kw: made.append(kw) or real(**kw))
+    extra = ["data.memory_limit_mb=0.001", "data.workers=0"] if stream else []
+    cfg = tiny_cfg("train.epochs=1", *extra)
+    s = dataclasses.replace(setup(cfg), threads=2)
+    assert s.dataset.stream == stream
+    before = torch.get_num_threads()
+    try:
+        pipeline.train_run(cfg, s=s)
+    finally:
+        torch.set_num_threads(before)
+    assert made[0]["threaded"] is (not stream)

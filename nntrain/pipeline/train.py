@@ -88,7 +88,8 @@ def _fit_and_summarize(cfg, s, model, run, callbacks, should_stop, *, resume, pi
     # threads: auto — an epoch slowed by other load sends the rest of the run to one thread
     load = LoadWatch(
         one_thread=drop_to_one_thread if cfg.threads == "auto" else None,
-        threaded=s.device.type == "cpu" and torch.get_num_threads() > 1,
+        # steps timed only when every step does the same work: in memory (a streamed step can wait for its data)
+        threaded=s.device.type == "cpu" and torch.get_num_threads() > 1 and not s.dataset.stream,
     )
     from nntrain.data.augment import make_augment
 

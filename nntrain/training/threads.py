@@ -190,6 +190,7 @@ def _sessions_cpu(sessions: list[int], proc: str | Path = "/proc") -> float:
 def mark_start(proc: str | Path = "/proc") -> None:
     """Start measuring other processes' CPU use (the CLI calls this first: the window is the start-up)."""
     global _start
+    _own_sessions.clear()  # (helpers of an earlier command in this process are gone)
     try:
         _start = (_busy_jiffies(proc), time.process_time(), time.perf_counter())
     except (OSError, ValueError, IndexError):
