@@ -23,6 +23,7 @@ def run(body: str, *args: str) -> subprocess.CompletedProcess:
         "from nntrain.cli.startup import quick_exit\n" + body
     )
     env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("PYTHONUNBUFFERED", None)  # standard output block-buffered, as into a file or a pipe
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=120)
 
 
