@@ -349,20 +349,25 @@ def test_loadwatch_sends_a_threaded_run_to_one_thread_when_its_steps_slow_down()
     epoch(w, steady, 1)
     epoch(w, steady, 2)
     assert calls == [] and w.verdict() is None  # quiet: no switch, no note
-    epoch(w, [0.01] * 9 + [0.03] * 11, 3)  # load from step 10 on: the window of steps 10-17 is 3x slower
-    assert calls == [1] and (w.switched_at, w.switched_step) == (3, 17)
-    assert "from step 17 of epoch 3" in w.verdict() and "3.0x" in w.verdict()
-    epoch(w, [0.03] * 20, 4)
+    epoch(w, [0.01] * 8 + [0.03] + [0.01] * 11, 3)  # one slow step: a hiccup, not load
+    epoch(w, [0.01] * 9 + [0.03] * 11, 4)  # a lone slowed window (steps 10-17) neither: it may be a hiccup
+    assert calls == [] and w.verdict() is None
+    epoch(w, [0.03] * 20, 5)  # load goes on: the second slowed window in a row (steps 2-9) switches
+    assert calls == [1] and (w.switched_at, w.switched_step) == (5, 9)
+    assert "from step 9 of epoch 5" in w.verdict() and "3.0x" in w.verdict()
+    epoch(w, [0.03] * 20, 6)
     assert calls == [1]  # once
     calls.clear()
     w = watch(threaded=False)  # one thread: steps are not watched (the epoch test stays)
     for n, steps in enumerate([steady, steady, [0.03] * 20], start=1):
         epoch(w, steps, n)
     assert calls == [] and w.switched_at is None
-    w = watch(threaded=True)  # epochs too short for a window: the epoch's wall time alone switches it
-    for n, steps in enumerate([[0.01] * 4, [0.01] * 4, [0.03] * 4], start=1):
+    w = watch(threaded=True)  # epochs too short for a window: two slowed epochs in a row switch it
+    for n, steps in enumerate([[0.01] * 4, [0.01] * 4, [0.03] * 4, [0.01] * 4, [0.03] * 4], start=1):
         epoch(w, steps, n)
-    assert calls == [1] and w.switched_at == 3 and "after epoch 3" in w.verdict()
+    assert calls == []  # lone slowed epochs: hiccups
+    epoch(w, [0.03] * 4, 6)
+    assert calls == [1] and w.switched_at == 6 and "after epoch 6" in w.verdict()
 
 
 def test_setup_gives_small_work_two_threads_only_on_a_quiet_machine_with_short_spins(tiny_cfg, monkeypatch):
@@ -381,7 +386,9 @@ def test_setup_gives_small_work_two_threads_only_on_a_quiet_machine_with_short_s
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs Linux CPU affinity")
 @pytest.mark.parametrize("loaded", [False, True])
-def test_a_real_two_thread_run_goes_on_one_thread_when_load_arrives_and_not_on_a_quiet_core_pair(tiny_cfg, loaded):
+def test_a_real_two_thread_run_goes_on_one_thread_when_load_arrives_and_not_on_a_quiet_core_pair(
+    tiny_cfg, loaded, monkeypatch
+):
     """``train_run`` on two threads pinned to two cores; from epoch 3 on (loaded), two busy processes
     share those cores: its steps slow down and it goes on with one thread within epoch 3 (its waiting
     threads may spin: the CPU time alone would not tell), and summary.json says so."""
@@ -409,10 +416,15 @@ def test_a_real_two_thread_run_goes_on_one_thread_when_load_arrives_and_not_on_a
     cfg = tiny_cfg("train.epochs=5", "model.channels=[16, 32]", "model.hidden=[64]", "train.batch_size=32")
     s = dataclasses.replace(setup(cfg), threads=2)  # what the policy gives this small work on a quiet machine
     threads_before = torch.get_num_threads()
+    import nntrain.training.threads as threads
+
+    monkeypatch.setattr(threads, "_start", None)
+    threads.mark_start()  # to tell whether the machine stayed quiet (the quiet case's premise)
     os.sched_setaffinity(0, set(cores))
     try:
         _, run = train_run(cfg, s=s, callbacks=[Load()])
         after = torch.get_num_threads()
+        others = threads.other_load()
     finally:
         os.sched_setaffinity(0, before)
         torch.set_num_threads(threads_before)
@@ -425,7 +437,9 @@ def test_a_real_two_thread_run_goes_on_one_thread_when_load_arrives_and_not_on_a
         assert "training went on with one thread from step" in summary["load_note"], summary  # within epoch 3
         assert "of epoch 3" in summary["load_note"]
     else:
-        assert after == 2 and summary["threads"] == 2 and summary["load_note"] is None, summary
+        if others is None or others > 0.3:  # e.g. processes of earlier tests still winding down
+            pytest.skip(f"the machine was not quiet during the run: other processes kept {others} cores busy")
+        assert after == 2 and summary["threads"] == 2 and summary["load_note"] is None, (summary, others)
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -7,11 +7,12 @@ misses and switches, so CPU time alone is not the test). An epoch that is slower
 does more work (a larger epoch, a slower kernel) costs CPU time in proportion, and is not
 reported.
 
-A run on several CPU threads is also sent to one thread as soon as its steps slow down: windows of
-``WINDOW_STEPS`` steps that take ``SLOWDOWN`` times the fastest window's time per step (or such an
-epoch). Its waiting threads spin before they sleep (``training.threads``), so its CPU time grows
-with the wall time and the test above can miss the load; one thread cannot be stalled by it, and
-every step does the same work, so a slower window means the CPU was taken.
+A run on several CPU threads is also sent to one thread as soon as its steps slow down: two
+windows of ``WINDOW_STEPS`` steps in a row that take ``SLOWDOWN`` times the fastest window's time
+per step (or two such epochs in a row: a lone slow window or epoch is a hiccup, not load). Its
+waiting threads spin before they sleep (``training.threads``), so its CPU time grows with the wall
+time and the test above can miss the load; one thread cannot be stalled by it, and every step does
+the same work (data in memory), so slower windows mean the CPU was taken.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class LoadWatch:
         self._threaded = threaded
         self._window: tuple[float, int] | None = None  # (wall, steps done) where the current window began
         self._fastest_step: float | None = None  # the fastest window's seconds per step
+        self._slow_windows = 0  # slowed windows in a row
         self.switched_at: int | None = None  # the epoch after (or, with switched_step, in) which it went on one thread
         self.switched_step: int | None = None
         self.step_slowdown: float | None = None  # the window's time per step ÷ the fastest's, when that switched it
@@ -80,7 +82,8 @@ class LoadWatch:
         self._window = (now, step)
         if self._fastest_step is None or per_step < self._fastest_step:
             self._fastest_step = per_step
-        elif per_step >= SLOWDOWN * self._fastest_step and self._one_thread():
+        self._slow_windows = self._slow_windows + 1 if per_step >= SLOWDOWN * self._fastest_step else 0
+        if self._slow_windows >= 2 and self._one_thread():
             self.switched_at, self.switched_step = len(self.epochs) + 1, step
             self.step_slowdown = per_step / self._fastest_step
 
@@ -90,9 +93,9 @@ class LoadWatch:
         if self._start is not None:
             self.epochs.append(EpochClock(int(record["epoch"]), now[0] - self._start[0], now[1] - self._start[1]))
             slowed = self.slowed()
-            if self._threaded and len(self.epochs) > 1:  # spinning threads: the wall time alone tells
+            if self._threaded and len(self.epochs) > 2:  # spinning threads: the wall time alone tells
                 fastest = min(e.wall for e in self.epochs)
-                if self.epochs[-1].wall >= SLOWDOWN * fastest > 0:
+                if min(e.wall for e in self.epochs[-2:]) >= SLOWDOWN * fastest > 0:  # two in a row
                     slowed = [self.epochs[-1]]
             if self._one_thread and self.switched_at is None and slowed and slowed[-1] is self.epochs[-1]:
                 if self._one_thread():
