@@ -70,8 +70,7 @@ class SklearnHelper(HelperHandle):
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        if sklearn_calls._remote == self.call:
-            sklearn_calls.set_remote(None)
+        sklearn_calls.set_remote(None)  # (one helper per process: this one)
         try:
             os.killpg(proc.pid, signal.SIGKILL)  # nothing of it is worth waiting for
         except OSError:

@@ -17,8 +17,8 @@ other CPU-bound process. The policy, decided once per run, before training:
 - load that arrives later: steps (or an epoch) slowed by it send the rest of the run to one
   thread (``training.loadwatch``), which no other process can stall;
 - OpenMP threads wait briefly: with torch's libgomp (the Linux wheels) ``GOMP_SPINCOUNT`` is
-  set to ``SPIN_COUNT`` before torch is imported, so a waiting thread spins ~0.1 ms and then
-  yields its core; with another OpenMP runtime ``OMP_WAIT_POLICY=PASSIVE`` (yield at once).
+  set to ``SPIN_COUNT`` before torch is imported, so a waiting thread spins that many rounds and
+  then yields its core; with another OpenMP runtime ``OMP_WAIT_POLICY=PASSIVE`` (yield at once).
   A user's own ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is left as it is.
 
 This module imports no torch at module level: the CLI calls ``set_wait_policy()`` before torch
@@ -42,7 +42,7 @@ most ``SMALL_WORK_THREADS`` threads (the digits CNN [32, 64], batch 64: ~2e7; th
 
 SMALL_WORK_THREADS = 2
 """Threads for small work on a quiet machine whose waiting threads spin briefly. Measured on 2 cores,
-2026-11-27 (digits CNN, 20 epochs): `nntrain train` trains in 1.2-1.3 s on two threads with
+2026-11-27 (digits CNN, 20 epochs): `nntrain train` trains in 1.07-1.3 s on two threads with
 ``SPIN_COUNT`` vs 1.6-1.8 s on one; with passive waits two threads are slower than one (whole
 process 5.78-6.44 s vs 4.67-4.84 s), so they then get one."""
 
