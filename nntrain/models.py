@@ -28,6 +28,11 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes
     layers: dict[str, nn.Module] = {}  # named, so diagnostics can say "conv2" rather than "3"
     if cfg.name == "cnn":
         for i, out in enumerate(cfg.channels, start=1):
+            if (h < 2 or w < 2) and i == 1:
+                raise ConfigError(
+                    f"the {h}x{w} input is too small for a conv stage (each halves H and W): "
+                    "use data.image_size of 2 or more (8 or more to learn shapes), or model.name: mlp"
+                )
             if h < 2 or w < 2:
                 raise ConfigError(
                     f"model.channels: {len(cfg.channels)} conv stages halve the {input_shape[1]}x{input_shape[2]} "

@@ -40,12 +40,12 @@ def bare_fit(
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=nesterov)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     gen = torch.Generator().manual_seed(seed)
-    best_acc, best_state, epoch_seconds = -1.0, None, []
+    best_acc, best_state, epoch_seconds, records, steps = -1.0, None, [], [], []
 
-    def autocast():  # as nntrain's Precision: a CUDA autocast context only when mixed precision is on
-        if amp_dtype is None or device.type != "cuda":
+    def autocast():  # as nntrain's Precision: an autocast context (CPU: bf16; CUDA: bf16 or fp16) when asked
+        if amp_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast("cuda", dtype=amp_dtype)
+        return torch.autocast(device.type, dtype=amp_dtype)
 
     for _ in range(epochs):
         t0 = time.perf_counter()
@@ -54,17 +54,20 @@ def bare_fit(
         perm = torch.randperm(n, generator=gen).to(device)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
+        step_losses = torch.empty((n + batch_size - 1) // batch_size, device=device)
+        lr_now = opt.param_groups[0]["lr"]
         for i in range(0, n, batch_size):
             idx = perm[i : i + batch_size]
             with autocast():
                 logits = model(xtr[idx])
-                loss = F.cross_entropy(logits, ytr[idx])
+            loss = F.cross_entropy(logits.float(), ytr[idx])  # float32, as nntrain computes it
             if reg > 0:
                 loss = loss + 0.5 * reg * sum((w * w).sum() for w in weights)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             loss_sum += loss.detach() * len(idx)
+            step_losses[i // batch_size] = loss.detach()
             correct += (logits.detach().argmax(1) == ytr[idx]).sum()
         sched.step()
         model.eval()
@@ -73,12 +76,20 @@ def bare_fit(
                 val_logits = model(xva)
             val_loss = F.cross_entropy(val_logits.float(), yva).item()
             acc = (val_logits.argmax(1) == yva).float().mean().item()
-        _ = loss_sum.item() / n, correct.item() / n, val_loss  # the epoch's report
+        records.append(  # the epoch's report
+            {"train_loss": loss_sum.item() / n, "train_acc": correct.item() / n, "val_loss": val_loss,
+             "val_acc": acc, "lr": lr_now}
+        )  # fmt: skip
+        steps.extend(step_losses.tolist())
         if acc > best_acc:
             best_acc, best_state = acc, {k: v.clone() for k, v in model.state_dict().items()}
         epoch_seconds.append(time.perf_counter() - t0)
     model.load_state_dict(best_state)
     model.eval()
     with torch.inference_mode():
-        test_acc = (model(xte).argmax(1) == yte).float().mean().item()
-    return {"epoch_seconds": epoch_seconds, "best_val_acc": best_acc, "test_acc": test_acc}
+        test_pred = model(xte).argmax(1)
+    test_acc = (test_pred == yte).float().mean().item()
+    return {
+        "epoch_seconds": epoch_seconds, "best_val_acc": best_acc, "test_acc": test_acc, "records": records,
+        "step_losses": steps, "test_pred": test_pred.cpu(),
+    }  # fmt: skip

@@ -1,18 +1,17 @@
-"""What `nntrain train` does on the default config, written as a bare script (no nntrain).
+"""What `nntrain train` does on the default config, written as a user's own bare script (no nntrain).
 
-Load scikit-learn's digits, stratified 70/15/15 split, normalize with train statistics,
-the default CNN (conv32-bn-relu-pool, conv64-bn-relu-pool, fc128, fc10), SGD with Nesterov
-momentum, cosine schedule, λ=1e-4 in the loss, channels-last layout, 20 epochs, best-val model tested once and
-saved. The yardstick for `nntrain train`'s whole-process wall time and peak memory
-(scripts/bench.py --only process).
+The digits (the same array file nntrain ships), a seeded 70/15/15 split of the same sizes, train
+statistics for normalization, the default CNN (conv32-bn-relu-pool, conv64-bn-relu-pool, fc128, fc10),
+SGD with Nesterov momentum, cosine schedule, λ=1e-4 in the loss, channels-last layout, 20 epochs,
+best-val model tested once and saved — and what a user's script writes at the end: the learning
+curves and the test confusion matrix as PNGs (matplotlib) and the test accuracy. The yardstick for
+`nntrain train`'s whole-process wall time and peak memory (scripts/bench.py --only process).
 
     python scripts/bare_train.py [cpu|cuda] [--gc-tuned] [--threads N]
 
-``--gc-tuned`` handles Python's cyclic collector as ``nntrain train`` does (paused during
-start-up, the start-up heap frozen at training start and at exit), so the comparison with
-it isolates nntrain's own work (CLI, config, run directory, pictures). ``--threads N`` sets
-torch's intra-op threads (default: torch's, one per core); ``--threads 1`` is what nntrain's
-thread policy gives this small work when another process was busy as it started (docs/threads.md).
+``--gc-tuned`` handles Python's cyclic collector as ``nntrain train`` does (paused during start-up,
+the start-up heap frozen at training start and at exit). ``--threads N`` sets torch's intra-op
+threads (default: torch's, one per core; nntrain's policy gives this small work one).
 """
 
 import sys
@@ -28,11 +27,10 @@ if GC_TUNED:
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
-from sklearn.model_selection import train_test_split  # noqa: E402
 from torch import nn  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 from bare_loop import bare_fit  # noqa: E402
 
 args = [a for a in sys.argv[1:] if a != "--gc-tuned"]
@@ -41,12 +39,12 @@ if "--threads" in args:
     torch.set_num_threads(int(args[i + 1]))
     del args[i : i + 2]
 device = torch.device(args[0] if args else "cpu")
-d = load_digits()
-x = torch.from_numpy(d.images.astype(np.float32)).unsqueeze(1)
-y = torch.from_numpy(d.target.astype(np.int64))
-idx = np.arange(len(y))
-rest, te = train_test_split(idx, test_size=0.15, random_state=0, stratify=d.target)
-tr, va = train_test_split(rest, test_size=0.15 / 0.85, random_state=1, stratify=d.target[rest])
+with np.load(HERE.parent / "nntrain" / "data" / "digits.npz") as f:
+    images, target = f["images"], f["target"]
+x = torch.from_numpy(images.astype(np.float32)).unsqueeze(1)
+y = torch.from_numpy(target.astype(np.int64))
+perm = np.random.RandomState(0).permutation(len(y))
+te, va, tr = perm[:270], perm[270:540], perm[540:]  # nntrain's split sizes (1257 / 270 / 270)
 mean, std = x[tr].mean(), x[tr].std()
 xs = [((x[i] - mean) / std).to(device) for i in (tr, va, te)]
 ys = [y[i].to(device) for i in (tr, va, te)]
@@ -88,6 +86,41 @@ r = bare_fit(
     seed=0,
 )
 torch.save(model.state_dict(), "bare-model.pt")
-print(f"test accuracy {r['test_acc']:.4f}  wall {time.perf_counter() - t_start:.2f}s")
+print(f"test accuracy {r['test_acc']:.4f}")
+
+# the pictures a user's script saves: learning curves and the test confusion matrix
+from matplotlib.figure import Figure  # noqa: E402
+
+fig = Figure(figsize=(15, 4.7))
+ax_loss, ax_acc, ax_lr = fig.subplots(1, 3)
+steps = np.arange(1, len(r["step_losses"]) + 1)
+per_epoch = len(steps) // len(r["records"])
+epochs = np.arange(1, len(r["records"]) + 1)
+ax_loss.plot(steps, r["step_losses"], alpha=0.3, label="train loss (step)")
+ax_loss.plot(epochs * per_epoch, [e["train_loss"] for e in r["records"]], label="train loss")
+ax_loss.plot(epochs * per_epoch, [e["val_loss"] for e in r["records"]], label="val loss")
+ax_loss.set_xlabel("step")
+ax_loss.legend()
+ax_acc.plot(epochs, [e["train_acc"] for e in r["records"]], label="train")
+ax_acc.plot(epochs, [e["val_acc"] for e in r["records"]], label="val")
+ax_acc.set_xlabel("epoch")
+ax_acc.legend()
+ax_lr.plot(epochs, [e["lr"] for e in r["records"]])
+ax_lr.set_xlabel("epoch")
+fig.suptitle(f"test accuracy {r['test_acc']:.4f}")
+fig.savefig("bare-curves.png", dpi=100)
+cm = np.bincount(ys[2].cpu().numpy() * 10 + r["test_pred"].numpy(), minlength=100).reshape(10, 10)
+fig = Figure(figsize=(6, 5.5))
+ax = fig.subplots()
+ax.imshow(cm, cmap="Blues")
+for (i, j), v in np.ndenumerate(cm):
+    ax.text(j, i, str(v), ha="center", va="center", fontsize=8)
+ax.set_xticks(range(10))
+ax.set_yticks(range(10))
+ax.set_xlabel("predicted")
+ax.set_ylabel("true")
+ax.set_title("test confusion")
+fig.savefig("bare-confusion.png", dpi=100)
+print(f"wall {time.perf_counter() - t_start:.2f}s")
 if GC_TUNED:
     gc.freeze()

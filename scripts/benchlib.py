@@ -125,3 +125,50 @@ def median_ratio(
     target = f"  (goal <= {goal})" if goal is not None else ""
     print(f"[{name}] ratio {labels[0]}/{labels[1]} = {ma / mb:.3f}{target}", flush=True)
     return ma / mb
+
+
+def matmul_flops(dtype_name: str = "fp32", n: int = 2048, reps: int = 5) -> float:
+    """This machine's matrix-multiply speed in FLOP/s: the best of ``reps`` n×n products in fp32 or bf16
+    (2·n³ FLOPs each), the ceiling a training step in that precision is compared with."""
+    import torch
+
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b  # warm-up: oneDNN / BLAS pick their kernels
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
+
+
+def epoch_flops(model, input_shape, batch_size: int, n_train: int, n_val: int) -> float:
+    """FLOPs of one epoch as ``fit`` runs it: the training steps (forward, backward; counted by
+    torch.utils.flop_counter.FlopCounterMode on one step of ``batch_size`` samples, scaled to ``n_train``)
+    and the validation forward pass over ``n_val`` samples. The model is left as it was."""
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = copy.deepcopy(model).cpu().float()
+    x = torch.randn(batch_size, *input_shape)
+    y = torch.zeros(batch_size, dtype=torch.long)
+    with FlopCounterMode(display=False) as step:
+        F.cross_entropy(net(x), y).backward()
+    net.eval()
+    with FlopCounterMode(display=False) as fwd, torch.no_grad():
+        net(x)
+    return step.get_total_flops() * n_train / batch_size + fwd.get_total_flops() * n_val / batch_size
+
+
+def flops_line(name: str, label: str, flops: float, seconds: float, peak: float, precision: str) -> None:
+    """Print the achieved FLOP/s of ``flops`` done in ``seconds`` and its fraction of the matmul ``peak``."""
+    rate = flops / seconds
+    print(
+        f"[{name}] {label}: {rate / 1e9:.1f} GFLOP/s achieved = {rate / peak:.1%} of this machine's large "
+        f"{precision} matmul ({peak / 1e9:.0f} GFLOP/s)",
+        flush=True,
+    )

@@ -22,6 +22,26 @@ def cli(*args, **kwargs):
     return CliRunner().invoke(app, [str(a) for a in args], **kwargs)
 
 
+def one_error_line(res, *needles: str) -> str:
+    """A CliRunner result that is exit 2 with exactly one ``error:`` line on stderr holding every needle."""
+    assert res.exit_code == 2, res.output
+    assert res.stderr.startswith("error: ") and res.stderr.count("\n") == 1, res.stderr
+    assert "Traceback" not in res.output
+    for needle in needles:
+        assert needle in res.stderr, res.stderr
+    return res.stderr
+
+
+def terminal_console(file, *, columns: int = 120, lines: int = 50, **kwargs):
+    """A rich Console that renders as a ``columns`` x ``lines`` colour-less terminal whatever the caller's
+    environment says (TERM=dumb makes rich assume 80x25; COLUMNS/LINES would resize it): terminal tests see the
+    same output in every shell and CI."""
+    from rich.console import Console
+
+    kwargs.setdefault("color_system", None)
+    return Console(file=file, force_terminal=True, _environ={"COLUMNS": str(columns), "LINES": str(lines)}, **kwargs)
+
+
 def run_cli(args: list[str], cwd: Path, timeout: int = 300):
     """Run ``python -m nntrain`` in a real subprocess (not a TTY), with this checkout importable."""
     import subprocess
@@ -42,27 +62,6 @@ TINY_TRAIN = [
     "--set",
     "threads=1",
 ]
-
-
-def train_main_probe(runs_dir: Path, probe: str) -> tuple[dict, str]:
-    """A tiny ``nntrain train --json`` through the CLI's ``main()`` in a fresh interpreter (quick exit
-    included); ``probe``: a Python expression over ``sys`` printed at exit by an atexit handler.
-    Returns (the summary printed, the probe's line)."""
-    import json
-    import subprocess
-
-    code = (
-        "import atexit, sys\n"
-        "from nntrain.cli.app import main\n"
-        "sys.argv = ['nntrain'] + sys.argv[1:]\n"
-        f"atexit.register(lambda: print({probe}))\n"
-        "main()\n"
-    )
-    args = ["train", "--json", "--set", f"output.runs_dir={runs_dir}", *TINY_TRAIN]
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout.rsplit("\n", 2)[0]), out.stdout.strip().splitlines()[-1]
 
 
 def collector_states(monkeypatch, module, name: str) -> list[tuple[bool, int]]:
@@ -162,3 +161,12 @@ def imagefolder_run(root: Path, per_class: int, *extra: str) -> Path:
     assert res.exit_code == 0, res.output
     (run_dir,) = (root / "runs").iterdir()
     return run_dir
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on at 127.0.0.1 now (for servers the tests start)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

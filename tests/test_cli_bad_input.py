@@ -227,7 +227,7 @@ def test_lecture_config_header_states_its_lr():
     text = path.read_text()
     lr = yaml.safe_load(text)["train"]["optimizer"]["lr"]
     header = " ".join(line for line in text.splitlines() if line.startswith("#"))
-    stated = [float(v) for v in re.findall(r"\blr (?:of |=|at )?([0-9.]+(?:e-?[0-9]+)?)", header)]
+    stated = [float(v) for v in re.findall(r"\blr (?:of |=|at )?([0-9]+(?:\.[0-9]+)?(?:e-?[0-9]+)?)", header)]
     assert stated and all(v == lr for v in stated), header
 
 
@@ -304,11 +304,11 @@ def test_a_class_absent_from_val_or_test_is_named(tmp_path):
 
 
 def test_settings_that_do_nothing_here_get_a_note():
-    notes = _notes("train.batch_size=4096", "train.amp=bf16")
+    notes = _notes("train.batch_size=4096", "train.amp=fp16")
     assert any("train.batch_size=4096 > 1257 train samples" in n for n in notes), notes
-    assert any("train.amp=bf16 is ignored on cpu" in n for n in notes), notes
+    assert any(n.startswith("precision: fp32 (train.amp: fp16 is ignored on the CPU") for n in notes), notes
     quiet = _notes()
-    assert not any("batch_size" in n or "amp" in n for n in quiet), quiet
+    assert not any("batch_size" in n or "ignored" in n for n in quiet), quiet
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the warning is about a machine without CUDA")
@@ -336,3 +336,65 @@ def test_grid_and_sample_keys_get_did_you_mean(tmp_path, flag, value, guess):
     err = " ".join(res.stderr.split())
     assert res.exit_code == 2 and f"{flag} {value}" in err and f"did you mean '{guess}'?" in err, res.output
     assert not list(tmp_path.iterdir())  # refused before any cv directory
+
+
+# --------------------------------------------------------------------------- config files a new user wrote
+
+
+def test_a_key_given_twice_in_a_config_file_is_refused_naming_its_line(tmp_path):
+    from helpers import one_error_line
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("train:\n  epochs: 3\n  lr_schedule: none\n  epochs: 4\n")
+    res = cli("train", "-c", cfg, "--set", f"output.runs_dir={tmp_path / 'runs'}")
+    one_error_line(res, f"{cfg}:4:3", "key 'epochs' is given twice")
+    assert not (tmp_path / "runs").exists()
+    cfg.write_text("train:\n  epochs: 3\ndata:\n  val_fraction: 0.2\n")  # the same key in two sections is fine
+    assert cli("config", "validate", cfg).exit_code == 0
+
+
+@pytest.mark.parametrize("key", ["train.epochs", "train.batch_size", "train.optimizer.lr", "seed"])
+def test_a_yes_no_value_for_a_number_is_refused(tmp_path, key):
+    from helpers import one_error_line
+
+    res = cli("train", "--set", f"{key}=true", "--set", f"output.runs_dir={tmp_path / 'runs'}")
+    one_error_line(res, key, "yes/no value")
+    assert not (tmp_path / "runs").exists()
+    assert cli("config", "show", "--set", "model.batchnorm=false").exit_code == 0  # a bool key still takes one
+
+
+def test_a_binary_file_as_config_names_what_it_is(tmp_path):
+    from helpers import one_error_line
+
+    cfg = tmp_path / "model.pt"
+    cfg.write_bytes(b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19.")  # the start of a pickle
+    one_error_line(cli("train", "-c", cfg), "is not a text file", "pass a YAML config file")
+
+
+@pytest.mark.parametrize(
+    "sets, needles",
+    [
+        (["model.channels=[]"], ["model.channels", "needs at least one conv stage", "model.name: mlp"]),
+        (["model.name=resnet", "model.channels=[]"], ["model.channels", "a resnet needs at least one conv stage"]),
+        (["data.image_size=1"], ["1x1 input is too small for a conv stage", "data.image_size of 2 or more"]),
+        (["data.augment.crop_padding=100"], ["crop_padding=100 on 8x8 images", "use at most 3"]),
+        (["data.augment.crop_padding=4"], ["crop_padding=4 on 8x8 images"]),
+    ],
+)
+@pytest.mark.parametrize("verb", ["train", "sanity", "cv"])
+def test_a_model_or_augmentation_that_cannot_learn_is_refused_up_front(tmp_path, verb, sets, needles):
+    from helpers import one_error_line
+
+    args = [verb, "--set", f"output.runs_dir={tmp_path / 'runs'}"]
+    for s in sets:
+        args += ["--set", s]
+    one_error_line(cli(*args), *needles)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_empty_channel_list_is_fine_for_an_mlp_and_a_small_crop_is_fine(tmp_path):
+    args = ["train", "--set", f"output.runs_dir={tmp_path / 'runs'}", "--set", "train.epochs=1"]
+    res = cli(*args, "--set", "model.name=mlp", "--set", "model.channels=[]")
+    assert res.exit_code == 0, res.output
+    res = cli(*args, "--set", "data.augment.crop_padding=3")
+    assert res.exit_code == 0, res.output

@@ -12,7 +12,7 @@ import json
 import re
 
 import pytest
-from rich.console import Console
+from helpers import terminal_console
 
 WIDTH, HEIGHT = 120, 30
 
@@ -48,7 +48,7 @@ def terminal(monkeypatch):
     import nntrain.cli.render as render
 
     buf = io.StringIO()
-    term = Console(file=buf, force_terminal=True, width=WIDTH, height=HEIGHT, color_system=None)
+    term = terminal_console(buf, columns=WIDTH, lines=HEIGHT)
     monkeypatch.setattr(render, "console", term)
     return buf
 
@@ -172,7 +172,7 @@ def test_on_a_terminal_advice_sits_below_the_rows_of_its_epoch_in_a_real_run(tmp
     from nntrain.cli.app import app
 
     buf = io.StringIO()
-    monkeypatch.setattr(render, "console", Console(file=buf, force_terminal=True, width=WIDTH, height=12))
+    monkeypatch.setattr(render, "console", terminal_console(buf, columns=WIDTH, lines=12, color_system="auto"))
     monkeypatch.chdir(tmp_path)
     res = CliRunner().invoke(
         app,

@@ -8,7 +8,8 @@ import os
 import re
 import stat
 
-from helpers import cli, run_cli
+import pytest
+from helpers import REPO, cli, run_cli
 
 TINY = ["--set", "model.channels=[4]", "--set", "model.hidden=[16]", "--set", "device=cpu"]
 
@@ -41,6 +42,19 @@ def test_command_help_is_reflowed_paragraphs_in_workflow_order(tmp_path):
                     "report", "runs", "cv", "config"]  # fmt: skip
 
 
+@pytest.mark.parametrize("verb", ["cv", "train", "export", "predict", "report"])
+def test_install_hints_in_help_keep_their_extra_and_name_existing_docs(verb, tmp_path):
+    """rich reads "[postgres]" as markup and drops it: the help must show the whole pip command."""
+    res = run_cli([verb, "--help"], cwd=tmp_path)
+    assert res.returncode == 0
+    text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", res.stdout).split())
+    for cmd in re.findall(r"pip install (\S+)", text):
+        assert re.fullmatch(r"'nntrain\[[a-z]+\]'\)?;?", cmd), cmd
+    for doc in re.findall(r"docs/[a-z-]+\.md", text):
+        assert (REPO / doc).is_file(), doc
+    assert "README's" not in text
+
+
 def test_run_files_honour_the_umask(tmp_path, monkeypatch):
     from nntrain.runs.files import atomic_write_text
 
@@ -58,17 +72,23 @@ def test_a_second_ctrl_c_prints_the_resume_command(tmp_path, monkeypatch):
 
     real = cli_train.FreezeHeap
 
-    class SecondCtrlC(real):  # the second signal's KeyboardInterrupt, at the end of epoch 2
+    class SecondCtrlC(real):  # the second signal's KeyboardInterrupt: during epoch 1, or at the end of epoch 2
+        during_first = True
+
+        def on_epoch_metrics(self, record):
+            if self.during_first and record["epoch"] == 1:  # before the first epoch's checkpoint
+                raise KeyboardInterrupt
+
         def on_epoch_end(self, record):
             if record["epoch"] == 2:
                 raise KeyboardInterrupt
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(cli_train, "FreezeHeap", SecondCtrlC)
-    # checkpoint_seconds=0: last.pt every epoch; 3600: none written before the interruption
     res = cli(*["train", *TINY, "--set", "train.epochs=3", "--set", "output.checkpoint_seconds=3600"])
     assert res.exit_code == 130 and "nothing to resume" in res.output and "--resume" not in res.output, res.output
-    res = cli(*["train", *TINY, "--set", "train.epochs=3", "--set", "output.checkpoint_seconds=0"])
+    SecondCtrlC.during_first = False  # last.pt after the first epoch, whatever checkpoint_seconds says
+    res = cli(*["train", *TINY, "--set", "train.epochs=3", "--set", "output.checkpoint_seconds=3600"])
     assert res.exit_code == 130, res.output
     m = re.search(r"Resume with: nntrain train --resume (\S+)", res.output)
     assert m, res.output

@@ -8,7 +8,7 @@ import os
 
 import pytest
 import yaml
-from helpers import cli, run_cli
+from helpers import cli, run_cli, terminal_console
 
 from nntrain.config import Config, load_config
 
@@ -179,13 +179,11 @@ def test_live_table_on_a_terminal_highlights_the_best_values():
     """On a TTY the epoch table is a rich Live table; the best val accuracy is bold green."""
     import io
 
-    from rich.console import Console
-
     import nntrain.cli.render as con
     from nntrain.cli.live import EpochReporter
 
     buf = io.StringIO()
-    term = Console(file=buf, force_terminal=True, width=120, color_system="truecolor")
+    term = terminal_console(buf, columns=120, color_system="truecolor")
     rep = EpochReporter("train", live=True, auto_refresh=False)
     old = con.console
     con.console = term

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ import pytest
 import yaml
 
 from nntrain.cv.score import honest
+from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"device": "cpu", "model": {"name": "mlp", "hidden": [16]}, "train": {"epochs": 2, "batch_size": 128}}
@@ -180,12 +180,6 @@ def test_resume_after_kill_9_mid_trial_finishes_the_study(tiny, tmp_path):
 PG_PASSWORD = "pg-s3cret"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def postgres(tmp_path):
     """A real PostgreSQL server (Debian's postgresql package), on 127.0.0.1 only, run by the postgres user."""
@@ -202,7 +196,7 @@ def postgres(tmp_path):
         as_pg = ["runuser", "-u", "postgres", "--"]
         data.mkdir()
         shutil.chown(data, "postgres")
-    port = _free_port()
+    port = free_port()
     pwfile = top / "pw"
     pwfile.write_text(PG_PASSWORD + "\n")
     pwfile.chmod(0o644)
@@ -263,7 +257,7 @@ def test_the_cv_directory_keeps_no_password_and_resume_takes_it_back(postgres, t
 
 
 def test_unreachable_storage_exits_2_naming_the_url_without_its_password(tiny, tmp_path):
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     url = f"postgresql://ann:s3cret@127.0.0.1:{port}/db"
     p = nntrain("cv", "--config", str(tiny), *SPACE, "--storage", url, cwd=tmp_path)
     out = p.communicate(timeout=120)[0]

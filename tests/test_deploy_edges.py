@@ -11,7 +11,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from helpers import cli, imagefolder_run
+from helpers import cli, imagefolder_run, terminal_console
+from helpers import one_error_line as _one_error_line
 
 
 @torch.library.custom_op("nntrain_test::twice", mutates_args=())
@@ -31,34 +32,29 @@ def run(tmp_path_factory, one_torch_thread):
     return imagefolder_run(tmp_path_factory.mktemp("edges"), 30)
 
 
-def _one_error_line(res, *needles: str) -> None:
-    assert res.exit_code == 2, res.output
-    assert res.stderr.startswith("error: ") and res.stderr.count("\n") == 1, res.stderr
-    assert "Traceback" not in res.output
-    for needle in needles:
-        assert needle in res.stderr, res.stderr
-
-
-def test_terminal_table_shows_the_first_rows_and_the_summary(run, monkeypatch):
-    from rich.console import Console
-
+@pytest.mark.parametrize("term", ["xterm-256color", "dumb"])
+def test_terminal_table_shows_the_first_rows_and_the_summary(run, monkeypatch, term):
     from nntrain.cli import render
 
+    monkeypatch.setenv("TERM", term)  # the caller's terminal does not change what the test sees
     images = run.parent.parent / "images"
     rows = json.loads(cli("predict", run, images, "--json").stdout)["rows"]
     assert len(rows) == 90
     buf = io.StringIO()
-    monkeypatch.setattr(render, "console", Console(file=buf, force_terminal=True, width=400, color_system=None))
+    monkeypatch.setattr(render, "console", terminal_console(buf, columns=400))
     res = cli("predict", run, images)
     assert res.exit_code == 0, res.output
     table = buf.getvalue()
     assert "predictions (20 of 90 shown; --out FILE for all)" in table
-    shown = [ln for ln in table.splitlines() if str(images) in ln]
+    common = os.path.commonpath([os.path.dirname(r["path"]) for r in rows[:20]])  # here: images/cat
+    assert f"paths under {common}{os.sep}\n" in res.stdout  # the common folder, once; rows show the rest
+    relative = [os.path.relpath(r["path"], common) for r in rows]
+    shown = [ln for ln in table.splitlines() if any(ln.strip("│┃ ").startswith(p) for p in relative)]
     assert len(shown) == 20  # the first 20 rows, in order, with their prediction and probability
-    for line, row in zip(shown, rows[:20]):
+    for line, row, path in zip(shown, rows[:20], relative):
         cells = [c.strip() for c in line.strip("│┃ ").split("│")]
-        assert cells[:4] == [row["path"], row["predicted"], f"{row['probability']:.4f}", row["label"]]
-    assert rows[20]["path"] not in table
+        assert cells[:4] == [path, row["predicted"], f"{row['probability']:.4f}", row["label"]]
+    assert relative[20] not in table
     assert "per-class accuracy" in table and "┏" in table  # a rich table, not plain text
     acc = sum(r["predicted"] == r["label"] for r in rows) / 90
     assert "90 of 90 inputs predicted, 0 failed" in res.stdout

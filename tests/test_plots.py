@@ -179,7 +179,7 @@ def test_every_train_run_writes_curves_with_its_own_numbers(runs):
 
 
 def test_plot_curves_draws_one_line_per_run_on_shared_axes(runs, tmp_path):
-    from nntrain.pipeline.artifacts import read_curves
+    from nntrain.pipeline.reopen import read_curves
 
     curves = [read_curves(runs["cnn"]), read_curves(runs["mlp"])]
     fig = curves_figure(curves)
@@ -382,7 +382,7 @@ def test_curves_keep_a_log_scale_with_decade_labels_for_a_wide_range():
 
 
 def test_a_runs_curves_png_is_titled_with_its_name_and_test_accuracy(runs):
-    from nntrain.pipeline.artifacts import read_curves
+    from nntrain.pipeline.reopen import read_curves
 
     run = runs["cnn"]
     summary = json.loads((run / "summary.json").read_text())
@@ -475,3 +475,17 @@ def test_lr_sweep_classifies_the_four_cases_on_real_short_runs_as_train_does(tmp
         (train_run,) = out.iterdir()
         advice = json.loads((train_run / "summary.json").read_text())["advice"]
         assert [a["rule"] for a in advice] == rows[lr]["advice"]
+
+
+def test_lr_sweep_never_rates_best_an_lr_the_rules_called_too_high_while_a_good_one_exists():
+    """One verdict in every verb: train's advice (here "updates too large") is never overruled by "best"."""
+    from nntrain.pipeline.lrsweep import SweepRun, recommend
+    from nntrain.plots import Curves
+
+    def run(lr, acc, rule_verdict, advice):
+        recs = [{"train_loss": 1.0, "val_acc": acc}, {"train_loss": 0.5, "val_acc": acc}]
+        return SweepRun(lr, Curves(str(lr), recs, []), False, None, advice, rule_verdict=rule_verdict, initial_loss=2.3)
+
+    runs = [run(0.5, 0.97, "too high", ["update_ratio.out.high"]), run(0.05, 0.95, "good", [])]
+    best = recommend(runs)
+    assert best is runs[1] and runs[0].verdict == "too high: updates too large"

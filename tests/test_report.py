@@ -122,9 +122,19 @@ def test_top_losses_and_per_class_scores_match_the_best_model(trained):
     with torch.no_grad():
         logits = model(s.data.test.x)
     losses = F.cross_entropy(logits, s.data.test.y, reduction="none")
-    top = losses.argsort(descending=True)[:12]
+    wrong = logits.argmax(1) != s.data.test.y
+    top = sorted(range(len(losses)), key=lambda i: (not wrong[i], -float(losses[i])))[:12]  # errors first
     shown = re.findall(r"loss (\S+)", text)
-    assert shown == [f"{float(losses[i]):.3g}" for i in top]  # highest first, as the report rounds them
+    assert shown == [f"{float(losses[i]):.3g}" for i in top]  # as the report rounds them
+    assert len(re.findall(r"correct, unsure true ", text)) == sum(not wrong[i] for i in top)
+    from nntrain.report.predictions import top_losses
+    from nntrain.training.engine import evaluate
+
+    n_wrong = int(wrong.sum())  # asked for 3 more than are wrong: the errors, then the 3 least sure correct ones
+    shown = top_losses(evaluate(model, s.data.test, keep=True), s.data.test, list(s.data.classes), k=n_wrong + 3)
+    assert [t["correct"] for t in shown] == [False] * n_wrong + [True] * 3
+    right = sorted((float(losses[i]) for i in range(len(losses)) if not wrong[i]), reverse=True)[:3]
+    assert [t["loss"] for t in shown[n_wrong:]] == pytest.approx(right, rel=1e-5)
     first = int(top[0])
     pred = int(logits[first].argmax())
     p = float(logits[first].softmax(0)[pred])
@@ -171,7 +181,7 @@ def test_report_of_a_run_without_sanity_says_how_to_get_it(trained, tmp_path):
     assert "No sanity results for this config: run nntrain sanity" in text
 
 
-def test_runs_table_sort_status_and_compare(trained, tmp_path):
+def test_runs_table_sort_status_and_compare(trained, tmp_path, monkeypatch):
     root, run, args, _ = trained
     runs = root / "runs"
     res = cli(*["train", *args, "--set", "train.optimizer.lr=0.2", "--set", "output.run_name=fast"])
@@ -204,6 +214,9 @@ def test_runs_table_sort_status_and_compare(trained, tmp_path):
     assert c["config"]["train.optimizer.lr"] == [0.05, 1e6] and c["metrics"]["status"] == ["finished", "diverged"]
     res = cli(*["runs", "--compare", str(run), str(boom)])
     assert "train.optimizer.lr" in res.output and f"nntrain plot-curves {run} {boom}" in res.output
+    suggested = re.search(r"nntrain (plot-curves .*)$", res.output, re.M).group(1).split()  # the suggestion works
+    monkeypatch.chdir(tmp_path)
+    assert cli(*suggested).exit_code == 0 and (tmp_path / suggested[-1]).stat().st_size > 0
     res = cli(*["runs", str(runs), "--sort", "speed"])
     assert res.exit_code == 2 and "error: --sort speed: unknown column" in res.output
     res = cli(*["runs", "--compare", str(run), str(tmp_path)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import json
 import os
 import re
 import signal
@@ -54,6 +55,11 @@ def test_resume_gives_the_same_metrics_as_an_uninterrupted_run(tiny_cfg, stop_af
     assert rows(part) == rows(full) and len(rows(full)) == 4
     assert hist.test_acc == full_hist.test_acc and hist.best_epoch == full_hist.best_epoch
     assert hist.step_losses == full_hist.step_losses
+    # the reported training time is the whole run's, not only the last segment's: at least every epoch's own time
+    with open(part / "metrics.csv", newline="") as f:
+        epoch_seconds = [float(r["seconds"]) for r in csv.DictReader(f)]
+    summary = json.loads((part / "summary.json").read_text())
+    assert summary["train_seconds"] == hist.seconds >= sum(epoch_seconds) > 0
 
 
 def test_resume_interrupted_twice_mid_epoch_gives_the_uninterrupted_metrics(tiny_cfg):
@@ -275,9 +281,9 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypa
     assert not list(run.glob(".*.tmp"))  # no half-written temp file left behind
 
 
-@pytest.mark.parametrize("seconds, last_writes", [(0, 3), (3600, 1)])
+@pytest.mark.parametrize("seconds, last_writes", [(0, 3), (3600, 2)])
 def test_checkpoint_interval(tiny_cfg, monkeypatch, seconds, last_writes):
-    """0: last.pt every epoch; a long interval: only the final state (and best.pt once)."""
+    """0: last.pt every epoch; a long interval: after the first epoch (a killed short run can resume) and the end."""
     import nntrain.runs.files as runs
 
     written, real = [], runs._write_checkpoints
@@ -346,8 +352,7 @@ def test_a_failure_at_any_step_of_a_checkpoint_write_keeps_the_previous_file(tmp
 def test_every_not_a_run_directory_error_is_a_RunDirError(tmp_path):
     """One class for "this path is not a run directory", whichever command meets it (all exit 2)."""
     from nntrain.errors import RunDirError
-    from nntrain.pipeline.artifacts import read_curves
-    from nntrain.pipeline.reopen import eval_run, resolve_checkpoint
+    from nntrain.pipeline.reopen import eval_run, read_curves, resolve_checkpoint
     from nntrain.pipeline.train import resume_run
 
     assert RunDirError.exit_code == 2
@@ -384,3 +389,40 @@ def test_advice_given_before_an_interruption_is_in_the_resumed_runs_summary(tiny
     full = json.loads((full_run.path / "summary.json").read_text())
     assert [a for a in summary["advice"] if a["rule"] == "flat"] == flat
     assert summary["advice"] == full["advice"]  # the same advice as the run never stopped, none twice
+
+
+@pytest.mark.slow
+def test_kill_9_after_the_first_epoch_at_the_default_interval_resumes_and_one_writer_at_a_time(tmp_path):
+    """The default output.checkpoint_seconds (30) is longer than this run: last.pt must still exist
+    after its first epoch. A second `train --resume` while one writes refuses, naming the pid."""
+    import shutil
+
+    sets = ("train.epochs=40", "train.batch_size=16", "model.channels=[8]", "model.hidden=[16]")
+    proc = _spawn_train(tmp_path, *sets, "output.checkpoint_seconds=30")  # the last --set wins: the default
+    run = _wait_rows(tmp_path, 1, proc)  # one epoch's row in metrics.csv
+    proc.kill()  # SIGKILL: no handler runs
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert load_checkpoint(run / "last.pt")["epoch"] >= 1
+    # a run killed before its first checkpoint says so (exit 2), not "pass a run directory"
+    early = tmp_path / "early"
+    shutil.copytree(run, early)
+    (early / "last.pt").unlink()
+    res = cli("train", "--resume", str(early))
+    assert res.exit_code == 2 and "killed before its first checkpoint" in res.stderr and "start it again" in res.stderr
+    assert "Traceback" not in res.output
+    # resume in a subprocess; a second resume meanwhile refuses and leaves metrics.csv alone
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    first = subprocess.Popen([sys.executable, "-m", "nntrain", "train", "--resume", str(run)], cwd=tmp_path, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    t0 = time.time()
+    while not (run / ".lock").read_text().strip() == str(first.pid) and time.time() - t0 < 60:
+        assert first.poll() is None, first.communicate()
+        time.sleep(0.05)
+    second = cli("train", "--resume", str(run))
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    assert second.exit_code == 2, second.output
+    assert f"being written by process {first.pid}" in second.stderr
+    epochs = [int(r["epoch"]) for r in rows(run)]
+    assert epochs == list(range(1, 41))  # every epoch once

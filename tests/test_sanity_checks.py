@@ -263,7 +263,8 @@ def test_overfit_passes_on_default_cnn_and_reports_every_epoch(s, cnn):
     )
     assert r.passed, r
     assert len(records) == r.values["epochs"] <= 200
-    assert records[-1]["train_acc"] == 1.0 and all(rec["train_acc"] < 1.0 for rec in records[:-1])
+    done = [rec["train_acc"] == 1.0 and rec["cost"] <= r.values["max_loss"] for rec in records]
+    assert done[-1] and not any(done[:-1])  # stops at the first epoch with 100% and a loss near zero
     assert r.values["loss"] == records[-1]["cost"]
 
 
@@ -537,3 +538,31 @@ def test_gradient_check_passes_on_photo_folders_at_any_size_and_seed(photo_folde
     # a real figure where it was measured, not a floored 0 on an arbitrary tensor
     assert 0 < r.values["worst_rel_error"] < 1e-4 and r.values["worst_index"] >= 0
     assert f"{r.values['worst_tensor']}[{r.values['worst_index']}]" in r.measured
+
+
+def test_overfit_fails_when_accuracy_is_100_percent_but_the_loss_is_still_ln_c(s):
+    """The lecture's two-layer net (1e-4·randn init) at its lr 0.05: after 2 epochs the argmax is right
+    on both samples while the loss is still ≈ ln C; 100% accuracy alone passed a net that learned nothing."""
+    from nntrain.sanity.checks import OVERFIT_MAX_LOSS_FRAC
+
+    cfg = load_config("configs/lecture-two-layer.yaml", overrides=["device=cpu"])
+    lecture = setup(cfg)
+    records: list[dict] = []
+    r = overfit_tiny(
+        lecture.new_model(),
+        tiny_subset(lecture.data.train, 2, seed=0),
+        optimizer=cfg.train.optimizer,
+        epochs=10,
+        batch_size=32,
+        seed=0,
+        on_epoch=records.append,
+    )
+    assert any(rec["train_acc"] == 1.0 and rec["cost"] > 0.9 * math.log(10) for rec in records)  # the old pass
+    assert not r.passed and r.values["epochs"] == 10
+    assert r.values["max_loss"] == pytest.approx(OVERFIT_MAX_LOSS_FRAC * math.log(10))
+    assert "0.1·ln C" in r.expected
+
+
+def test_overfit_passes_only_with_a_loss_near_zero_on_a_healthy_net(s, cnn):
+    r = overfit_tiny(cnn, sample(s, 20), optimizer=s.cfg.train.optimizer, epochs=200, batch_size=64, seed=0)
+    assert r.passed and r.values["train_acc"] == 1.0 and r.values["loss"] <= r.values["max_loss"]

@@ -6,7 +6,7 @@ import json
 import re
 
 import pytest
-from helpers import cli, collector_states
+from helpers import cli, collector_states, terminal_console
 
 from nntrain.config import Config, SanityConfig, read_yaml
 from nntrain.sanity import runner as sanity
@@ -124,13 +124,11 @@ def test_terminal_rendering_shows_progress_table_and_hints(monkeypatch):
     """On a TTY: a live status per check, a rich table, the hint of each failure below it."""
     import io
 
-    from rich.console import Console
-
     import nntrain.cli.render as con
     from nntrain.sanity.checks import CheckResult
 
     buf = io.StringIO()
-    monkeypatch.setattr(con, "console", Console(file=buf, force_terminal=True, width=120, highlight=False))
+    monkeypatch.setattr(con, "console", terminal_console(buf, columns=120, highlight=False, color_system="auto"))
     rep = con.SanityReporter(verbose=True, auto_refresh=False)  # no refresh thread: the output is deterministic
     assert rep.live
     rep.on_check_start({"index": 1, "total": 2, "name": "overfit_tiny", "title": "overfit a tiny subset"})
@@ -164,3 +162,14 @@ def test_bad_input_met_during_a_check_exits_2_with_its_message_not_a_fail(tmp_pa
     assert not any(line.startswith("FAIL") for line in res.output.splitlines())
     errors = [line for line in res.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, res.output
+
+
+def test_the_lecture_config_passes_every_check_as_its_comment_promises():
+    """configs/lecture-two-layer.yaml says `nntrain sanity -c` on it passes: a real run of all 8 checks."""
+    assert "all 8 checks pass" in open("configs/lecture-two-layer.yaml").read()
+    res = cli("sanity", "-c", "configs/lecture-two-layer.yaml", "--set", "device=cpu")
+    assert res.exit_code == 0, res.output
+    assert res.output.rstrip().endswith("8/8 checks passed")
+    overfit = next(line for line in res.output.splitlines() if line.startswith("PASS  overfit_tiny"))
+    loss = float(re.search(r"loss (\d+\.\d+)", overfit).group(1))
+    assert loss <= 0.1 * 2.302585  # near zero, not merely 100% accuracy

@@ -133,15 +133,15 @@ def test_update_ratio_names_the_layer_and_the_direction_early_only():
     run_records(
         diag,
         [
-            record(1, 2.0, conv1=0.5, fc1=1e-3, out=2e-3),  # conv1 500x too big
+            record(1, 2.29, conv1=0.5, fc1=1e-3, out=2e-3),  # conv1 500x too big, the loss barely fell
             record(
-                2, 1.5, conv1=2e-3, fc1=1e-6, out=1e-3
+                2, 2.29, conv1=2e-3, fc1=1e-6, out=1e-3
             ),  # fc1 1000x too small (a same-epoch "lower" would silence it)
-            record(3, 1.0, conv1=0.5, fc1=1e-3, out=1.0),  # past early_epochs: not checked
+            record(3, 2.29, conv1=0.5, fc1=1e-3, out=1.0),  # past early_epochs: not checked
         ],
     )
-    assert rules(diag) == ["update_ratio.conv1.high", "update_ratio.fc1.low"]
-    high, low = diag.advice
+    assert rules(diag) == ["update_ratio.conv1.high", "flat", "update_ratio.fc1.low"]
+    high, _, low = diag.advice
     assert (
         high.message.startswith("layer conv1:")
         and "far above" in high.message
@@ -150,6 +150,36 @@ def test_update_ratio_names_the_layer_and_the_direction_early_only():
     assert (
         low.message.startswith("layer fc1:") and "far below" in low.message and "raise the learning rate" in low.message
     )
+
+
+def test_update_ratio_stays_quiet_while_the_loss_falls_well():
+    """The loss is the evidence: a far-off ratio in an epoch whose loss fell well is no reason to move
+    the lr (the lr-sweep rates such an lr good; train must not say "lower the learning rate")."""
+    diag = Diagnostics(DiagnosticsConfig(update_ratio=1e-3, update_ratio_factor=100, early_epochs=2))
+    run_records(diag, [record(1, 1.2, conv1=0.11, fc1=1e-3), record(2, 0.6, conv1=0.2, fc1=1e-6)])
+    assert rules(diag) == [] and diag.verdict() == "good"
+
+
+def test_learned_little_lists_too_low_first_for_a_loss_that_fell_slowly_and_never_rose():
+    """The lecture's "lr too low" picture: no rule spoke (the loss fell more than flat_drop), val
+    accuracy stayed at chance; the causes follow the curve: too low first. A loss that rose: too high first."""
+    slow = Diagnostics(DiagnosticsConfig())
+    slow.on_fit_start({"epochs": 3, "history": SimpleNamespace(step_losses=[2.3]), "num_classes": 10})
+    for e, loss in enumerate((2.25, 2.2, 2.15), start=1):
+        r = record(e, loss, train_acc=0.1, val_acc=0.1)
+        slow.on_epoch_metrics(r)
+        slow.on_epoch_end(r)
+    assert rules(slow) == ["poor"]
+    msg = slow.advice[0].message
+    assert msg.index("too low") < msg.index("too high")
+    bumpy = Diagnostics(DiagnosticsConfig())
+    bumpy.on_fit_start({"epochs": 3, "history": SimpleNamespace(step_losses=[2.3]), "num_classes": 10})
+    for e, loss in enumerate((2.2, 2.25, 2.1), start=1):  # rose from epoch 1 to 2, never above the start
+        r = record(e, loss, train_acc=0.1, val_acc=0.1)
+        bumpy.on_epoch_metrics(r)
+        bumpy.on_epoch_end(r)
+    msg = bumpy.advice[-1].message
+    assert bumpy.advice[-1].rule == "poor" and msg.index("too high") < msg.index("too low")
 
 
 def test_disabled_diagnostics_say_nothing_and_never_stop():

@@ -1,7 +1,7 @@
 """CUDA paths: data resident on the GPU, AMP, channels_last, compile, no host sync per step.
 
 The CUDA tests run where a GPU exists (scripts/gpu_check.sh on the lent GPU machine);
-the device-selection and AMP-off-on-CPU tests run everywhere.
+the device-selection and precision-choice tests run everywhere.
 """
 
 from __future__ import annotations
@@ -34,10 +34,11 @@ def test_cuda_request_without_cuda_is_bad_input():
         resolve_device("cuda")
 
 
-@pytest.mark.parametrize("amp", ["bf16", "fp16"])
-def test_amp_is_off_on_cpu(amp):
-    p = Precision.create(amp, torch.device("cpu"))
-    assert p.dtype is None and p.scaler is None
+def test_fp16_is_off_on_cpu_and_auto_is_fp32_on_cuda():
+    p = Precision.create("fp16", torch.device("cpu"))
+    assert p.dtype is None and p.scaler is None and "use bf16" in p.reason
+    p = Precision.create("auto", torch.device("cuda"))  # deciding needs no GPU
+    assert p.dtype is None and p.scaler is None and p.name == "fp32"
 
 
 def cfg_on(device: str, *extra: str):
@@ -45,13 +46,13 @@ def cfg_on(device: str, *extra: str):
 
 
 @cuda
-@pytest.mark.parametrize("amp", ["off", "bf16", "fp16"])
+@pytest.mark.parametrize("amp", ["off", "auto", "bf16", "fp16"])
 def test_training_on_cuda_keeps_data_on_the_gpu_and_learns(amp):
     cfg = cfg_on("cuda", f"train.amp={amp}")
     s = setup(cfg)
     assert s.data.train.x.is_cuda and s.data.test.y.is_cuda
     p = Precision.create(amp, s.device)
-    assert (p.dtype is None) == (amp == "off") and (p.scaler is not None) == (amp == "fp16")
+    assert (p.dtype is None) == (amp in ("off", "auto")) and (p.scaler is not None) == (amp == "fp16")
     h = fit(s.new_model(), s.data, cfg.train, seed=0, device=s.device)
     assert h.test_acc >= 0.95, h.test_acc
 

@@ -14,8 +14,8 @@ from typer.core import TyperCommand, TyperGroup
 
 from nntrain.cli import config_cmd, cv, data, evaluate, export, lrsweep, plots, predict, report, runs, sanity, train
 from nntrain.cli.common import set_hint
-from nntrain.cli.startup import before_exit, quick_exit
-from nntrain.training.threads import mark_start, set_wait_policy
+from nntrain.cli.startup import before_exit
+from nntrain.training.threads import set_wait_policy
 
 
 def _flags_take_no_value(params: list[Any]) -> list[Any]:
@@ -114,16 +114,11 @@ app.add_typer(config_app, name="config")
 
 
 def main() -> None:
-    mark_start()  # the start-up is the window in which other processes' CPU use is measured
-    set_wait_policy()  # before torch is imported: waiting OpenMP threads spin briefly, then yield their core
+    set_wait_policy()  # before torch is imported: waiting OpenMP threads sleep (a user's own setting wins)
     try:
         app(prog_name="nntrain")  # (click's standalone mode: always ends in SystemExit)
-        code: object = 0
-    except SystemExit as e:
-        code = e.code
     finally:
-        before_exit()  # the command's files are written: a quick exit
-    quick_exit(code)  # (an unexpected exception is not caught here: Python prints it and exits as usual)
+        before_exit()
 
 
 if __name__ == "__main__":

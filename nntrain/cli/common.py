@@ -65,16 +65,29 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def load_cfg(config: Optional[Path], overrides: Optional[List[str]]):
+def load_cfg(config: Optional[Path], overrides: Optional[List[str]], *, as_typed: bool = False):
+    """The config of a command. ``data.root`` is made absolute (``~`` expanded) unless ``as_typed`` (``config
+    show``): a run's config.yaml and checkpoints then name the data wherever ``eval``/``export`` run later."""
+    import os
+
     from nntrain.config import load_config
 
-    return load_config(config, overrides or [])
+    cfg = load_config(config, overrides or [])
+    if as_typed or cfg.data.root is None:
+        return cfg
+    root = os.path.abspath(os.path.expanduser(cfg.data.root))
+    return cfg.model_copy(update={"data": cfg.data.model_copy(update={"root": root})})
 
 
-def out_path(out: Path, option: str = "--out", suffixes: tuple[str, ...] = (".png",)) -> Path:
+ForceOpt = typer.Option(False, "--force", help="Overwrite the output file if it exists (default: refuse, exit 2).")
+
+
+def out_path(out: Path, option: str = "--out", suffixes: tuple[str, ...] = (".png",), *, force: bool = False) -> Path:
     """An output file the user asked for: one of ``suffixes`` (pictures: .png), in an existing folder (the
-    write itself reports a read-only one)."""
+    write itself reports a read-only one), not an existing file unless ``force`` (``runs.files.refuse_overwrite``,
+    the one overwrite policy)."""
     from nntrain.errors import NntrainError
+    from nntrain.runs.files import refuse_overwrite
 
     if out.suffix.lower() not in suffixes:
         if suffixes == (".png",):
@@ -85,6 +98,7 @@ def out_path(out: Path, option: str = "--out", suffixes: tuple[str, ...] = (".pn
             f"{option} {out}: the directory '{out.parent}' does not exist; create it or choose a path in an "
             "existing folder"
         )
+    refuse_overwrite(out, option, force)
     return out
 
 

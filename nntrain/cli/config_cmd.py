@@ -15,7 +15,7 @@ def config_show(config: Optional[Path] = ConfigOpt, set_: Optional[List[str]] = 
     """Print the resolved config (file + overrides + defaults) as YAML."""
     from nntrain.config import to_yaml
 
-    print(to_yaml(load_cfg(config, set_)), end="")
+    print(to_yaml(load_cfg(config, set_, as_typed=True)), end="")
 
 
 @guarded

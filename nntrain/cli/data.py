@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from nntrain.cli.common import ConfigOpt, SetOpt, guarded, load_cfg, out_path
+from nntrain.cli.common import ConfigOpt, ForceOpt, SetOpt, guarded, load_cfg, out_path
 
 
 @guarded
@@ -22,6 +22,7 @@ def data_cmd(
     ),
     images: int = typer.Option(16, "--images", min=1, max=64, help="How many training images the grid shows."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON (machine-readable)."),
+    force: bool = ForceOpt,
 ) -> None:
     """Inspect the data as training will see it: class counts per split, image shape, value range
     after normalization, duplicates across splits; with --grid, a grid of normalized, augmented train images."""
@@ -32,7 +33,7 @@ def data_cmd(
     from nntrain.plots import save
 
     if grid is not None:
-        out_path(grid, "--grid")
+        out_path(grid, "--grid", force=force)
     s = setup(cfg)
     for line in s.dataset.notes:
         note(line)

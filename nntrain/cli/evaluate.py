@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from nntrain.cli.common import guarded, out_path
+from nntrain.cli.common import ForceOpt, guarded, out_path
 
 
 @guarded
@@ -21,6 +21,7 @@ def eval_cmd(
         "-o",
         help="Also draw the confusion matrix into this PNG (default: no picture; the run is only read).",
     ),
+    force: bool = ForceOpt,
 ) -> None:
     """Recompute a run's confusion matrix and per-class accuracy (best.pt) on its test or val split."""
     from nntrain.errors import ConfigError
@@ -31,7 +32,7 @@ def eval_cmd(
     from nntrain.pipeline.reopen import eval_run
     from nntrain.plots import confusion_figure, save
 
-    target = out_path(out) if out is not None else None
+    target = out_path(out, force=force) if out is not None else None
     result = eval_run(run_dir, split=split)
     if target is not None:
         save(confusion_figure(result.confusion, result.classes, title=f"{split} confusion"), target)

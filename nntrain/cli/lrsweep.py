@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from nntrain.cli.common import ConfigOpt, SetOpt, guarded, load_cfg, out_path
+from nntrain.cli.common import ConfigOpt, ForceOpt, SetOpt, guarded, load_cfg, out_path
 
 
 @guarded
@@ -17,13 +17,14 @@ def lr_sweep_cmd(
     lrs: str = typer.Option("1e-4,1e-3,1e-2,1e-1,1", "--lrs", help="Comma-separated learning rates to try."),
     epochs: int = typer.Option(5, "--epochs", min=1, help="Epochs per learning rate (short runs show the shape)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the figure here."),
+    force: bool = ForceOpt,
 ) -> None:
     """Train a fresh net per learning rate and draw all loss curves on one figure, with a recommendation."""
     from nntrain.pipeline.lrsweep import parse_lrs
 
     cfg = load_cfg(config, set_)
     values = parse_lrs(lrs)
-    target = out_path(out) if out else None
+    target = out_path(out, force=force) if out else None
     from nntrain.cli.render import plain, sweep_table
     from nntrain.config import to_yaml
     from nntrain.pipeline.lrsweep import lr_sweep, recommendation

@@ -7,7 +7,7 @@ from typing import List
 
 import typer
 
-from nntrain.cli.common import guarded, out_path
+from nntrain.cli.common import ForceOpt, guarded, out_path
 
 
 @guarded
@@ -23,6 +23,7 @@ def plot_filters(
     compare_init: bool = typer.Option(
         False, "--compare-init", help="Put the filters at initialization (the run's init.pt) beside the trained ones."
     ),
+    force: bool = ForceOpt,
 ) -> None:
     """Draw the first layer's weights as an image grid: conv filters, or each MLP hidden unit as an image."""
     from nntrain.cli.render import plain
@@ -44,7 +45,7 @@ def plot_filters(
         return ckpt, filter_tiles(weights, ckpt["input_shape"])
 
     path = resolve_checkpoint(source)
-    target = out_path(out)
+    target = out_path(out, force=force)
     ckpt, trained = tiles(path)
     kind = "conv filters" if ckpt["config"]["model"]["name"] == "cnn" else "hidden units"
     panels = [(f"{len(trained)} {kind}, trained (epoch {ckpt.get('epoch', '?')})", trained)]
@@ -69,15 +70,16 @@ def plot_curves(
         help="PNG to write (required: nothing is written into the current folder or over a run's own curves.png "
         "unasked; each run already holds its curves.png).",
     ),
+    force: bool = ForceOpt,
 ) -> None:
     """Learning curves of one or several runs: loss (per step and per epoch), train vs val accuracy, lr.
 
     Each run directory already holds its own curves.png; this draws several runs on the same axes into --out."""
     from nntrain.cli.render import plain
-    from nntrain.pipeline.artifacts import read_curves
+    from nntrain.pipeline.reopen import read_curves
     from nntrain.plots import curves_figure, save
 
-    target = out_path(out)
+    target = out_path(out, force=force)
     curves = [read_curves(r) for r in runs]
     save(curves_figure(curves), target)
     plain(f"wrote {target} ({len(curves)} run(s): {', '.join(c.label for c in curves)})")

@@ -215,6 +215,17 @@ def rows_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
         plain("  ".join(v.rjust(w) for v, w in zip(row, widths)))
 
 
+def predictions_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    """``nntrain predict``'s terminal table: the path column left-aligned and never wrapped (the caller has
+    fitted the paths to the width)."""
+    t = Table(title=title, title_justify="left")
+    for i, col in enumerate(columns):
+        t.add_column(col, justify="left" if i == 0 or col == "next guesses" else "right", no_wrap=i == 0)
+    for row in rows:
+        t.add_row(*(escape(v) for v in row))
+    console.print(t)
+
+
 def per_class_table(rows: list[dict[str, Any]], title: str) -> None:
     rows_table(
         title,

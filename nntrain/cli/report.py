@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from nntrain.cli.common import guarded
+from nntrain.cli.common import ForceOpt, guarded
 
 
 @guarded
@@ -19,12 +19,17 @@ def report_cmd(
         None,
         "--out",
         "-o",
-        help="HTML file to write (default: report.html in the directory; needed if it is read-only).",
+        help="HTML file to write (default: report.html in the directory, rebuilt; needed if it is read-only).",
     ),
+    force: bool = ForceOpt,
 ) -> None:
     """Write one self-contained HTML page of a run or a cv (pictures inline, no script, nothing fetched)."""
     from nntrain.cli.render import plain
     from nntrain.report import build_report
+    from nntrain.runs.files import refuse_overwrite
+
+    if out is not None:
+        refuse_overwrite(out, "--out", force)  # the directory's own report.html is rebuilt; a named file is kept
 
     target = build_report(directory, out=out)
     plain(f"wrote {target} ({target.stat().st_size / 1024:.0f} KiB)")

@@ -49,7 +49,7 @@ def runs_cmd(
             for k, vals in c["metrics"].items()
         ]
         rows_table("metrics", ["metric", *c["runs"]], rows)
-        plain(f"curves on the same axes: nntrain plot-curves {' '.join(c['paths'])}")
+        plain(f"curves on the same axes: nntrain plot-curves {' '.join(c['paths'])} --out compare.png")
         return
     if paths and len(paths) > 1:
         raise NntrainError(f"nntrain runs takes one directory, got {len(paths)}; to compare runs add --compare")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -28,25 +26,18 @@ def train(
 
     if resume is not None and (config is not None or set_):
         raise ConfigError("--resume continues a run with its own config.yaml; drop --config/--set (or start a new run)")
-    from nntrain.pipeline.drawer import PictureWorker
-    from nntrain.pipeline.sklearn_helper import SklearnHelper
+    cfg = None if resume is not None else load_cfg(config, set_)
+    from nntrain.errors import Interrupted
+    from nntrain.training import distributed
 
-    with PictureWorker() as pictures, SklearnHelper() as sklearn_calls:
-        sklearn_calls.start()  # imports scikit-learn on the idle core while this process imports torch
-        if os.environ.get("RANK", "0") == "0":  # (torchrun ranks > 0 draw nothing)
-            pictures.start()  # its imports run on the idle core while this process imports torch
-        cfg = None if resume is not None else load_cfg(config, set_)
-        from nntrain.errors import Interrupted
-        from nntrain.training import distributed
-
-        # under torchrun: join the process group (rank > 0 then prints nothing)
-        ddp = distributed.init_from_env(cfg.device if cfg is not None else _resume_device(resume))
-        try:
-            _train(cfg, resume, json_out, ddp, pictures)
-        except (Interrupted, typer.Exit):  # every rank stopped at the same point: leave the group cleanly
-            distributed.shutdown()
-            raise
-        distributed.shutdown()  # (after an error a rank just exits: torchrun ends the others)
+    # under torchrun: join the process group (rank > 0 then prints nothing)
+    ddp = distributed.init_from_env(cfg.device if cfg is not None else _resume_device(resume))
+    try:
+        _train(cfg, resume, json_out, ddp)
+    except (Interrupted, typer.Exit):  # every rank stopped at the same point: leave the group cleanly
+        distributed.shutdown()
+        raise
+    distributed.shutdown()  # (after an error a rank just exits: torchrun ends the others)
 
 
 class _RunDir:
@@ -63,7 +54,7 @@ def _resume_device(resume: Path) -> str:
     return load_cfg(resume / "config.yaml", []).device if (resume / "config.yaml").is_file() else "auto"
 
 
-def _train(cfg: Any, resume: Optional[Path], json_out: bool, ddp: Any, pictures: Any = None) -> None:
+def _train(cfg: Any, resume: Optional[Path], json_out: bool, ddp: Any) -> None:
     from nntrain.cli.live import EpochReporter
     from nntrain.cli.render import error, plain, train_summary, warn
     from nntrain.errors import Interrupted
@@ -98,10 +89,10 @@ def _train(cfg: Any, resume: Optional[Path], json_out: bool, ddp: Any, pictures:
     from nntrain.cli.render import advice, per_class_table
     from nntrain.training.advice import Diagnostics
 
-    if cfg is not None:
-        diag_cfg = cfg.diagnostics
-    else:  # resuming: the run's own settings (resume_run reports a missing config.yaml)
-        diag_cfg = load_cfg(resume / "config.yaml", []).diagnostics if (resume / "config.yaml").is_file() else None
+    run_cfg = cfg
+    if cfg is None:  # resuming: the run's own settings (resume_run reports a missing config.yaml)
+        run_cfg = load_cfg(resume / "config.yaml", []) if (resume / "config.yaml").is_file() else None
+    diag_cfg = run_cfg.diagnostics if run_cfg is not None else None
 
     def report(a: Any) -> None:  # advice goes below the epoch rows finished so far, not above the title
         reporter.flush()
@@ -109,13 +100,32 @@ def _train(cfg: Any, resume: Optional[Path], json_out: bool, ddp: Any, pictures:
 
     diagnostics = Diagnostics(diag_cfg, report=report)
     where = _RunDir()
-    callbacks = ([] if json_out else [reporter]) + [diagnostics, FreezeHeap(), where]
+    from nntrain.tracking import start_tracking
+
+    # output.mlflow: bad URI or missing extra → exit 2 here, before a run directory exists
+    tracker = start_tracking(run_cfg, warn=warn, resume=resume)
+    callbacks = ([] if json_out else [reporter]) + [diagnostics, FreezeHeap(), where, tracker]
+
+    written: dict[str, Any] = {}  # summary.json as the run wrote it
+
+    def show_result(summary: dict[str, Any]) -> None:  # before the pictures are drawn: the user sees it first
+        written.update(summary)
+        reporter.close()
+        if not json_out:
+            if summary.get("per_class_test"):
+                per_class_table(summary["per_class_test"], "per-class test accuracy (confusion.png)")
+            from nntrain.cli.common import process_seconds
+
+            train_summary(summary, str(where.path), wall_seconds=process_seconds())
+        if summary.get("load_note"):
+            warn(summary["load_note"])
+
     with GracefulStop() as stop:
         try:
             if resume is not None:
-                history, run, cfg = resume_run(resume, callbacks=callbacks, should_stop=stop, pictures=pictures)
+                history, run, cfg = resume_run(resume, callbacks=callbacks, should_stop=stop, on_result=show_result)
             else:
-                history, run = train_run(cfg, callbacks=callbacks, s=s, should_stop=stop, pictures=pictures)
+                history, run = train_run(cfg, callbacks=callbacks, s=s, should_stop=stop, on_result=show_result)
         except KeyboardInterrupt:  # a second Ctrl-C: no checkpoint of this moment, but the last one resumes
             reporter.close()
             if where.path is None:
@@ -137,24 +147,18 @@ def _train(cfg: Any, resume: Optional[Path], json_out: bool, ddp: Any, pictures:
             "last.pt saved. "
             f"Resume with: nntrain train --resume {run.path}"
         )
-    summary = json.loads((run.path / "summary.json").read_text())
     from nntrain.report import build_report
 
-    # report.html: the run's whole story on one page (it reads the PNGs last, once the helper drew them)
-    report = build_report(run.path, setup=s, pictures_ready=pictures.finish if pictures is not None else None)
+    # report.html: the run's whole story on one page, from the same test pass as summary.json
+    report = build_report(run.path, setup=s, test=history.test)
+    # MLflow: test figures, artifacts, model; its run id goes into summary.json
+    summary = tracker.finish(run.path, written)
     if json_out:
         from nntrain.runs.files import json_text
 
         plain(json_text({**summary, "run_dir": str(run.path), "report": str(report)}).rstrip())
     else:
-        if summary.get("per_class_test"):
-            per_class_table(summary["per_class_test"], "per-class test accuracy (confusion.png)")
-        from nntrain.cli.common import process_seconds
-
-        train_summary(summary, str(run.path), wall_seconds=process_seconds())
         plain(f"report         {report}")
-    if summary.get("load_note"):
-        warn(summary["load_note"])
     if history.diverged:
         error(history.stopped or "training diverged")
         raise typer.Exit(1)

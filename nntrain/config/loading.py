@@ -26,6 +26,25 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return validate(raw, source=str(path) if path is not None else "built-in defaults", origins=origins)
 
 
+class _DuplicateKey(yaml.MarkedYAMLError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (YAML's last-wins would hide a typo)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise _DuplicateKey(
+                    problem=f"key '{key}' is given twice in one mapping; keep one", problem_mark=key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
@@ -33,14 +52,21 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file '{p}' cannot be read: {hint}; pass an existing YAML file to --config")
     try:
         text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"config file '{p}' is not a text file (byte {e.object[e.start]:#04x} at offset {e.start} is not UTF-8); "
+            "pass a YAML config file to --config"
+        ) from None
+    except OSError as e:
         raise ConfigError(f"config file '{p}' cannot be read: {e}") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        if isinstance(e, _DuplicateKey):
+            raise ConfigError(f"{where}: {problem}") from None
         raise ConfigError(f"{where}: YAML syntax error: {problem}; fix the file and retry") from None
     if raw is None:
         return {}

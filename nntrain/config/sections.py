@@ -4,9 +4,9 @@ the config reference, ``scripts/config_reference.py``); the defaults equal ``con
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 TORCHVISION_SETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 """The ``data.dataset`` names read through torchvision (files under ``data.root``)."""
@@ -24,12 +24,25 @@ DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?"
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, v: Any, info: ValidationInfo) -> Any:
+        # pydantic reads `epochs: true` as 1: a bool is accepted only where the key takes a bool
+        if isinstance(v, bool) and not _takes_bool(cls.model_fields[info.field_name].annotation):
+            raise ValueError(f"{str(v).lower()} is a yes/no value; this key takes a number or a name")
+        return v
+
+
+def _takes_bool(annotation: Any) -> bool:
+    return annotation is bool or any(_takes_bool(a) for a in get_args(annotation))
+
 
 class AugmentConfig(_Section):
     """Train-time augmentation on whole batches (tensor ops, after normalization); never at evaluation."""
 
     crop_padding: int = Field(0, ge=0)
-    """Random crop: pad each side by this many pixels (zeros = the train mean) and crop back; 0 disables."""
+    """Random crop: pad each side by this many pixels (zeros = the train mean) and crop back; 0 disables.
+    Less than half the image side (CIFAR's usual: 4 of 32)."""
     hflip: bool = False
     """Flip each image left-right with probability 1/2 (wrong for digits and text: off by default)."""
 
@@ -104,6 +117,17 @@ class ModelConfig(_Section):
             raise ValueError(f"every width must be a positive integer, got {list(v)}")
         return v
 
+    @field_validator("channels")
+    @classmethod
+    def _conv_nets_need_a_stage(cls, v: tuple[int, ...], info: ValidationInfo) -> tuple[int, ...]:
+        name = info.data.get("name")
+        if name in ("cnn", "resnet") and not v:
+            raise ValueError(
+                f"empty: a {name} needs at least one conv stage (e.g. [32, 64]); "
+                "for a net without conv layers use model.name: mlp"
+            )
+        return v
+
 
 class OptimizerConfig(_Section):
     name: Literal["sgd", "adam", "adamw", "rmsprop"] = "sgd"
@@ -137,15 +161,18 @@ class TrainConfig(_Section):
     """step schedule only: per-epoch multiplicative decay (lecture's learning_rate_decay)."""
     patience: int | None = Field(None, gt=0)
     """Stop when val accuracy has not improved for this many epochs (None: never)."""
-    amp: Literal["off", "bf16", "fp16"] = "off"
-    """CUDA only: autocast dtype for the forward pass (ignored on CPU)."""
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    """Autocast dtype of the forward pass (parameters, checkpoints and exports stay float32). auto: bf16 on a
+    CPU with native bf16 matrix instructions (AMX, AVX-512 BF16) when an SGD step's conv/linear work is large
+    enough to gain, else fp32; fp32 on CUDA. bf16: CPU or CUDA; fp16: CUDA only (fp32 on the CPU, with a note).
+    See docs/precision.md."""
     compile: bool = False
     """torch.compile the model (pays a compile time up front)."""
     channels_last: Literal["auto", "on", "off"] = "auto"
     """Memory layout of a conv net and its data while training. auto: channels-last on CUDA and on the CPU
-    (1.2-1.7x faster epochs there), except under torchrun on the CPU, where a run on several processes must
+    (faster conv epochs: docs/speed.md), except under torchrun on the CPU, where a run on several processes must
     equal one process on the same batches: a channels-last CPU convolution's result depends slightly on the
-    batch size. off: the contiguous layout (bit-for-bit the results of nntrain before 2026-11-27 on the CPU)."""
+    batch size. off: the contiguous layout (the results of earlier nntrain versions on the CPU)."""
 
     @field_validator("amp", "channels_last", mode="before")
     @classmethod
@@ -213,6 +240,14 @@ class OutputConfig(_Section):
     tensorboard: bool = False
     """Also log the epoch scalars and the first-layer filter grid to <run>/tensorboard/
     (needs: pip install 'nntrain[tensorboard]')."""
+    mlflow: bool = False
+    """Also track the run (or the cv and its trials) in MLflow: params, tags, per-epoch metrics, the
+    pictures, the report and the best model (needs: pip install 'nntrain[mlflow]'; docs/tracking.md)."""
+    mlflow_uri: str | None = None
+    """MLflow tracking URI (http://host:5000, sqlite:///mlflow.db, a directory); null: the
+    MLFLOW_TRACKING_URI environment variable, else MLflow's default store."""
+    mlflow_experiment: str | None = None
+    """MLflow experiment the runs go to (created if missing); null: output.run_name."""
 
     @field_validator("run_name")
     @classmethod
@@ -300,10 +335,10 @@ class Config(_Section):
     device: str = "auto"
     """auto (CUDA when available, else CPU) | cpu | cuda | cuda:N."""
     threads: Literal["auto"] | int = "auto"
-    """CPU threads torch computes with: auto (small work such as digits: two threads when no other process
-    was busy while the command started, else one; larger work: the cores other processes leave free; either
-    goes on with one thread once later load slows its steps; one per cv fold job) | N ≥ 1 (every cv fold job
-    too). CPU results can differ in the last digits between thread counts (docs/threads.md)."""
+    """CPU threads torch computes with: auto (small work such as digits: one; larger work: the usable cores —
+    affinity, cgroup quota, OMP_NUM_THREADS — shared among torchrun's ranks on the node; one per cv fold job) |
+    N ≥ 1, at most the usable cores (every cv fold job too). Never chosen from other processes' load: the same
+    config and seed give the same numbers on a quiet and a busy machine (docs/threads.md)."""
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()

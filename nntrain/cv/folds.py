@@ -82,9 +82,12 @@ def check(plan: Plan, *, device_here: bool = True) -> list[tuple[np.ndarray, np.
     _, _, folds = pool_folds(plan.base, plan.folds)  # K < 2 or K > smallest class: DataError
     ds = dataset_for(plan.base)
     from nntrain.cv.space import check_space
+    from nntrain.pipeline.setup import check_crop
 
     for combo in check_space(plan.base, plan.grid, plan.space):  # e.g. too many conv stages for the image size
-        build_model(override(plan.base, combo).model, ds.input_shape, ds.num_classes)
+        cfg = override(plan.base, combo)
+        check_crop(cfg.data.augment.crop_padding, ds.input_shape)
+        build_model(cfg.model, ds.input_shape, ds.num_classes)
     return folds
 
 
@@ -138,8 +141,8 @@ def run_fold(job: dict[str, Any], report: Callable[[dict], None] | None = None) 
 
     from nntrain.data.memory import prepare
     from nntrain.models import build_model
-    from nntrain.training.device import Precision, resolve_device
-    from nntrain.training.engine import fit
+    from nntrain.training.device import resolve_device
+    from nntrain.training.engine import fit, run_precision
 
     cfg = Config.model_validate(job["config"])
     device = resolve_device(cfg.device)
@@ -165,7 +168,7 @@ def run_fold(job: dict[str, Any], report: Callable[[dict], None] | None = None) 
         with_tta(model, cfg.eval.tta),
         data.val,
         batch_size=cfg.train.eval_batch_size,
-        precision=Precision.create(cfg.train.amp, device),
+        precision=run_precision(cfg.train, model, data.input_shape, device),  # as fit trained it
     )
     best = h.records[h.best_epoch - 1] if h.best_epoch else {"val_loss": math.nan}
     return {

@@ -41,9 +41,7 @@ class LocalExecutor:
         if "forkserver" not in mp.get_all_start_methods():
             return mp.get_context("spawn")
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(
-            ["torch", "torch._dynamo", "torch.optim", "sklearn.datasets", "sklearn.model_selection"]
-        )
+        ctx.set_forkserver_preload(["torch", "torch._dynamo", "torch.optim"])
         return ctx
 
     def warm_up(self) -> None:

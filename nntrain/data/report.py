@@ -5,6 +5,8 @@ the network sees them (normalized and augmented: "visualize just before the net"
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +19,7 @@ def describe(s: Any) -> dict[str, Any]:
     """``s`` is a ``pipeline.Setup``; returns plain data (JSON-ready)."""
     data = s.data
     counts = split_class_counts(data)
+    digests, same = _digests(s.dataset) if data.splits is not None else (None, None)
     return {
         "dataset": s.dataset.name,
         "classes": list(data.classes),
@@ -27,7 +30,8 @@ def describe(s: Any) -> dict[str, Any]:
         "value_range": {name: value_range(getattr(data, name), s.cfg.train.eval_batch_size) for name in SPLITS},
         "norm_mean": data.mean.tolist(),
         "norm_std": data.std.tolist(),
-        "duplicates": duplicates(s.dataset, data.splits) if data.splits is not None else None,
+        "duplicates": duplicates(s.dataset, data.splits, digests) if data.splits is not None else None,
+        "duplicates_are": same,
         "notes": list(s.dataset.notes),
     }
 
@@ -45,11 +49,20 @@ def value_range(split: Any, batch_size: int) -> dict[str, float] | None:
     return {"min": lo, "max": hi, "mean": mean, "std": max(sq / n - mean * mean, 0.0) ** 0.5}
 
 
-def duplicates(ds: Any, splits: Any) -> dict[str, Any]:
+def _digests(ds: Any) -> tuple[list[bytes], str]:
+    """(one digest per sample, what equal digests mean): the file's bytes when the samples came from files
+    (two different pictures resized to the same pixels, e.g. two flat colours, are not copies), else the
+    sample's pixel values."""
+    if ds.sources is not None and all(Path(p).is_file() for p in ds.sources):
+        return [hashlib.blake2b(Path(p).read_bytes(), digest_size=16).digest() for p in ds.sources], "identical files"
+    return sample_digests(ds), "identical pixel values"
+
+
+def duplicates(ds: Any, splits: Any, digests: list[bytes] | None = None) -> dict[str, Any]:
     """For each pair of splits: how many samples of the later split have an exact copy in the earlier
     one (leakage: the model is scored on what it trained on), with up to 5 example pairs of dataset
     indices (and file names when the samples came from files)."""
-    digests = sample_digests(ds)
+    digests = digests if digests is not None else _digests(ds)[0]
     first: dict[str, dict[bytes, int]] = {}
     for name in SPLITS:
         seen: dict[bytes, int] = {}
@@ -129,7 +142,7 @@ def report_lines(r: dict[str, Any]) -> list[str]:
             else f"  {s:<5}  min {v['min']:+.3f}  max {v['max']:+.3f}  mean {v['mean']:+.3f}  std {v['std']:.3f}"
         )
     if r["duplicates"] is not None:
-        lines += ["", "exact duplicates across splits (identical raw bytes):"]
+        lines += ["", f"exact duplicates across splits ({r['duplicates_are']}):"]
         for pair, d in r["duplicates"].items():
             a, b = pair.split("/")
             lines.append(f"  {pair:<10} {d['count']}")

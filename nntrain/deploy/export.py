@@ -22,10 +22,16 @@ import numpy as np
 from nntrain.deploy.source import require, softmax
 from nntrain.errors import NntrainError
 from nntrain.pipeline.reopen import read_checkpoint, split_batches
+from nntrain.runs.files import default_mode, refuse_overwrite
 from nntrain.training.metrics import checkpoint_tta, with_tta
 
 FORMATS = {"onnx": ".onnx", "pt2": ".pt2", "safetensors": ".safetensors"}
 NEEDS = {"onnx": ("onnx", "onnxruntime", "onnxscript"), "pt2": (), "safetensors": ("safetensors",)}
+PREPROCESSING = (
+    "an image file: PIL.Image.open, ImageOps.exif_transpose, convert('L' if C == 1 else 'RGB'), resize((W, H), "
+    "Image.Resampling.BILINEAR) straight from the full-resolution decode (no JPEG draft scaling), then "
+    "(pixel / 255 - mean) / std per channel"
+)
 MAX_PROB_DIFF = 1e-5
 PARITY_INPUTS = 1000
 
@@ -77,6 +83,7 @@ def metadata(ckpt: dict[str, Any], test_accuracy: float | None) -> dict[str, Any
         "mean": [float(v) / 255 for v in ckpt["norm_mean"]],
         "std": [float(v) / 255 for v in ckpt["norm_std"]],
         "input_shape": [int(v) for v in ckpt["input_shape"]],
+        "preprocessing": PREPROCESSING,
         "nntrain_version": ckpt.get("versions", {}).get("nntrain") or _version(),
         "test_accuracy": test_accuracy,
     }
@@ -229,21 +236,47 @@ def default_out(source: Path, ckpt_path: Path, fmt: str) -> Path:
     return Path.cwd() / f"{name}{FORMATS[fmt]}"
 
 
-def check_out(out: Path, fmt: str) -> list[Path]:
+def check_out(out: Path, fmt: str, force: bool = False) -> list[Path]:
     targets = [out] + ([out.with_suffix(".json")] if fmt == "safetensors" else [])
     for t in targets:
         if not t.parent.is_dir():
             raise NntrainError(f"--out {out}: the directory '{t.parent}' does not exist; create it or choose another")
         if not os.access(t.parent, os.W_OK):
             raise NntrainError(f"--out {out}: the directory '{t.parent}' is not writable; choose another path")
-        if t.exists():
-            raise NntrainError(f"'{t}' already exists; remove it or choose another --out (nothing is overwritten)")
+        refuse_overwrite(t, "--out", force)
     return targets
 
 
-def export(source: str | Path, fmt: str = "onnx", out: str | Path | None = None) -> Exported:
-    if fmt not in FORMATS:
+def choose_format(fmt: str | None, out: str | Path | None) -> str:
+    """``--format`` and ``--out``'s extension agree: without --format the extension decides (default onnx); a
+    file name whose extension is another format's (or none of them) is refused, never written under a wrong
+    name."""
+    if fmt is not None and fmt not in FORMATS:
         raise NntrainError(f"--format {fmt!r}: allowed: {', '.join(FORMATS)}")
+    if out is None:
+        return fmt or "onnx"
+    suffix = Path(out).suffix.lower()
+    by_suffix = {ext: name for name, ext in FORMATS.items()}
+    if fmt is None:
+        if suffix not in by_suffix:
+            raise NntrainError(
+                f"--out {out}: the extension '{suffix}' names no export format; end it in "
+                f"{', '.join(FORMATS.values())}, or pass --format"
+            )
+        return by_suffix[suffix]
+    if suffix != FORMATS[fmt]:
+        hint = f" or pass --format {by_suffix[suffix]}" if suffix in by_suffix else ""
+        raise NntrainError(
+            f"--out {out}: a --format {fmt} file must end in {FORMATS[fmt]}; name it "
+            f"'{Path(out).with_suffix(FORMATS[fmt]).name}'{hint}"
+        )
+    return fmt
+
+
+def export(
+    source: str | Path, fmt: str | None = None, out: str | Path | None = None, *, force: bool = False
+) -> Exported:
+    fmt = choose_format(fmt, out)
     for name in NEEDS[fmt]:
         require(name, what=f"export --format {fmt}")
     import torch
@@ -253,7 +286,7 @@ def export(source: str | Path, fmt: str = "onnx", out: str | Path | None = None)
     path, ckpt, model = read_checkpoint(source)
     model = with_tta(model, checkpoint_tta(ckpt))  # eval.tta: flip is part of the exported graph (onnx, pt2)
     target = Path(out) if out is not None else default_out(source, path, fmt)
-    targets = check_out(target, fmt)
+    targets = check_out(target, fmt, force)
     x, accuracy, on = reference_inputs(ckpt, model)
     meta = metadata(ckpt, accuracy)
     example = torch.from_numpy(x[:2]) if len(x) >= 2 else torch.zeros(2, *meta["input_shape"])
@@ -292,6 +325,7 @@ def export(source: str | Path, fmt: str = "onnx", out: str | Path | None = None)
         if not parity.ok:
             raise ParityFailed(f"{fmt} export disagrees with the checkpoint, nothing written: {parity.line()}")
         for src, dst in zip(written, targets):
+            default_mode(src)  # the exporters wrote into mkstemp's 0600 file
             os.replace(src, dst)
     finally:
         for f in written + [tmp]:

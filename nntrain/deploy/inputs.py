@@ -68,11 +68,13 @@ def expand(inputs: Iterable[str], classes: tuple[str, ...], *, stdin=None) -> li
     for arg in inputs:
         if arg == "-":
             names = [line.strip() for line in (stdin or sys.stdin) if line.strip()]
-            files += [Path(n) for n in names]
+            files += [Path(n) for n in names] or [Item("-", error="stdin ('-') gave no paths: pipe one path per line")]
             continue
         p = Path(arg).expanduser()
         if p.is_dir():
-            files += _walk(p, exts)
+            files += _walk(p, exts) or [
+                Item(arg, error=f"folder '{arg}' holds no image files ({', '.join(sorted(exts)[:6])}, ...)")
+            ]
         elif p.suffix.lower() == ".npz" and p.is_file():
             files += _npz(p, classes)
         elif p.exists():

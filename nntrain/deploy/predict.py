@@ -12,6 +12,7 @@ import numpy as np
 
 from nntrain.deploy.inputs import Item, expand
 from nntrain.deploy.source import Source, open_source
+from nntrain.errors import NntrainError
 
 
 @dataclass
@@ -20,6 +21,7 @@ class PredictResult:
     rows: list[dict[str, Any]]
     summary: dict[str, Any]
     source: Source
+    notes: list[str]  # about inputs that were predicted (an image above Pillow's decompression-bomb limit)
 
 
 def columns(top_k: int) -> list[str]:
@@ -29,7 +31,7 @@ def columns(top_k: int) -> list[str]:
     return cols
 
 
-def _pixels(items: list[Item], src: Source) -> tuple[list[int], Any]:
+def _pixels(items: list[Item], src: Source, notes: Callable[[str], None] | None = None) -> tuple[list[int], Any]:
     """Decode the batch's inputs (failures recorded on their item) → (indices that decoded, uint8
     (n, C, H, W) tensor). Files go through training's ``decode``; the batch is stacked as (n, H, W, C)
     and viewed as (n, C, H, W), the channels-last layout PyTorch's CPU convolutions run fastest on."""
@@ -47,7 +49,7 @@ def _pixels(items: list[Item], src: Source) -> tuple[list[int], Any]:
             continue
         if it.file is not None:
             try:
-                a = decode(it.file, mode, (w, h))
+                a = decode(it.file, mode, (w, h), notes=notes)
             except DataError as e:
                 it.error = str(e)
                 continue
@@ -82,12 +84,16 @@ def predict(
 ) -> PredictResult:
     src = open_source(source, device)
     items = expand(inputs, src.classes, stdin=stdin)
+    if all(it.error for it in items):  # nothing that could be decoded: one line, no table of failures
+        more = f" (and {len(items) - 1} more input(s) like it)" if len(items) > 1 else ""
+        raise NntrainError(f"nothing to predict: {items[0].error}{more}")
     k = max(1, min(top_k, len(src.classes)))
     cols = columns(k)
     rows: list[dict[str, Any]] = []
+    notes: list[str] = []
     for start in range(0, len(items), batch_size):
         batch = items[start : start + batch_size]
-        ok, x = _pixels(batch, src)
+        ok, x = _pixels(batch, src, notes.append)
         probs = src.probabilities(src.normalize(x)) if x is not None else np.empty((0, len(src.classes)))
         top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
         by_item = dict(zip(ok, range(len(ok))))
@@ -102,7 +108,7 @@ def predict(
             rows.append(row)
         if progress is not None:
             progress(min(start + batch_size, len(items)), len(items))
-    return PredictResult(cols, rows, summarize(rows, src.classes), src)
+    return PredictResult(cols, rows, summarize(rows, src.classes), src, notes)
 
 
 def summarize(rows: list[dict[str, Any]], classes: tuple[str, ...]) -> dict[str, Any]:

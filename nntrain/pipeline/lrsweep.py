@@ -138,7 +138,8 @@ def recommend(runs: list[SweepRun]) -> SweepRun | None:
         acc = r.val_acc if math.isfinite(r.val_acc) else -1.0  # no val split: lowest loss wins
         return (acc, -r.final_loss)
 
-    best = max(alive, key=key)
+    # the rules' verdict stands in every verb: a run they call too high/low is never "best" while one is good
+    best = max([r for r in alive if r.verdict == "good"] or alive, key=key)
     for r in alive:
         if r is best or r.verdict != "good" or not math.isfinite(drop(best)) or not math.isfinite(drop(r)):
             continue

@@ -1,8 +1,11 @@
 """Reopening a finished run: its checkpoint, its model, its data (``nntrain eval``,
-``plot-filters``, ``predict``, ``export``)."""
+``plot-filters``, ``plot-curves``, ``predict``, ``export``)."""
 
 from __future__ import annotations
 
+import csv
+import json
+import math
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -10,16 +13,22 @@ import torch
 from torch import nn
 
 from nntrain.errors import CheckpointError, NntrainError, RunDirError
+from nntrain.plots import Curves
 from nntrain.training.metrics import EvalResult, evaluate_classes
 
 
 def resolve_checkpoint(path: str | Path, name: str = "best.pt") -> Path:
-    """A run directory → its ``name`` checkpoint (``last.pt`` if there is no best); a file → itself."""
+    """A run directory → its ``name`` checkpoint; a file → itself. A run without it is refused, never silently
+    read from another checkpoint: the message says how to use its ``last.pt`` on purpose."""
     p = Path(path)
     if p.is_dir():
-        for candidate in (name, "last.pt"):
-            if (p / candidate).is_file():
-                return p / candidate
+        if (p / name).is_file():
+            return p / name
+        if (p / "last.pt").is_file():
+            raise RunDirError(
+                f"'{p}' holds no {name}, only last.pt (the run stopped before it kept a best model); resume it "
+                f"(nntrain train --resume {p}) or pass '{p / 'last.pt'}' to use its last weights"
+            )
         raise RunDirError(f"'{p}' holds no {name} or last.pt; pass a run directory written by nntrain train")
     if not p.exists():
         raise CheckpointError(f"'{p}' does not exist; pass a run directory (runs/<name>-<time>) or a .pt checkpoint")
@@ -155,3 +164,38 @@ def _same_data(saved: dict[str, Any] | None, now: dict[str, Any], run: Path) -> 
             "removed, renamed or edited, so the splits are not the ones the run saw; restore the data as it was, "
             "or train a new run"
         )
+
+
+def read_curves(run_dir: str | Path) -> Curves:
+    """A finished run's epoch records (metrics.csv) and step losses (steps.csv, if present)."""
+    run = Path(run_dir)
+    metrics = run / "metrics.csv"
+    if not metrics.is_file():
+        raise RunDirError(f"'{run}' has no metrics.csv; pass a run directory written by nntrain train")
+    try:
+        with open(metrics, newline="") as f:
+            records = [{k: _num(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        steps: list[float] = []
+        if (run / "steps.csv").is_file():
+            with open(run / "steps.csv", newline="") as f:
+                steps = [_num(row["loss"]) for row in csv.DictReader(f)]
+    except (OSError, KeyError, ValueError, csv.Error) as e:
+        raise RunDirError(f"cannot read the metrics of '{run}': {e}; the run directory is damaged") from None
+    if not records:
+        raise RunDirError(f"'{run}/metrics.csv' has no epochs yet; wait for the run's first epoch")
+    return Curves(run.resolve().name, records, steps, test_acc=_test_acc(run))
+
+
+def _test_acc(run: Path) -> float | None:
+    """The run's test accuracy from summary.json (None when absent or unreadable: the title says so)."""
+    try:
+        v = json.loads((run / "summary.json").read_text()).get("test_acc")
+        return float(v) if v is not None else None
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def _num(v: str | None) -> float:
+    if v is None or v == "":
+        return math.nan
+    return float(v)

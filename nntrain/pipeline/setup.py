@@ -20,11 +20,11 @@ from nntrain.data.memory import prepare
 from nntrain.data.registry import load_dataset
 from nntrain.data.splits import make_splits
 from nntrain.data.types import Dataset, Prepared, SplitIndices
-from nntrain.errors import name_some
+from nntrain.errors import ConfigError, name_some
 from nntrain.models import build_model
 from nntrain.training import distributed
-from nntrain.training.device import resolve_device
-from nntrain.training.threads import choose_threads, other_load, short_spin_waits, step_macs, usable_cores
+from nntrain.training.device import precision_note, resolve_device
+from nntrain.training.threads import choose_threads, step_macs, usable_cores
 
 
 @dataclass
@@ -58,15 +58,24 @@ def setup(cfg: Config) -> Setup:
     splits = make_splits(ds, cfg)
     data = prepare(ds, splits.train, splits.val, splits.test, device, splits=splits)
     ds = replace(ds, notes=ds.notes + tuple(setting_notes(cfg, device, ds, splits)))
+    check_crop(cfg.data.augment.crop_padding, data.input_shape)
     model = build_model(cfg.model, data.input_shape, data.num_classes)  # shape errors surface now
     # processes sharing this machine's cores: torchrun's ranks on this node
     local = int(os.environ.get("LOCAL_WORLD_SIZE", ddp.world)) if ddp is not None else 1
     macs = step_macs(model, data.input_shape, cfg.train.batch_size)
-    busy = other_load() if cfg.threads == "auto" else 0.0  # cores other processes keep busy now
-    threads = choose_threads(
-        cfg.threads, macs=macs, cores=usable_cores(), jobs=local, busy=busy, short_spin=short_spin_waits()
-    )
+    threads, capped = choose_threads(cfg.threads, macs=macs, cores=usable_cores(), jobs=local)
+    ds = replace(ds, notes=ds.notes + (precision_note(cfg.train.amp, device, macs),) + ((capped,) if capped else ()))
     return Setup(cfg, device, ds, data, threads)
+
+
+def check_crop(padding: int, input_shape: tuple[int, int, int]) -> None:
+    side = min(input_shape[1:])
+    if 2 * padding >= side:  # a crop shifted by up to `padding` pixels may keep less than half the image
+        raise ConfigError(
+            f"data.augment.crop_padding={padding} on {input_shape[1]}x{input_shape[2]} images: a random crop can "
+            f"keep less than half of an image, so the net learns little; use at most {(side - 1) // 2} "
+            f"(commonly about 1/8 of the side: {max(1, side // 8)})"
+        )
 
 
 def setting_notes(cfg: Config, device: torch.device, ds: Dataset, splits: SplitIndices) -> list[str]:
@@ -78,8 +87,6 @@ def setting_notes(cfg: Config, device: torch.device, ds: Dataset, splits: SplitI
             f"train.batch_size={cfg.train.batch_size} > {n_train} train samples: every step uses the whole "
             "train split (full-batch gradient descent, one step per epoch)"
         )
-    if cfg.train.amp != "off" and device.type != "cuda":
-        notes.append(f"train.amp={cfg.train.amp} is ignored on {device.type}: mixed precision is CUDA only")
     if cfg.train.compile and device.type != "cuda":
         import logging
 

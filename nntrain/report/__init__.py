@@ -19,15 +19,13 @@ def writable(d: Path) -> bool:
     return os.access(d, os.W_OK)
 
 
-def build_report(
-    path: str | Path, *, out: str | Path | None = None, setup: Any = None, pictures_ready: Any = None
-) -> Path:
+def build_report(path: str | Path, *, out: str | Path | None = None, setup: Any = None, test: Any = None) -> Path:
     """Write the report of a run or cv directory to ``out`` (default ``<dir>/report.html``); returns the path.
 
     ``setup``: the run's ``pipeline.Setup`` when the caller has it (``nntrain train``), else it is
-    rebuilt from the run's config.yaml (same config and seed → same splits). ``pictures_ready``: called
-    before the run's PNGs are read (``nntrain train``: its helper process may still be drawing them)."""
-    from nntrain.report.html import environment, write_html
+    rebuilt from the run's config.yaml (same config and seed → same splits). ``test``: the best model's
+    test outputs (``History.test``) when the caller has them, else the run's checkpoint is tested again."""
+    from nntrain.report.html import write_html
 
     d = Path(path)
     if not d.is_dir():
@@ -53,11 +51,4 @@ def build_report(
         )
     from nntrain.report.run import run_context
 
-    if pictures_ready is not None:
-        waiting = pictures_ready
-
-        def pictures_ready() -> None:
-            environment().get_template("run.html.j2")  # compiled while the pictures are drawn
-            waiting()
-
-    return write_html("run.html.j2", run_context(d, setup=setup, pictures_ready=pictures_ready), target)
+    return write_html("run.html.j2", run_context(d, setup=setup, test=test), target)

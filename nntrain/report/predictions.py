@@ -8,64 +8,42 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from nntrain.report.html import array_uri, images_uris
 
 
-def test_predictions(model: Any, split: Any, *, batch_size: int, k: int = 12) -> dict[str, Any]:
-    """One pass over ``split``: predictions, and the ``k`` samples with the highest cross-entropy
-    (their normalized images, true and predicted class, probabilities)."""
-    model.eval()
-    preds, losses, probs_true, probs_pred = [], [], [], []
-    top_x: list[torch.Tensor] = []
-    top_idx: list[torch.Tensor] = []
-    offset = 0
-    with torch.inference_mode():
-        for xb, yb in split.eval_batches(batch_size):
-            logits = model(xb).float()
-            p = logits.softmax(1)
-            loss = F.cross_entropy(logits, yb, reduction="none")
-            pred = p.argmax(1)
-            preds.append(pred.cpu())
-            losses.append(loss.cpu())
-            probs_true.append(p.gather(1, yb[:, None])[:, 0].cpu())
-            probs_pred.append(p.gather(1, pred[:, None])[:, 0].cpu())
-            j = loss.topk(min(k, len(loss))).indices  # this batch's candidates: memory stays O(k)
-            top_x.append(xb[j].float().cpu())
-            top_idx.append(j.cpu() + offset)
-            offset += len(yb)
-    if not preds:
-        return {"pred": np.zeros(0, dtype=np.int64), "top": []}
-    loss_all = torch.cat(losses)
-    cand_idx = torch.cat(top_idx)
-    cand_x = torch.cat(top_x)
-    order = loss_all[cand_idx].argsort(descending=True)[:k]
-    pred_all, pt, pp = torch.cat(preds), torch.cat(probs_true), torch.cat(probs_pred)
-    y = split.y.cpu()
-    uris = images_uris(cand_x[order])
-    top = [
+def top_losses(outputs: Any, split: Any, classes: list[str], *, k: int = 12) -> list[dict[str, Any]]:
+    """``k`` test samples of ``outputs`` (a ``SplitOutputs`` of ``split``): the misclassified ones by
+    cross-entropy, highest first, then (when fewer than ``k`` are wrong) the correct ones with the highest
+    loss, marked ``correct``; their normalized images, true and predicted class, probabilities."""
+    if not len(outputs):
+        return []
+    loss = outputs.sample_loss
+    pred = np.asarray(outputs.pred)
+    y = outputs.y.numpy()
+    order = np.lexsort((-loss, pred == y))[:k]  # errors first (False sorts first), each part by loss
+    ((x, _),) = split.index_batches([torch.as_tensor(order)])
+    probs = outputs.log_probs.exp()
+    return [
         {
-            "index": int(cand_idx[o]),
-            "true": int(y[cand_idx[o]]),
-            "pred": int(pred_all[cand_idx[o]]),
-            "p_pred": float(pp[cand_idx[o]]),
-            "p_true": float(pt[cand_idx[o]]),
-            "loss": float(loss_all[cand_idx[o]]),
+            "index": int(i),
+            "true": classes[int(y[i])],
+            "pred": classes[int(pred[i])],
+            "p_pred": float(probs[i, pred[i]]),
+            "p_true": float(probs[i, y[i]]),
+            "loss": float(loss[i]),
+            "correct": bool(pred[i] == y[i]),
             "img": uri,
         }
-        for o, uri in zip(order.tolist(), uris)
+        for i, uri in zip(order.tolist(), images_uris(x.float().cpu()))
     ]
-    return {"pred": pred_all.numpy(), "top": top}
 
 
-def per_class_scores(y: np.ndarray, pred: np.ndarray, classes: list[str]) -> list[dict[str, Any]]:
-    """Per class: support, precision, recall, F1 (scikit-learn; 0 where undefined)."""
-    from nntrain.data import sklearn_calls
+def per_class_scores(cm: np.ndarray, classes: list[str]) -> list[dict[str, Any]]:
+    """Per class: support, precision, recall, F1 (0 where undefined), from the test confusion matrix."""
+    from nntrain.training.metrics import precision_recall_f1
 
-    p, r, f, n = sklearn_calls.call(
-        "precision_recall_fscore_support", y, pred, labels=np.arange(len(classes)), zero_division=0
-    )
+    p, r, f, n = precision_recall_f1(cm)
     return [
         {"class": c, "n": int(n[i]), "precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i])}
         for i, c in enumerate(classes)

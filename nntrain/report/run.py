@@ -38,7 +38,7 @@ def stop_reason(summary: dict[str, Any], epochs: int) -> str:
     return f"ran all {summary.get('epochs_run', epochs)} epochs"
 
 
-def run_context(run_dir: Path, *, setup: Any = None, pictures_ready: Any = None) -> dict[str, Any]:
+def run_context(run_dir: Path, *, setup: Any = None, test: Any = None) -> dict[str, Any]:
     from nntrain.config import load_config
 
     cfg = load_config(run_dir / "config.yaml")
@@ -56,9 +56,7 @@ def run_context(run_dir: Path, *, setup: Any = None, pictures_ready: Any = None)
     from nntrain.report.sanity_store import find_sanity
 
     ctx["sanity"] = find_sanity(run_dir, cfg)
-    ctx.update(_model_views(run_dir, cfg, summary, setup))
-    if pictures_ready is not None:  # the PNGs last: they may still be being drawn
-        pictures_ready()
+    ctx.update(_model_views(run_dir, cfg, summary, setup, test))
     ctx["curves"] = file_uri(run_dir / "curves.png") or _curves(run_dir)
     ctx["confusion"] = file_uri(run_dir / "confusion.png")
     if ctx["confusion"] is None and ctx.get("cm") is not None:  # not drawn by the run: draw it now
@@ -79,7 +77,7 @@ def _advice(a: Any) -> dict[str, Any]:
 
 def _curves(run_dir: Path) -> str | None:
     """Curves drawn from metrics.csv (a run that stopped before drawing curves.png)."""
-    from nntrain.pipeline.artifacts import read_curves
+    from nntrain.pipeline.reopen import read_curves
     from nntrain.plots import curves_figure
 
     try:
@@ -88,10 +86,11 @@ def _curves(run_dir: Path) -> str | None:
         return None
 
 
-def _model_views(run_dir: Path, cfg: Any, summary: dict[str, Any] | None, s: Any) -> dict[str, Any]:
-    """Sample images, top losses, precision/recall and filters: need the data and a checkpoint."""
+def _model_views(run_dir: Path, cfg: Any, summary: dict[str, Any] | None, s: Any, test: Any) -> dict[str, Any]:
+    """Sample images, top losses, precision/recall and filters: need the data and a checkpoint. ``test``: the
+    best model's test outputs when the caller has them (``nntrain train``), else the checkpoint is tested here."""
     from nntrain.pipeline.reopen import load_model
-    from nntrain.report.predictions import filters, per_class_scores, test_predictions
+    from nntrain.report.predictions import filters, per_class_scores, top_losses
     from nntrain.runs.files import load_checkpoint
 
     out: dict[str, Any] = {"samples": [], "top_losses": [], "scores": [], "filters": [], "classes": []}
@@ -116,16 +115,17 @@ def _model_views(run_dir: Path, cfg: Any, summary: dict[str, Any] | None, s: Any
     ckpt = load_checkpoint(ckpt_path)
     if list(ckpt.get("classes", [])) != classes:
         return out  # the dataset changed since training: no per-sample views
-    model = load_model(ckpt, ckpt_path).to(s.device)
+    model = load_model(ckpt, ckpt_path)
     out["checkpoint"] = ckpt_path.name
-    out["filters"] = filters(run_dir, model.cpu(), s.data.input_shape)
-    model.to(s.device)
+    out["filters"] = filters(run_dir, model, s.data.input_shape)
     if len(s.data.test):
-        p = test_predictions(model, s.data.test, batch_size=cfg.train.eval_batch_size)
-        out["scores"] = per_class_scores(s.data.test.y.cpu().numpy(), p["pred"], classes)
-        out["top_losses"] = [{**t, "true": classes[t["true"]], "pred": classes[t["pred"]]} for t in p["top"]]
-        from nntrain.data import sklearn_calls
+        if test is None:
+            from nntrain.training.engine import evaluate
+            from nntrain.training.metrics import with_tta
 
-        y_test = s.data.test.y.cpu().numpy()
-        out["cm"] = sklearn_calls.call("confusion_matrix", y_test, p["pred"], labels=list(range(len(classes))))
+            net = with_tta(model.to(s.device), cfg.eval.tta)  # as the run tested it
+            test = evaluate(net, s.data.test, batch_size=cfg.train.eval_batch_size, keep=True)
+        out["cm"] = test.confusion(len(classes))
+        out["scores"] = per_class_scores(out["cm"], classes)
+        out["top_losses"] = top_losses(test, s.data.test, classes)
     return out

@@ -30,6 +30,22 @@ def _umask() -> int:
     return mask
 
 
+def default_mode(path: Path) -> None:
+    """Give a file made by ``mkstemp`` (0600) the mode ``open()`` would have given it: 0666 minus the umask
+    (umask 022: 0644), so that an exported model or a written table is as readable as any other file."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
+def refuse_overwrite(path: Path, option: str = "--out", force: bool = False) -> None:
+    """The one overwrite policy of every command that writes a file the user names: an existing file is kept
+    unless ``--force`` is given (reading a run never writes into it; a file is never lost by surprise)."""
+    if not force and Path(path).exists():
+        raise NntrainError(
+            f"{option} {path}: the file already exists; pass --force to overwrite it, or choose another path "
+            "(nothing was written)"
+        )
+
+
 def json_text(obj: Any) -> str:
     """The one JSON writer of nntrain: every ``--json`` output and every JSON file (summary.json,
     lr-sweep.json, cv's files). NaN and ±inf (no val split, a diverged fold) become ``null``, so
@@ -53,8 +69,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600: give the mode open() would (umask 022: 0644)
+        default_mode(Path(tmp))  # mkstemp makes 0600
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -7,13 +7,16 @@ overwritten."""
 from __future__ import annotations
 
 import csv
+import fcntl
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-from nntrain.errors import NntrainError
+from nntrain.errors import NntrainError, RunDirError
 from nntrain.runs.files import BackgroundWriter, atomic_write_text, json_text, save_checkpoint
+
+_HELD: dict[str, Any] = {}  # run directory (real path) → its open, flock-ed .lock file
 
 METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
 
@@ -48,6 +51,45 @@ class RunDir:
         run = cls(path)
         atomic_write_text(path / "config.yaml", config_yaml)
         return run
+
+    def lock(self) -> None:
+        """Hold ``.lock`` (fcntl.flock) while this process writes the run: a second ``train --resume``
+        of the same directory refuses (exit 2) instead of appending every epoch twice. The OS drops
+        the lock when the process ends, however it ends: a killed run can be resumed."""
+        key = os.path.realpath(self.path)
+        if key in _HELD:  # this process holds it already (a resume after a train in one process)
+            return
+        f = open(self.path / ".lock", "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            pid = f.read().strip()
+            f.close()
+            who = f"process {pid}" if pid.isdigit() else "another process"
+            raise RunDirError(
+                f"'{self.path}' is being written by {who}: wait for it to finish (or stop it), then resume"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        _HELD[key] = f  # kept open: closing the file would release the lock
+
+    def unlock(self) -> None:
+        f = _HELD.pop(os.path.realpath(self.path), None)
+        if f is not None:
+            f.close()
+
+    def require_last(self, arg: str | Path) -> Path:
+        """``last.pt`` of a run to resume; a run directory without one was killed before its first checkpoint."""
+        last = self.path / "last.pt"
+        if not last.exists() and (self.path / "config.yaml").is_file():
+            raise RunDirError(
+                f"--resume {arg}: this run was killed before its first checkpoint (no last.pt): "
+                "nothing to resume; start it again"
+            )
+        return last
 
     def on_fit_start(self, info: dict[str, Any]) -> None:
         # METRIC_COLUMNS then one update_ratio.<layer> column per conv/linear layer
@@ -97,6 +139,12 @@ class RunDir:
         if self._writer is not None:  # every checkpoint is on disk when fit returns; no thread is left behind
             writer, self._writer = self._writer, None
             writer.close()
+
+    def write_steps(self, step_losses: list[float], epochs: int) -> None:
+        """steps.csv: every SGD step's loss, with its epoch."""
+        per_epoch = max(len(step_losses) // max(epochs, 1), 1)
+        lines = ["step,epoch,loss"] + [f"{i + 1},{i // per_epoch + 1},{float(v)!r}" for i, v in enumerate(step_losses)]
+        atomic_write_text(self.path / "steps.csv", "\n".join(lines) + "\n")
 
     def write_json(self, name: str, obj: dict[str, Any]) -> None:
         atomic_write_text(self.path / name, json_text(obj))  # NaN/inf → null

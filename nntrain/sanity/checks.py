@@ -163,6 +163,9 @@ def regularization_raises_loss(
 
 # --------------------------------------------------------------------------- 3. overfit a tiny subset
 
+OVERFIT_MAX_LOSS_FRAC = 0.1
+"""The overfit check's loss bound as a fraction of ln C (the lecture's log ends at 0.0026 for ln 10 = 2.30)."""
+
 
 def tiny_subset(split: Split, n: int, *, seed: int) -> Split:
     """``n`` samples of ``split`` with classes as balanced as possible (round-robin over classes)."""
@@ -187,12 +190,22 @@ def overfit_tiny(
     batch_size: int,
     seed: int,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    max_loss_frac: float = OVERFIT_MAX_LOSS_FRAC,
 ) -> CheckResult:
-    """Train on ``tiny`` (λ = 0, dropout off) until train accuracy is 100%, for at most ``epochs``.
+    """Train on ``tiny`` (λ = 0, dropout off) until train accuracy is 100% AND the loss is near zero
+    (≤ ``max_loss_frac``·ln C), for at most ``epochs``.
 
-    Accuracy is that of the epoch's own forward passes (train mode, before each step's update).
+    Accuracy and loss are those of the epoch's own forward passes (train mode, before each step's update).
+    Accuracy alone is not enough: a net that learned nothing can rank the right class first on a few samples
+    by a hair (loss still ln C), as the lecture's 1e-4 init does.
     """
     disable_dropout(model)
+    with torch.no_grad():
+        was_training = model.training
+        model.eval()
+        num_classes = int(model(tiny.x[:1]).shape[-1])
+        model.train(was_training)
+    max_loss = max_loss_frac * math.log(num_classes)
     opt = make_optimizer(model, optimizer)
     gen = torch.Generator().manual_seed(seed)
     loss, acc, epoch = math.nan, 0.0, 0
@@ -201,9 +214,9 @@ def overfit_tiny(
         loss, acc = stats.loss, stats.acc
         if on_epoch is not None:
             on_epoch({"epoch": epoch, "epochs": epochs, "cost": loss, "train_acc": acc, "lr": optimizer.lr})
-        if acc == 1.0 or not math.isfinite(loss):
+        if (acc == 1.0 and loss <= max_loss) or not math.isfinite(loss):
             break
-    passed = acc == 1.0
+    passed = acc == 1.0 and loss <= max_loss
     values = {
         "epochs": epoch,
         "max_epochs": epochs,
@@ -211,20 +224,28 @@ def overfit_tiny(
         "loss": loss,
         "samples": len(tiny),
         "lr": optimizer.lr,
+        "max_loss": max_loss,
     }
     measured = (
         f"100% after {epoch} epochs, loss {loss:.4f}" if passed else f"{acc:.0%} after {epoch} epochs, loss {loss:.4g}"
     )
     hint = ""
     if not passed:
+        stalled = (
+            f"; train accuracy reached 100% but the loss stayed at {loss:.4g} (ln C = {math.log(num_classes):.4f}): "
+            "the right class wins by a hair, nothing was learned"
+            if acc == 1.0
+            else ""
+        )
         hint = (
             f"the net cannot memorize {len(tiny)} samples: the loss became {loss}; lower the lr (sanity.tiny_lr)"
             if not math.isfinite(loss)
-            else f"the net cannot memorize {len(tiny)} samples in {epochs} epochs at lr {optimizer.lr:g}: raise the lr "
-            "(sanity.tiny_lr) or sanity.tiny_epochs, and check that the output depends on the input and that "
-            "every layer is trainable (a very small init such as model.init_std 1e-4 also stalls the start)"
+            else f"the net cannot memorize {len(tiny)} samples in {epochs} epochs at lr {optimizer.lr:g}{stalled}: "
+            "raise the lr (sanity.tiny_lr) or sanity.tiny_epochs, and check that the output depends on the input and "
+            "that every layer is trainable (a very small init such as model.init_std 1e-4 also stalls the start)"
         )
-    return CheckResult("overfit_tiny", passed, measured, f"100% train accuracy within {epochs} epochs", hint, values)
+    expected = f"100% train accuracy and loss ≤ {max_loss:.3g} ({max_loss_frac:g}·ln C) within {epochs} epochs"
+    return CheckResult("overfit_tiny", passed, measured, expected, hint, values)
 
 
 # --------------------------------------------------------------------------- 7. split hygiene

@@ -24,10 +24,14 @@ Rules (thresholds in ``DiagnosticsConfig``):
   earlier best (a gap while val still rises is lag, a val dip below its best is noise or a
   too-high lr: neither is overfitting) → "raise reg or get more data"
 - ``update_ratio.<layer>.<high|low>``: a layer's ‖ΔW‖/‖W‖ more than ``update_ratio_factor``
-  × above or below ~1e-3 in the early epochs → which layer, and which way to move the lr
+  × above or below ~1e-3 in an early epoch whose train loss fell by less than ``flat_drop`` of the
+  initial loss → which layer, and which way to move the lr. The loss is the evidence: while it
+  falls well, a far-off ratio is no reason to move the lr (the lr-sweep would rate that lr good)
 - ``poor``: at the end, the best val accuracy within ``chance_margin`` of chance, or the last
   epoch's val accuracy fell back to less than half of its best gain over chance → the likely
-  causes in order and the commands that check them
+  causes in order of the evidence (the lr direction the rules said; else, from the curve: a loss
+  that never rose reads as "too low" first, the lecture's slow nearly linear descent) and the
+  commands that check them
 
 Advice that says "lower the lr" wins: in an epoch where any rule says so, advice to raise
 the lr is dropped, and once the loss itself said so (diverged, above its initial value) for
@@ -263,9 +267,12 @@ class Diagnostics:
         return len(accs) > k and max(accs[-k:]) <= max(accs[:-k])
 
     def _update_ratios(self, r: dict[str, Any], found: list[Advice]) -> None:
-        epoch = int(r["epoch"])
+        epoch, init = int(r["epoch"]), self.initial_loss
         if epoch > self.cfg.early_epochs:
             return
+        loss = float(r["train_loss"])
+        if init is not None and math.isfinite(init) and init > 0 and (init - loss) / init >= self.cfg.flat_drop:
+            return  # the loss falls well: the evidence says this lr works, whatever the ratio
         target, factor = self.cfg.update_ratio, self.cfg.update_ratio_factor
         for key, value in r.items():
             if not key.startswith(RATIO_PREFIX):
@@ -312,7 +319,7 @@ class Diagnostics:
         )
         lr = self.initial_lr or 0.0
         high, low = "the learning rate is too high", "the learning rate is too low"
-        causes = [high, low] if self._said(LOWER) or not self._said(RAISE) else [low, high]
+        causes = [low, high] if self._lr_seems_low() else [high, low]
         causes += [
             "the input scale (inputs not normalized, or images resized far from their native size)",
             "the model is too big for the data (too many weights for the samples: fewer channels/hidden units)",
@@ -336,6 +343,20 @@ class Diagnostics:
         if self._said(RAISE):
             return "too low"
         return "good"
+
+    def _lr_seems_low(self) -> bool:
+        """The evidence for "too low" over "too high": the rules said raise (and none said lower), or,
+        when none spoke, a loss that never rose above its initial value nor from one epoch to the next."""
+        if self._said(LOWER):
+            return False
+        if self._said(RAISE):
+            return True
+        init, noise = self.initial_loss, self.cfg.flat_drop / 2
+        losses = [v for v in self.losses if math.isfinite(v)]
+        if not losses or len(losses) < len(self.losses):
+            return False
+        never_rose = all(b <= a * (1 + noise) for a, b in zip(losses, losses[1:]))
+        return never_rose and (init is None or not math.isfinite(init) or max(losses) <= init * (1 + noise))
 
     def _said(self, what: str) -> bool:
         return any(a.rule == what or a.lr_direction == what for a in self.advice)

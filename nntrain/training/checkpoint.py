@@ -55,6 +55,7 @@ def checkpoint_state(
             "step_losses": torch.tensor(history.step_losses),
             "initial_loss": history.initial_loss,
             "advice": list(history.advice),  # what the advice rules said before an interruption
+            "seconds": history.seconds,  # training time so far: a resumed run reports the whole of it
         },
         "rng": rng,
         "ema": ema.state_dict() if ema is not None else None,  # train.ema: the average, so resume is exact
@@ -75,6 +76,7 @@ def restore_state(ckpt, model, optimizer, scheduler, generator, history, device)
     history.step_losses = ckpt["history"]["step_losses"].tolist()
     history.initial_loss = ckpt["history"].get("initial_loss")  # absent in a last.pt from before it was kept
     history.advice = list(ckpt["history"].get("advice", []))
+    history.seconds = float(ckpt["history"].get("seconds", 0.0))
     history.best_epoch, history.best_val_acc = ckpt["best_epoch"], ckpt["best_val_acc"]
     best = ckpt.get("best_model")
     best_state = {k: v.to(device) for k, v in best.items()} if best is not None else None
@@ -84,8 +86,8 @@ def restore_state(ckpt, model, optimizer, scheduler, generator, history, device)
 
 class Checkpointer:
     """Writes ``fit``'s ``last.pt`` (full training state) and ``best.pt`` (the best weights, when
-    the best changed) into a run directory, at most every ``every_seconds`` unless forced (end of
-    training, Ctrl-C/SIGTERM), never twice for the same state. The files are written by the run
+    the best changed) into a run directory after the first epoch, then at most every ``every_seconds``
+    unless forced (end of training, Ctrl-C/SIGTERM), never twice for the same state. The files are written by the run
     directory's background thread. Without a run directory (a torchrun rank > 0, cv folds) it
     writes nothing."""
 
@@ -122,7 +124,8 @@ class Checkpointer:
     ) -> None:
         """The state after ``epoch_done`` epochs (``partial``: plus an epoch in progress)."""
         h = self.history
-        if self.run is None or (not force and time.perf_counter() - self.last_write < self.every_seconds):
+        first = partial is None and epoch_done >= 1 and self.last_written == 0  # a short run's only chance to resume
+        if self.run is None or (not (force or first) and time.perf_counter() - self.last_write < self.every_seconds):
             return
         if partial is None and epoch_done == self.last_written and h.best_epoch == self.best_written:
             return  # already on disk

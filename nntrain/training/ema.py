@@ -26,7 +26,7 @@ class Ema:
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         """AveragedModel.update_parameters with the EMA rule, in one fused ``_foreach_lerp_`` per step
-        (its generic path costs ~1 ms of Python per step on small nets: > 20 % of a digits epoch)."""
+        (its generic path's per-tensor Python loop is a large part of a small net's step)."""
         if self._pairs is None or self._pairs[0] is not model:
             own = [*self.module.parameters(), *self.module.buffers()]
             theirs = [*model.parameters(), *model.buffers()]

@@ -27,8 +27,9 @@ from nntrain.training.distributed import Hooks, SingleProcess
 from nntrain.training.ema import Ema
 from nntrain.training.history import History
 from nntrain.training.loss import Criterion
-from nntrain.training.metrics import with_tta
+from nntrain.training.metrics import SplitOutputs, with_tta
 from nntrain.training.optim import make_optimizer, make_scheduler
+from nntrain.training.threads import step_macs
 
 Augment = Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
 
@@ -93,8 +94,9 @@ def train_one_epoch(
             xb = augment(xb, shard.augment_generator(generator))
         with precision.autocast():
             logits = model(xb)
-            # ddp: Σ CE(chunk)·world/|batch|, so the gradient averaged over ranks is the batch mean's
-            loss = shard.data_loss(logits, yb, step, criterion)
+        # the loss in float32, outside autocast; ddp: Σ CE(chunk)·world/|batch|, so the gradient averaged
+        # over ranks is the batch mean's
+        loss = shard.data_loss(logits.float(), yb, step, criterion)
         if weights:
             loss = loss + regularization(weights, reg)  # float32, outside autocast
         optimizer.zero_grad(set_to_none=True)
@@ -137,29 +139,37 @@ def evaluate(
     reg: float = 0.0,
     precision: Precision | None = None,
     criterion: Criterion | None = None,
-) -> tuple[float, float]:
+    keep: bool = False,
+) -> tuple[float, float] | SplitOutputs:
     """(mean loss incl. R(W), accuracy) over ``split`` in eval mode; NaNs for an empty split.
-    ``criterion``: the data loss, its weighted mean over the whole split (default: plain cross-entropy)."""
+    ``criterion``: the data loss, its weighted mean over the whole split (default: plain cross-entropy).
+    ``keep``: return the per-sample outputs too (``SplitOutputs``: the end of a run reads its test split once)."""
     criterion = criterion or Criterion()
     n = len(split)
     if n == 0:
-        return math.nan, math.nan
+        return SplitOutputs.empty() if keep else (math.nan, math.nan)
     precision = precision or Precision()
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=split.device)
     norm = torch.zeros((), device=split.device)
     correct = torch.zeros((), dtype=torch.int64, device=split.device)
+    kept: list[tuple[torch.Tensor, torch.Tensor]] = []  # (per-sample log-probabilities, labels)
     with torch.inference_mode():
         for xb, yb in split.eval_batches(batch_size):
             with precision.autocast():
-                logits = model(xb)
+                logits = model(xb).float()
             loss_sum += criterion.sum(logits, yb)
             norm += criterion.norm(yb)
             correct += (logits.argmax(1) == yb).sum()
+            if keep:
+                kept.append((logits.log_softmax(1).cpu(), yb.cpu()))
         r = float(regularization(reg_weights(model), reg)) if reg > 0 else 0.0
     model.train(was_training)
-    return (loss_sum / norm).item() + r, correct.item() / n
+    loss, acc = (loss_sum / norm).item() + r, correct.item() / n
+    if not keep:
+        return loss, acc
+    return SplitOutputs.of(torch.cat([lp for lp, _ in kept]), torch.cat([y for _, y in kept]), loss=loss, acc=acc)
 
 
 def fit(
@@ -202,10 +212,10 @@ def fit(
     raw, (train, val, test) = _layout(raw, (data.train, data.val, data.test), device, ddp.world, cfg.channels_last)
     optimizer = make_optimizer(raw, cfg.optimizer)
     scheduler = make_scheduler(optimizer, cfg)
-    precision = Precision.create(cfg.amp, device)
+    precision = run_precision(cfg, raw, data.input_shape, device)
     generator = torch.Generator().manual_seed(seed)  # batch order; CPU so CPU/CUDA runs see the same order
     criterion = Criterion.create(cfg, data.train.y, data.num_classes, device)
-    history = History()
+    history = History(precision=precision.name, precision_reason=precision.reason)
     best_state: dict[str, torch.Tensor] | None = None
     progress: EpochProgress | None = None
     if resume is not None:
@@ -231,6 +241,7 @@ def fit(
     )
     since_best = len(history.records) - history.best_epoch
     t_fit = time.perf_counter()
+    before = history.seconds  # resumed: the training time of the earlier segments (last.pt keeps it)
     # "history" lets a callback read what has been recorded so far (e.g. every step's loss)
     info = {
         "epochs": cfg.epochs,
@@ -306,6 +317,7 @@ def fit(
             best_state = {k: v.detach().clone() for k, v in best_source.state_dict().items()}
         else:
             since_best += 1
+        history.seconds = before + time.perf_counter() - t_fit
         checkpointer.save(epoch, best_state)  # checkpoint first, then the metrics row (queued behind it)
         stop = ddp.agree(dispatch(callbacks, "on_epoch_end", record)) or veto
         if diverged:
@@ -323,7 +335,7 @@ def fit(
 
     if not (history.interrupted and history.interrupted.startswith("interrupted in epoch")):
         checkpointer.save(len(history.records), best_state, force=True)  # the final state, whatever ended training
-    history.seconds = time.perf_counter() - t_fit
+    history.seconds = before + time.perf_counter() - t_fit
     if history.interrupted:
         dispatch(callbacks, "on_fit_end", history)
         ddp.barrier()  # ddp: ranks exit 130 only once rank 0's last.pt is on disk: torchrun then ends them all
@@ -332,11 +344,24 @@ def fit(
         raw.load_state_dict(best_state)
     elif ema is not None:  # no finite epoch: the caller still gets the average
         raw.load_state_dict(ema.module.state_dict())
-    history.test_loss, history.test_acc = evaluate(
-        with_tta(net, tta), test, batch_size=cfg.eval_batch_size, reg=cfg.reg, precision=precision, criterion=criterion
+    # the test split once, in float32: the numbers of the weights best.pt keeps, as eval, predict and exports see them
+    history.test = evaluate(
+        with_tta(net, tta),
+        test,
+        batch_size=cfg.eval_batch_size,
+        reg=cfg.reg,
+        criterion=criterion,
+        keep=True,
     )
+    history.test_loss, history.test_acc = history.test.loss, history.test.acc
     dispatch(callbacks, "on_fit_end", history)
     return history
+
+
+def run_precision(cfg: TrainConfig, model: nn.Module, input_shape: tuple, device: torch.device) -> Precision:
+    """The precision ``fit`` trains ``model`` in (train.amp; auto on the CPU weighs a step's work)."""
+    macs = step_macs(model, input_shape, cfg.batch_size) if cfg.amp == "auto" and device.type == "cpu" else None
+    return Precision.create(cfg.amp, device, macs)
 
 
 def _layout(
@@ -344,7 +369,7 @@ def _layout(
 ) -> tuple[nn.Module, tuple]:
     """``train.channels_last`` for conv nets (model and splits). auto: on CUDA (with cuDNN autotuning: fixed
     shapes, let cuDNN pick the fastest kernels) and on the CPU, where PyTorch's convolutions, batch norm and
-    pooling run 1.2-1.7x faster per epoch on it (docs/speed.md), except under torchrun on the CPU: there each
+    pooling run faster on it (docs/speed.md), except under torchrun on the CPU: there each
     rank runs a chunk of the global batch, and a run on several processes equals one process on the same
     batches only if a convolution's result does not depend on the batch size, which holds for the
     contiguous layout."""

@@ -20,5 +20,8 @@ class History:
     diverged: bool = False
     interrupted: str | None = None  # set when should_stop() ended training; last.pt can resume it
     seconds: float = 0.0
+    precision: str = "fp32"  # what trained it (device.Precision.name) and why
+    precision_reason: str = ""
     initial_loss: float | None = None  # the loss at initialization (advice), kept in last.pt across resume
     advice: list[dict[str, Any]] = field(default_factory=list)  # advice given so far (rule, epoch, message)
+    test: Any = field(default=None, repr=False)  # metrics.SplitOutputs of the best model's test pass (not in last.pt)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,41 @@ class EvalResult:
         return rows
 
 
+@dataclass
+class SplitOutputs:
+    """What a model did on each sample of a split, from one pass (``engine.evaluate(..., keep=True)``)."""
+
+    log_probs: torch.Tensor  # (n, C) float32 on the CPU
+    y: torch.Tensor  # (n,) int64
+    loss: float  # the split's mean loss as training reports it (criterion + R(W))
+    acc: float
+
+    @classmethod
+    def of(cls, log_probs: torch.Tensor, y: torch.Tensor, *, loss: float, acc: float) -> SplitOutputs:
+        return cls(log_probs, y, loss, acc)
+
+    @classmethod
+    def empty(cls) -> SplitOutputs:
+        return cls(torch.zeros(0, 0), torch.zeros(0, dtype=torch.int64), math.nan, math.nan)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def pred(self) -> np.ndarray:
+        return self.log_probs.argmax(1).numpy() if len(self) else np.zeros(0, dtype=np.int64)
+
+    @property
+    def sample_loss(self) -> np.ndarray:
+        """(n,) plain cross-entropy of each sample."""
+        if not len(self):
+            return np.zeros(0, dtype=np.float32)
+        return (-self.log_probs.gather(1, self.y[:, None])[:, 0]).numpy()
+
+    def confusion(self, num_classes: int) -> np.ndarray:
+        return confusion_matrix(self.y.numpy(), self.pred, num_classes)
+
+
 class FlipTTA(nn.Module):
     """Test-time augmentation (``eval.tta: flip``): log of the mean softmax over each image and its
     left-right mirror. Log-probabilities are valid logits (softmax and cross-entropy leave them unchanged),
@@ -85,11 +121,26 @@ def predict(model: nn.Module, split: Split, *, batch_size: int = 1024, precision
     return torch.cat(out) if out else torch.empty(0, dtype=torch.int64)
 
 
+def confusion_matrix(y: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """(C, C) int64 counts: rows = true class, columns = predicted."""
+    flat = np.asarray(y, dtype=np.int64) * num_classes + np.asarray(pred, dtype=np.int64)
+    return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def precision_recall_f1(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per class from a confusion matrix: (precision, recall, F1, support), 0 where undefined
+    (scikit-learn's ``precision_recall_fscore_support(..., zero_division=0)``)."""
+    tp = np.diag(cm).astype(np.float64)
+    support, predicted = cm.sum(1), cm.sum(0)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    both = precision + recall
+    f1 = np.divide(2 * precision * recall, both, out=np.zeros_like(tp), where=both > 0)
+    return precision, recall, f1, support
+
+
 def evaluate_classes(
     model: nn.Module, split: Split, classes: tuple[str, ...], *, name: str, batch_size: int = 1024
 ) -> EvalResult:
-    from nntrain.data import sklearn_calls
-
     pred = predict(model, split, batch_size=batch_size).numpy()
-    cm = sklearn_calls.call("confusion_matrix", split.y.cpu().numpy(), pred, labels=np.arange(len(classes)))
-    return EvalResult(name, tuple(classes), cm.astype(np.int64))
+    return EvalResult(name, tuple(classes), confusion_matrix(split.y.cpu().numpy(), pred, len(classes)))

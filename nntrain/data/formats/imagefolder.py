@@ -1,18 +1,20 @@
 """``imagefolder``: ``root/<class>/<image>`` (PNG, JPEG, BMP, ... anything PIL reads).
 
-Class names are the sorted sub-folder names. Images are decoded with PIL in a thread pool
-(PIL releases the GIL while decoding), converted to the configured channels and resized
-to one size. A dataset larger than ``data.memory_limit_mb`` is not decoded here: it
+Class names are the sorted sub-folder names. Every file's header is read first (its size and
+mode); the working size follows (``working_size``); then each image is decoded once with
+``decode``, the preprocessing ``nntrain predict`` uses too, straight to that size, in a thread
+pool (PIL releases the GIL while decoding). A dataset larger than ``data.memory_limit_mb`` is not decoded here: it
 becomes an ``ImageFiles`` source that DataLoader workers decode batch by batch.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -87,46 +89,116 @@ def image_mode(channels: int | None) -> str:
     return "L" if channels == 1 else "RGB"
 
 
-def decode(path: Path, mode: str, size: tuple[int, int] | None) -> np.ndarray:
-    """One image → (H, W) or (H, W, 3) uint8: EXIF orientation applied, converted to ``mode`` and
-    resized to ``size`` (W, H). Training's image folder and ``nntrain predict`` both decode here."""
-    from PIL import Image, ImageOps
+GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F"}
+_SWAPPED = {5, 6, 7, 8}  # EXIF orientations that turn the picture by 90 degrees: width and height swap
 
+
+@functools.cache
+def _pil():
+    """PIL's Image, with its raw DecompressionBombWarning silenced: nntrain names the file in its own note
+    (``bomb_note``) instead of letting a bare library warning reach the terminal."""
+    import warnings
+
+    from PIL import Image
+
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    return Image
+
+
+class ImageError(DataError):
+    """One image that cannot be used; ``cause`` (a few words) groups many such files into one message."""
+
+    def __init__(self, path: Path, cause: str, what_to_do: str, detail: str = ""):
+        super().__init__(f"image '{path}' {cause}{f' ({detail})' if detail else ''}; {what_to_do}")
+        self.path, self.cause, self.what_to_do = path, cause, what_to_do
+
+
+def _unreadable(path: Path, e: BaseException) -> ImageError:
+    """Why ``path`` could not be opened or decoded, named as it is: a missing file, a folder, a broken link
+    or a permission problem is never called corrupt (deleting a good file is never advised for those)."""
+    Image = _pil()
+    if isinstance(e, FileNotFoundError) and os.path.islink(path):
+        return ImageError(
+            path, "is a broken symbolic link", "fix or remove the link", f"it points to '{os.readlink(path)}'"
+        )
+    if isinstance(e, FileNotFoundError):
+        return ImageError(path, "does not exist", "check the path (moved or renamed?)")
+    if isinstance(e, IsADirectoryError):
+        return ImageError(path, "is a folder, not an image file", "pass the files inside it or the folder itself")
+    if isinstance(e, PermissionError):
+        return ImageError(path, "cannot be read: permission denied", "make it readable (chmod +r) or move it away")
+    if isinstance(e, Image.DecompressionBombError):
+        return ImageError(
+            path,
+            "is refused by Pillow's decompression-bomb guard",
+            "if it is a real picture, shrink it, else remove it",
+            str(e),
+        )
+    return ImageError(path, "cannot be decoded", "it is corrupt or truncated: replace or delete it", str(e))
+
+
+def bomb_note(path: Path | str, size: tuple[int, int]) -> str | None:
+    """A note for an image above Pillow's decompression-bomb warning limit (decoded anyway), else None."""
+    Image = _pil()
+    w, h = size
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is None or w * h <= limit:
+        return None
+    return (
+        f"image '{path}' is {w}x{h} ({w * h / 1e6:.0f} megapixels), above Pillow's decompression-bomb warning limit "
+        f"of {limit / 1e6:.0f} megapixels: decoded anyway (it costs memory and time); check it is the picture "
+        "you meant"
+    )
+
+
+def decode(
+    path: Path, mode: str, size: tuple[int, int] | None, *, notes: Callable[[str], None] | None = None
+) -> np.ndarray:
+    """The one preprocessing of an image file, shared by training's image folder and ``nntrain predict``:
+    decode with Pillow at full resolution (no JPEG draft scaling: any Pillow client reproduces it), apply the
+    EXIF orientation, convert to ``mode``, resize once, straight to ``size`` (W, H), bilinear → (H, W) or
+    (H, W, 3) uint8. Only the small result is kept; the full-size decode is freed on return. ``notes`` hears
+    of an image above Pillow's decompression-bomb warning limit."""
+    from PIL import ImageOps
+
+    Image = _pil()
     try:
         with Image.open(path) as im:
-            if size is not None and im.format == "JPEG":
-                im.draft(mode, size)  # JPEG DCT scaling: decode straight at (about) the target size
-            if im.format in ("JPEG", "TIFF", "WEBP", "MPO") and im.getexif().get(0x0112, 1) != 1:
+            if notes is not None and (line := bomb_note(path, im.size)):
+                notes(line)
+            if im.getexif().get(0x0112, 1) != 1:
                 im = ImageOps.exif_transpose(im)  # a camera's "rotate on display" tag, as viewers show it
             im = im.convert(mode)  # also forces the full decode: a truncated file fails here
             if size is not None and im.size != size:
                 im = im.resize(size, Image.Resampling.BILINEAR)
             return np.asarray(im, dtype=np.uint8)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(
-            f"image '{path}' cannot be decoded ({e}); it is corrupt or truncated: replace or delete it"
-        ) from None
+        raise _unreadable(path, e) from None
 
 
-def header_size(path: Path) -> tuple[int, int]:
-    from PIL import Image
-
+def header(path: Path) -> tuple[tuple[int, int], str]:
+    """((W, H) as displayed, i.e. after the EXIF orientation, PIL mode) from the file's header; no decode."""
+    Image = _pil()
     try:
         with Image.open(path) as im:
-            return im.size
-    except (OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"image '{path}' cannot be read ({e}); it is corrupt: replace or delete it") from None
+            w, h = im.size
+            if im.getexif().get(0x0112, 1) in _SWAPPED:
+                w, h = h, w
+            return (w, h), im.mode
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise _unreadable(path, e) from None
 
 
-def decode_all(paths: list[Path], mode: str, size: tuple[int, int] | None) -> list[np.ndarray]:
-    """Decode in a thread pool, in chunks of 256 files per task (one future per file costs more than
-    decoding a 32x32 PNG); order is preserved."""
+def _each(fn: Callable[[Path], Any], paths: list[Path]) -> list[Any]:
+    """``fn`` over ``paths`` in a thread pool (PIL releases the GIL), in chunks of 256 files per task (one
+    future per file costs more than decoding a 32x32 PNG); order is preserved. Every file that fails is
+    named in one DataError."""
     chunks = [paths[i : i + 256] for i in range(0, len(paths), 256)]
     workers = min(16, os.cpu_count() or 1, len(chunks))
 
-    def attempt(p: Path) -> np.ndarray | DataError:
+    def attempt(p: Path) -> Any:
         try:
-            return decode(p, mode, size)
+            return fn(p)
         except DataError as e:
             return e
 
@@ -135,15 +207,29 @@ def decode_all(paths: list[Path], mode: str, size: tuple[int, int] | None) -> li
     else:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             out = [a for chunk in pool.map(lambda c: [attempt(p) for p in c], chunks) for a in chunk]
-    bad = [str(e) for e in out if isinstance(e, DataError)]
+    bad = [e for e in out if isinstance(e, DataError)]
     if len(bad) == 1:
-        raise DataError(bad[0])
+        raise DataError(str(bad[0]))
     if bad:
-        raise DataError(
-            f"{len(bad)} images cannot be decoded (corrupt or truncated; replace or delete them): "
-            + name_some([b.split(" cannot be decoded")[0].removeprefix("image ") for b in bad])
-        )
-    return out  # type: ignore[return-value]
+        raise DataError(many_bad(bad))
+    return out
+
+
+def many_bad(bad: list[DataError]) -> str:
+    """Several unusable images in one line: grouped by cause, each group naming its files (up to 10)."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for e in bad:
+        key = (e.cause, e.what_to_do) if isinstance(e, ImageError) else ("cannot be read", str(e))
+        groups.setdefault(key, []).append(f"'{e.path}'" if isinstance(e, ImageError) else "")
+    parts = [f"{len(names)} {cause} ({todo}): {name_some(names)}" for (cause, todo), names in groups.items()]
+    if len(parts) == 1:
+        (cause, todo), names = next(iter(groups.items()))
+        return f"{len(bad)} images {cause} ({todo}): {name_some(names)}"
+    return f"{len(bad)} images cannot be used: " + "; ".join(parts)
+
+
+def decode_all(paths: list[Path], mode: str, size: tuple[int, int] | None) -> list[np.ndarray]:
+    return _each(lambda p: decode(p, mode, size), paths)
 
 
 def to_tensor(arrays: list[np.ndarray]) -> torch.Tensor:
@@ -153,9 +239,49 @@ def to_tensor(arrays: list[np.ndarray]) -> torch.Tensor:
 
 
 def read_images(paths: list[Path], channels: int | None, size: tuple[int, int] | None) -> torch.Tensor:
-    """The preprocessing of image files shared by training and ``nntrain predict``: decode
-    (``decode``), stack (``to_tensor``) → (N, C, H, W) uint8; ``data.types.normalize`` follows."""
+    """Image files → (N, C, H, W) uint8 through ``decode`` (``data.types.normalize`` follows)."""
     return to_tensor(decode_all(paths, image_mode(channels), size))
+
+
+def working_size(sizes: list[tuple[int, int]]) -> tuple[int, int]:
+    """data.image_size null: the most common (W, H); a tie goes to the largest of the tied sizes (by area, then
+    height, then width: the same whatever the file order); a size with a side above DEFAULT_MAX_SIZE becomes
+    DEFAULT_MAX_SIZE x DEFAULT_MAX_SIZE."""
+    counts = Counter(sizes)
+    top = max(counts.values())
+    w, h = max((s for s, n in counts.items() if n == top), key=lambda s: (s[0] * s[1], s[1], s[0]))
+    return (DEFAULT_MAX_SIZE, DEFAULT_MAX_SIZE) if max(w, h) > DEFAULT_MAX_SIZE else (w, h)
+
+
+def size_notes(paths: list[Path], sizes: list[tuple[int, int]], target: tuple[int, int], chosen: bool) -> list[str]:
+    """What resizing does to this folder, counted: how many images change size, how many change shape."""
+    notes = []
+    counts = Counter(sizes)
+    tw, th = target
+    moved = [i for i, s in enumerate(sizes) if s != target]
+    if not chosen and len(counts) > 1:
+        (cw, ch), n = max(counts.items(), key=lambda kv: (kv[1], kv[0][0] * kv[0][1], kv[0][1], kv[0][0]))
+        capped = (cw, ch) != target
+        notes.append(
+            f"images have {len(counts)} different sizes; the most common, {ch}x{cw}, is shared by {n} of "
+            f"{len(sizes)}: {len(moved)} resized to {th}x{tw}"
+            + (f" (data.image_size is null: larger than {DEFAULT_MAX_SIZE} px trains at {th}x{tw})" if capped else "")
+            + f", e.g. '{paths[moved[0]]}'; set data.image_size to choose the size"
+        )
+    elif not chosen and moved:
+        (w, h), side = sizes[0], DEFAULT_MAX_SIZE
+        notes.append(
+            f"images of {h}x{w} resized to {side}x{side} (data.image_size is null: photos larger than "
+            f"{side} px train at {side}x{side}); set data.image_size to choose the size"
+        )
+    squashed = [i for i, (w, h) in enumerate(sizes) if abs(w * th - h * tw) > 0.02 * h * tw]
+    if squashed:
+        w, h = sizes[squashed[0]]
+        notes.append(
+            f"{len(squashed)} of {len(sizes)} images have another shape than {th}x{tw} (e.g. '{paths[squashed[0]]}', "
+            f"{h}x{w}): they are squashed to it, not cropped; crop them beforehand to keep their proportions"
+        )
+    return notes
 
 
 class ImageFiles:
@@ -194,62 +320,23 @@ def load(cfg: DataConfig, notes: Callable[[str], None]):
     paths, y, classes = scan(root, notes)
     channels = cfg.channels or 3
     mode = image_mode(channels)
-    size = (cfg.image_size, cfg.image_size) if cfg.image_size else None
+    heads = _each(header, paths)  # every file's size and mode from its header: nothing is decoded twice
+    sizes = [s for s, _ in heads]
+    target = (cfg.image_size, cfg.image_size) if cfg.image_size else working_size(sizes)
+    for line in size_notes(paths, sizes, target, chosen=bool(cfg.image_size)):
+        notes(line)
+    if cfg.channels is None and all(m in GRAY_MODES for _, m in heads):
+        notes(
+            f"all {len(paths)} images are grayscale: they train as 3 identical channels (RGB, the default); set "
+            "data.channels=1 to train on one (a third of the memory, the same information)"
+        )
+    huge = [(p, s) for p, s in zip(paths, sizes) if bomb_note(p, s)]
+    if len(huge) == 1:
+        notes(bomb_note(*huge[0]) or "")
+    elif huge:
+        notes(f"{len(huge)} images are above Pillow's decompression-bomb warning limit, e.g. {bomb_note(*huge[0])}")
     name = f"imagefolder:{root}"
-    try:
-        guess = size or header_size(paths[0])
-    except DataError:
-        decode_all(paths, mode, size)  # names every file that cannot be decoded, not only the first
-        raise
-    if size is None and max(guess) > DEFAULT_MAX_SIZE:
-        guess = (DEFAULT_MAX_SIZE, DEFAULT_MAX_SIZE)
-    mb = footprint_mb((len(paths), channels, guess[1], guess[0]))
-    if mb > cfg.memory_limit_mb:
-        if size is None:
-            notes(
-                f"streaming: every image is resized to the first image's size {guess[1]}x{guess[0]}; set "
-                "data.image_size to choose"
-            )
-        return Dataset(
-            x=ImageFiles(paths, mode, guess),
-            y=torch.from_numpy(y),
-            classes=classes,
-            name=name,
-            stream=True,
-            sources=tuple(map(str, paths)),
-        )
-    if size is not None:
-        return Dataset(
-            x=read_images(paths, channels, size),
-            y=torch.from_numpy(y),
-            classes=classes,
-            name=name,
-            sources=tuple(map(str, paths)),
-        )
-    arrays = decode_all(paths, mode, size)
-    if size is None:
-        sizes = Counter(a.shape[:2] for a in arrays)
-        if len(sizes) > 1:
-            (h, w), _ = sizes.most_common(1)[0]
-            odd = [i for i, a in enumerate(arrays) if a.shape[:2] != (h, w)]
-            from PIL import Image
-
-            for i in odd:
-                arrays[i] = np.asarray(Image.fromarray(arrays[i]).resize((w, h), Image.Resampling.BILINEAR))
-            notes(
-                f"images have {len(sizes)} different sizes: {len(odd)} resized to the most common, {h}x{w} "
-                f"(e.g. '{paths[odd[0]]}'); set data.image_size to choose the size"
-            )
-        h, w = arrays[0].shape[:2]
-        if max(h, w) > DEFAULT_MAX_SIZE:
-            from PIL import Image
-
-            side = DEFAULT_MAX_SIZE
-            arrays = [np.asarray(Image.fromarray(a).resize((side, side), Image.Resampling.BILINEAR)) for a in arrays]
-            notes(
-                f"images of {h}x{w} resized to {side}x{side} (data.image_size is null: photos larger than "
-                f"{side} px train at {side}x{side}); set data.image_size to choose the size"
-            )
-    return Dataset(
-        x=to_tensor(arrays), y=torch.from_numpy(y), classes=classes, name=name, sources=tuple(map(str, paths))
-    )
+    common = {"y": torch.from_numpy(y), "classes": classes, "name": name, "sources": tuple(map(str, paths))}
+    if footprint_mb((len(paths), channels, target[1], target[0])) > cfg.memory_limit_mb:
+        return Dataset(x=ImageFiles(paths, mode, target), stream=True, **common)
+    return Dataset(x=to_tensor(decode_all(paths, mode, target)), **common)
