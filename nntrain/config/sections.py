@@ -4,9 +4,12 @@ the config reference, ``scripts/config_reference.py``); the defaults equal ``con
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from nntrain.config.base import _Section
+from nntrain.config.model import BACKBONES, ModelConfig  # noqa: F401 (re-exported)
 
 TORCHVISION_SETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 """The ``data.dataset`` names read through torchvision (files under ``data.root``)."""
@@ -19,22 +22,6 @@ FLIP_CHANGES_CLASS = ("digits", "mnist")
 
 DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?"
 """The device settings nntrain accepts (config ``device``, ``predict --device``)."""
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_bool_for_a_number(cls, v: Any, info: ValidationInfo) -> Any:
-        # pydantic reads `epochs: true` as 1: a bool is accepted only where the key takes a bool
-        if isinstance(v, bool) and not _takes_bool(cls.model_fields[info.field_name].annotation):
-            raise ValueError(f"{str(v).lower()} is a yes/no value; this key takes a number or a name")
-        return v
-
-
-def _takes_bool(annotation: Any) -> bool:
-    return annotation is bool or any(_takes_bool(a) for a in get_args(annotation))
 
 
 class AugmentConfig(_Section):
@@ -89,44 +76,6 @@ class DataConfig(_Section):
                 "leaves no real train set; keep their sum below 0.95"
             )
         return self
-
-
-class ModelConfig(_Section):
-    name: Literal["cnn", "mlp", "resnet"] = "cnn"
-    """cnn: [Conv3x3 → (BN) → ReLU → MaxPool2]×len(channels) → (average-pool maps larger than 4x4 to 4x4)
-    → MLP head; mlp: Flatten → MLP; resnet: a small pre-activation ResNet (Conv3x3 stem, then per entry of
-    channels a stage of model.blocks residual blocks [BN → ReLU → Conv3x3]×2, stages after the first halve
-    H and W) → BN → ReLU → global average pool → MLP head. A step up from cnn for CIFAR-like 32 px images."""
-    channels: tuple[int, ...] = (32, 64)
-    """cnn: output channels of each conv stage (each stage halves H and W); resnet: the width of each stage."""
-    blocks: int = Field(2, ge=1)
-    """resnet only: residual blocks per stage (depth = 2·blocks·len(channels) + 2 weighted layers)."""
-    hidden: tuple[int, ...] = (128,)
-    """Widths of the hidden Linear layers (the lecture's two-layer net: mlp, [50])."""
-    batchnorm: bool = True
-    """cnn only: BatchNorm2d after each conv."""
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    """Dropout probability after each hidden Linear+ReLU (0 disables)."""
-    init_std: float | None = Field(None, gt=0.0)
-    """If set, every conv/linear weight ~ N(0, init_std²) and biases = 0 (lecture: 1e-4)."""
-
-    @field_validator("channels", "hidden")
-    @classmethod
-    def _positive_widths(cls, v: tuple[int, ...]) -> tuple[int, ...]:
-        if any(w <= 0 for w in v):
-            raise ValueError(f"every width must be a positive integer, got {list(v)}")
-        return v
-
-    @field_validator("channels")
-    @classmethod
-    def _conv_nets_need_a_stage(cls, v: tuple[int, ...], info: ValidationInfo) -> tuple[int, ...]:
-        name = info.data.get("name")
-        if name in ("cnn", "resnet") and not v:
-            raise ValueError(
-                f"empty: a {name} needs at least one conv stage (e.g. [32, 64]); "
-                "for a net without conv layers use model.name: mlp"
-            )
-        return v
 
 
 class OptimizerConfig(_Section):
@@ -194,6 +143,12 @@ class TrainConfig(_Section):
     """Exponential moving average of the weights and BatchNorm statistics with this decay (e.g. 0.999),
     updated after every SGD step; the average is what val/test evaluate and what best.pt saves (null: off).
     Helps on longer runs (its horizon is ~1/(1 − decay) steps: keep it well below the run's total steps)."""
+    freeze_epochs: int = Field(0, ge=0)
+    """Pretrained backbones: the first N epochs train only the head (the backbone's weights frozen, its BatchNorm
+    in eval mode, no backward through it); then the whole net trains, the backbone at train.backbone_lr."""
+    backbone_lr: float | str | None = None
+    """Backbones: the backbone's learning rate after the frozen epochs: a number (an absolute lr) or a multiplier
+    of optimizer.lr written as "0.1x"; null = optimizer.lr. Schedules and warmup scale both alike."""
     warmup_epochs: int = Field(0, ge=0)
     """Epochs of linear learning-rate warmup (lr·k/(warmup_epochs+1) in epoch k) before the configured
     lr_schedule, which then runs over the remaining epochs. Helps large lr / large batches start stably."""
@@ -209,6 +164,22 @@ class TrainConfig(_Section):
         if isinstance(v, tuple) and (not v or any(not w > 0 for w in v)):
             raise ValueError(f"class weights must be one positive number per class, got {list(v)}")
         return v
+
+    @field_validator("backbone_lr")
+    @classmethod
+    def _lr_or_multiplier(cls, v: float | str | None) -> float | str | None:
+        if v is None or isinstance(v, float):
+            if v is not None and not v > 0:
+                raise ValueError(f"{v}: a learning rate must be > 0")
+            return v
+        m = re.fullmatch(r"\s*([0-9.eE+-]+)\s*[x×]\s*", v)
+        try:
+            factor = float(m.group(1)) if m else float(v)
+        except ValueError:
+            factor = -1.0
+        if not factor > 0:
+            raise ValueError(f"'{v}': use an lr (e.g. 0.001) or a multiplier of optimizer.lr (e.g. 0.1x)")
+        return f"{factor:g}x" if m else factor
 
     @model_validator(mode="after")
     def _warmup_fits(self) -> TrainConfig:

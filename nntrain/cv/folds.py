@@ -141,6 +141,7 @@ def run_fold(job: dict[str, Any], report: Callable[[dict], None] | None = None) 
 
     from nntrain.data.memory import prepare
     from nntrain.models import build_model
+    from nntrain.pipeline.pretrained import apply_start, start_for, start_stats
     from nntrain.training.device import resolve_device
     from nntrain.training.engine import fit, run_precision
 
@@ -148,10 +149,14 @@ def run_fold(job: dict[str, Any], report: Callable[[dict], None] | None = None) 
     device = resolve_device(cfg.device)
     ds = dataset_for(cfg)
     val_idx = np.asarray(job["val_idx"], dtype=np.int64)
-    data = prepare(ds, np.asarray(job["train_idx"], dtype=np.int64), val_idx, np.empty(0, np.int64), device)
+    start = start_for(cfg)
+    train_idx = np.asarray(job["train_idx"], dtype=np.int64)
+    data = prepare(ds, train_idx, val_idx, np.empty(0, np.int64), device, stats=start_stats(start, ds))
     seed = fold_seed(cfg.seed, job["fold"])
     torch.manual_seed(seed)  # fresh weights per fold: nothing leaks from another fold
     model = build_model(cfg.model, data.input_shape, data.num_classes)
+    if start is not None:  # model.weights: every fold starts from the same pretrained weights
+        apply_start(model, start, cfg.model.name, data.classes)
     from nntrain.training.advice import Diagnostics
 
     diag = Diagnostics(cfg.diagnostics)  # train's rules, kept in the fold result (nothing printed)
@@ -202,6 +207,7 @@ def refit(
 
     from nntrain.data.memory import prepare
     from nntrain.models import build_model
+    from nntrain.pipeline.pretrained import apply_start, start_for, start_stats
     from nntrain.pipeline.setup import Setup, checkpoint_extra
     from nntrain.training.device import resolve_device
     from nntrain.training.engine import fit
@@ -210,7 +216,8 @@ def refit(
     pool, test, _ = pool_folds(cfg, plan.folds)
     device = resolve_device(cfg.device)
     ds = dataset_for(cfg)
-    data = prepare(ds, pool, np.empty(0, np.int64), test, device)
+    start = start_for(cfg)
+    data = prepare(ds, pool, np.empty(0, np.int64), test, device, stats=start_stats(start, ds))
     out = cvdir.path / "refit"
     if out.exists():  # an interrupted refit from an earlier attempt: start it again
         shutil.rmtree(out)
@@ -222,6 +229,8 @@ def refit(
     extra["versions"] = {k: str(v) for k, v in extra["versions"].items()}
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.input_shape, data.num_classes)
+    if start is not None:
+        apply_start(model, start, cfg.model.name, data.classes)
     h = fit(
         model,
         data,

@@ -78,7 +78,9 @@ def new_plan(cfg: Config, o: CvOptions) -> Any:
     from nntrain.cv.plan import Plan
     from nntrain.cv.space import check_space, parse_grid, parse_sample
     from nntrain.cv.study import check_choices, open_storage
+    from nntrain.pipeline.pretrained import effective_config, start_for
 
+    cfg = effective_config(cfg, start_for(cfg))[0]  # model.weights: read (or rejected) now; its size and channels
     g, space = parse_grid(o.grid, cfg), parse_sample(o.sample, cfg)
     n_grid = len(check_space(cfg, g, space)) if not space else 0
     if o.trials is not None and o.trials < 1:

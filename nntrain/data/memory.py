@@ -19,16 +19,17 @@ def prepare(
     device: torch.device,
     *,
     splits: SplitIndices | None = None,
+    stats: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> Prepared:
-    """Normalize with train-split statistics only and move every split to ``device`` once."""
+    """Normalize with train-split statistics only (or ``stats``: the (mean, std) pretrained weights expect)
+    and move every split to ``device`` once."""
     if len(train_idx) == 0:
         raise DataError("the train split is empty; lower data.val_fraction / data.test_fraction")
     if ds.stream:
         from nntrain.data.streaming import prepare_stream
 
-        return prepare_stream(ds, train_idx, val_idx, test_idx, device, splits=splits)
-    tr = torch.as_tensor(train_idx)
-    mean, std = channel_stats(ds.x[tr])
+        return prepare_stream(ds, train_idx, val_idx, test_idx, device, splits=splits, stats=stats)
+    mean, std = stats if stats is not None else channel_stats(ds.x[torch.as_tensor(train_idx)])
 
     def take(idx: np.ndarray) -> Split:
         i = torch.as_tensor(idx, dtype=torch.int64)

@@ -114,11 +114,14 @@ class StreamSplit:
         return self._iterate(torch.arange(len(self)), batch_size)
 
 
-def prepare_stream(ds, train_idx, val_idx, test_idx, device: torch.device, *, splits=None):
-    rng = np.random.default_rng(0)
-    sample = np.sort(rng.choice(train_idx, size=min(STATS_SAMPLES, len(train_idx)), replace=False))
-    raw = torch.cat([fetch(ds.x, sample[s : s + 256].tolist()) for s in range(0, len(sample), 256)])
-    mean, std = channel_stats(raw)
+def prepare_stream(ds, train_idx, val_idx, test_idx, device: torch.device, *, splits=None, stats=None):
+    if stats is not None:  # the normalization pretrained weights expect
+        mean, std = stats
+    else:
+        rng = np.random.default_rng(0)
+        sample = np.sort(rng.choice(train_idx, size=min(STATS_SAMPLES, len(train_idx)), replace=False))
+        raw = torch.cat([fetch(ds.x, sample[s : s + 256].tolist()) for s in range(0, len(sample), 256)])
+        mean, std = channel_stats(raw)
 
     def split(idx: np.ndarray) -> StreamSplit:
         return StreamSplit(ds.x, ds.y, idx, mean, std, device, ds.workers)

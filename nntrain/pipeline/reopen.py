@@ -116,7 +116,7 @@ def eval_run(run_dir: str | Path, *, split: str = "test", checkpoint: str = "bes
     path, ckpt, model = read_checkpoint(run, checkpoint)
     cfg = load_config(run / "config.yaml")
     _same_model(ckpt, cfg.model.model_dump(mode="json"), path, run)
-    s = setup(cfg)
+    s = setup(cfg, norm=ckpt)  # normalized as the checkpoint was trained
     if list(s.data.classes) != list(ckpt.get("classes", [])):
         raise CheckpointError(
             f"'{path}' was trained on classes {ckpt.get('classes')} but the run's data now has "

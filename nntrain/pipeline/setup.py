@@ -22,6 +22,7 @@ from nntrain.data.splits import make_splits
 from nntrain.data.types import Dataset, Prepared, SplitIndices
 from nntrain.errors import ConfigError, name_some
 from nntrain.models import build_model
+from nntrain.pipeline.pretrained import Start, apply_start, effective_config, start_for, start_stats
 from nntrain.training import distributed
 from nntrain.training.device import precision_note, resolve_device
 from nntrain.training.threads import choose_threads, step_macs, usable_cores
@@ -34,6 +35,7 @@ class Setup:
     dataset: Dataset
     data: Prepared
     threads: int = 1  # torch CPU threads the policy chose for this work (training.threads); applied by the caller
+    start: Start | None = None  # model.weights, read once; None: random init
 
     def fingerprints(self) -> dict[str, dict[str, Any]]:
         """``split_fingerprints``, computed once per set-up (every checkpoint records them)."""
@@ -41,31 +43,79 @@ class Setup:
             self.__dict__["_fingerprints"] = split_fingerprints(self)
         return self.__dict__["_fingerprints"]
 
-    def new_model(self, seed: int | None = None) -> nn.Module:
-        """A freshly initialized model; same seed → same weights."""
+    def new_model(self, seed: int | None = None, *, pretrained: bool = True) -> nn.Module:
+        """A freshly initialized model, from model.weights unless ``pretrained`` is false (a resume loads
+        last.pt instead); same seed → same weights."""
         torch.manual_seed(self.cfg.seed if seed is None else seed)
-        return build_model(self.cfg.model, self.data.input_shape, self.data.num_classes)
+        model = build_model(self.cfg.model, self.data.input_shape, self.data.num_classes)
+        if pretrained and self.start is not None:
+            apply_start(model, self.start, self.cfg.model.name, self.data.classes)
+        return model
 
 
-def setup(cfg: Config) -> Setup:
-    """Everything that can reject bad input, done before any run directory exists."""
+def setup(cfg: Config, *, norm: dict[str, Any] | None = None) -> Setup:
+    """Everything that can reject bad input, done before any run directory exists. ``norm``: a checkpoint of
+    this config (resume, eval, report): its normalization is used and model.weights is not read again."""
     device = resolve_device(cfg.device)
     ddp = distributed.current()
     if ddp is not None:  # under torchrun: this rank's device; the global batch must reach every rank
         device = ddp.device
         ddp.check(cfg.train.batch_size)
+    check_finetune(cfg, ddp is not None)
+    start = start_for(cfg) if norm is None else None  # a missing or bad weights file: rejected before the data loads
+    asked = cfg.data.channels
+    cfg, notes = effective_config(cfg, start)
     ds = load_dataset(cfg.data)
+    if asked is None and cfg.data.channels == 3 and _gray(ds):
+        notes.append(f"the images are gray: repeated to the 3 (RGB) channels model.name: {cfg.model.name} takes")
     splits = make_splits(ds, cfg)
-    data = prepare(ds, splits.train, splits.val, splits.test, device, splits=splits)
-    ds = replace(ds, notes=ds.notes + tuple(setting_notes(cfg, device, ds, splits)))
+    stats = start_stats(start, ds) if norm is None else saved_stats(norm)
+    data = prepare(ds, splits.train, splits.val, splits.test, device, splits=splits, stats=stats)
     check_crop(cfg.data.augment.crop_padding, data.input_shape)
     model = build_model(cfg.model, data.input_shape, data.num_classes)  # shape errors surface now
+    if start is not None:  # a start of another architecture is rejected here, before any run directory
+        notes += apply_start(model, start, cfg.model.name, data.classes)
+    ds = replace(ds, notes=ds.notes + tuple(notes + setting_notes(cfg, device, ds, splits)))
     # processes sharing this machine's cores: torchrun's ranks on this node
     local = int(os.environ.get("LOCAL_WORLD_SIZE", ddp.world)) if ddp is not None else 1
     macs = step_macs(model, data.input_shape, cfg.train.batch_size)
     threads, capped = choose_threads(cfg.threads, macs=macs, cores=usable_cores(), jobs=local)
     ds = replace(ds, notes=ds.notes + (precision_note(cfg.train.amp, device, macs),) + ((capped,) if capped else ()))
-    return Setup(cfg, device, ds, data, threads)
+    return Setup(cfg, device, ds, data, threads, start)
+
+
+def _gray(ds: Dataset) -> bool:
+    x = ds.x
+    return not ds.stream and x.shape[1] == 3 and torch.equal(x[:, 0], x[:, 1]) and torch.equal(x[:, 1], x[:, 2])
+
+
+def check_finetune(cfg: Config, torchrun: bool) -> None:
+    from nntrain.config.model import BACKBONES
+
+    t = cfg.train
+    if (t.freeze_epochs or t.backbone_lr is not None) and cfg.model.name not in BACKBONES:
+        key = "freeze_epochs" if t.freeze_epochs else "backbone_lr"
+        raise ConfigError(
+            f"train.{key} applies to a pretrained backbone (model.name: {', '.join(BACKBONES)}); "
+            f"model.name: {cfg.model.name} has none: remove it"
+        )
+    if t.freeze_epochs >= t.epochs:
+        raise ConfigError(
+            f"train.freeze_epochs={t.freeze_epochs} of train.epochs={t.epochs}: the backbone would never train; "
+            "use fewer frozen epochs (1–3 are common)"
+        )
+    if t.freeze_epochs and torchrun:
+        raise ConfigError(
+            "train.freeze_epochs under torchrun: DistributedDataParallel fixes which parameters train when it wraps "
+            "the model; train the frozen epochs in one process, then continue from that run with model.weights"
+        )
+
+
+def saved_stats(ckpt: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A checkpoint's normalization (as ``checkpoint_extra`` wrote it), None if it has none."""
+    if "norm_mean" not in ckpt:
+        return None
+    return torch.tensor(ckpt["norm_mean"], dtype=torch.float32), torch.tensor(ckpt["norm_std"], dtype=torch.float32)
 
 
 def check_crop(padding: int, input_shape: tuple[int, int, int]) -> None:

@@ -46,6 +46,7 @@ def train_run(
     """A new run. ``on_result(summary)`` is called once summary.json is written, before the pictures
     are drawn (the CLI prints the result there, so the user sees it first)."""
     s = s or setup(cfg)
+    cfg = s.cfg  # with the data settings model.weights fixed (working size, channels): what config.yaml keeps
     model = _ready(cfg, s)
     run = None
     if distributed.hooks().is_main:
@@ -74,20 +75,20 @@ def resume_run(
         raise NntrainError(f"--resume {run_dir}: this run already finished ({last['epoch']} epochs); start a new one")
     best = path / "best.pt"
     last["best_model"] = load_checkpoint(best)["model"] if best.is_file() and last["best_epoch"] > 0 else None
-    s = setup(cfg)
-    model = _ready(cfg, s)
+    s = setup(cfg, norm=last)
+    model = _ready(cfg, s, fresh=False)  # last.pt's weights follow: model.weights is not read again
     run = RunDir(path) if distributed.hooks().is_main else None
     if run is not None:
         run.rewrite_metrics(last["history"]["records"])  # drop any row written after last.pt
     return _train(_Start(cfg, s, run, model, resume=last), callbacks, should_stop, on_result), run, cfg
 
 
-def _ready(cfg: Config, s: Setup) -> nn.Module:
+def _ready(cfg: Config, s: Setup, *, fresh: bool = True) -> nn.Module:
     """What every run does before its directory exists: the thread count, optional extras, the model."""
     apply_threads(s.threads)
     if cfg.output.tensorboard:
         require_tensorboard()  # bad input: rejected before a run directory exists
-    return s.new_model()
+    return s.new_model(pretrained=fresh)
 
 
 def _train(start: _Start, callbacks: Iterable[Any], should_stop: Any, on_result: OnResult | None) -> History:

@@ -94,10 +94,12 @@ def _model_views(run_dir: Path, cfg: Any, summary: dict[str, Any] | None, s: Any
     from nntrain.runs.files import load_checkpoint
 
     out: dict[str, Any] = {"samples": [], "top_losses": [], "scores": [], "filters": [], "classes": []}
+    ckpt_path = next((run_dir / n for n in ("best.pt", "last.pt") if (run_dir / n).is_file()), None)
+    ckpt = load_checkpoint(ckpt_path) if ckpt_path is not None else None
     if s is None:
         from nntrain.pipeline.setup import setup
 
-        s = setup(cfg)  # same config and seed → the same splits the run trained on
+        s = setup(cfg, norm=ckpt)  # same config and seed → the same splits the run trained on
     from nntrain.data.stats import split_class_counts
 
     classes = list(s.data.classes)
@@ -109,10 +111,8 @@ def _model_views(run_dir: Path, cfg: Any, summary: dict[str, Any] | None, s: Any
         x, y = network_view(s, min(16, len(s.data.train)))
         out["samples"] = [{"img": u, "label": classes[int(c)]} for u, c in zip(images_uris(x), y.tolist())]
         out["sample_range"] = (float(x.min()), float(x.max()))
-    ckpt_path = next((run_dir / n for n in ("best.pt", "last.pt") if (run_dir / n).is_file()), None)
-    if ckpt_path is None:
+    if ckpt is None:
         return out
-    ckpt = load_checkpoint(ckpt_path)
     if list(ckpt.get("classes", [])) != classes:
         return out  # the dataset changed since training: no per-sample views
     model = load_model(ckpt, ckpt_path)

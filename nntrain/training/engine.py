@@ -19,6 +19,7 @@ from torch import nn
 from nntrain.config import TrainConfig
 from nntrain.data.types import Prepared, Split
 from nntrain.models import named_weights, reg_weights, regularization
+from nntrain.models.backbones import set_frozen
 from nntrain.runs.rundir import RunDir
 from nntrain.training.callbacks import Callback, dispatch
 from nntrain.training.checkpoint import Checkpointer, EpochProgress, restore_state
@@ -121,8 +122,13 @@ def train_one_epoch(
             done = step_losses[: step + 1].tolist()
             at = EpochProgress(step + 1, done, int(correct), gen_start, generator.get_state())
             return EpochStats(math.nan, math.nan, done, {}, interrupted=at)
-    with torch.no_grad():
-        ratios = torch.stack([(w - before[k]).norm() / w.norm().clamp_min(1e-12) for k, w in named.items()])
+    with torch.no_grad():  # a frozen layer did not take a step: NaN, which no advice rule reads as "too small"
+        ratios = torch.stack(
+            [
+                (w - before[k]).norm() / w.norm().clamp_min(1e-12) if w.requires_grad else w.new_tensor(math.nan)
+                for k, w in named.items()
+            ]
+        )
     sizes = torch.full((n_steps,), float(batch_size))
     sizes[-1] = n - (n_steps - 1) * batch_size
     shard.reduce(step_losses), shard.reduce(correct)  # ddp: every rank gets the global batches' losses, correct
@@ -210,7 +216,7 @@ def fit(
     # ddp: SyncBatchNorm on CUDA; every rank stops at the same step
     raw, should_stop = ddp.prepare(model.to(device)), ddp.agreed_stop(should_stop)
     raw, (train, val, test) = _layout(raw, (data.train, data.val, data.test), device, ddp.world, cfg.channels_last)
-    optimizer = make_optimizer(raw, cfg.optimizer)
+    optimizer = make_optimizer(raw, cfg.optimizer, cfg.backbone_lr)
     scheduler = make_scheduler(optimizer, cfg)
     precision = run_precision(cfg, raw, data.input_shape, device)
     generator = torch.Generator().manual_seed(seed)  # batch order; CPU so CPU/CUDA runs see the same order
@@ -267,6 +273,7 @@ def fit(
 
     for epoch in range(len(history.records) + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
+        set_frozen(raw, epoch <= cfg.freeze_epochs)  # frozen epochs train the head only (resume: the same rule)
         lr = optimizer.param_groups[0]["lr"]
         stats = train_one_epoch(
             train_net,
@@ -333,6 +340,7 @@ def fit(
             continue  # the next epoch
         break
 
+    set_frozen(raw, False)  # the model the caller gets back trains whole
     if not (history.interrupted and history.interrupted.startswith("interrupted in epoch")):
         checkpointer.save(len(history.records), best_state, force=True)  # the final state, whatever ended training
     history.seconds = before + time.perf_counter() - t_fit

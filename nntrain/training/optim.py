@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -10,8 +11,19 @@ from torch import nn
 from nntrain.config import OptimizerConfig, TrainConfig
 
 
-def make_optimizer(model: nn.Module, cfg: OptimizerConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+def make_optimizer(
+    model: nn.Module, cfg: OptimizerConfig, backbone_lr: float | str | None = None
+) -> torch.optim.Optimizer:
+    """A model with a pretrained backbone gets two parameter groups, the head's first (at ``cfg.lr``) and the
+    backbone's (at ``backbone_lr``: an lr, a multiplier "0.1x", or None = cfg.lr); frozen epochs leave the
+    backbone's gradients None, which every torch optimizer skips."""
+    from nntrain.models.backbones import is_backbone_param
+
+    named = list(model.named_parameters())
+    body = [p for n, p in named if is_backbone_param(n)]
+    params: list[Any] = [p for n, p in named if not is_backbone_param(n) and (body or p.requires_grad)]
+    if body:
+        params = [{"params": params}, {"params": body, "lr": group_lr(cfg.lr, backbone_lr)}]
     if cfg.name == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     if cfg.name == "adam":
@@ -19,6 +31,14 @@ def make_optimizer(model: nn.Module, cfg: OptimizerConfig) -> torch.optim.Optimi
     if cfg.name == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)  # R(W) lives in the loss
     return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum)
+
+
+def group_lr(lr: float, backbone_lr: float | str | None) -> float:
+    if backbone_lr is None:
+        return lr
+    if isinstance(backbone_lr, str):  # "0.1x": a multiplier of the head's lr
+        return lr * float(backbone_lr.rstrip("x"))
+    return float(backbone_lr)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:

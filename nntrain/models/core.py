@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from nntrain.config import ModelConfig
+from nntrain.config.model import BACKBONES
 from nntrain.errors import CheckpointError, ConfigError
 
 HEAD_SIZE = 4
@@ -24,6 +25,10 @@ WEIGHTED = (nn.Conv2d, nn.Linear)
 
 
 def build_model(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes: int) -> nn.Sequential:
+    if cfg.name in BACKBONES:
+        from nntrain.models.backbones import build_backbone
+
+        return build_backbone(cfg, input_shape, num_classes)
     c, h, w = input_shape
     layers: dict[str, nn.Module] = {}  # named, so diagnostics can say "conv2" rather than "3"
     if cfg.name == "cnn":
