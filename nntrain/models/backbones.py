@@ -169,8 +169,8 @@ def load_backbone_state(model: nn.Module, state: dict[str, torch.Tensor], arch: 
         if unexpected:
             parts.append(f"{len(unexpected)} tensors {arch} does not have (e.g. {unexpected[0]})")
         raise CheckpointError(
-            f"{source} is not a torchvision {arch} state dict ({'; '.join(parts)}); use weights saved from "
-            f"torchvision.models.{arch}() (its state_dict()), or set model.name to the file's architecture"
+            f"model.weights: {source} is not a torchvision {arch} state dict ({'; '.join(parts)}); use weights "
+            f"saved from torchvision.models.{arch}() (its state_dict()), or set model.name to the file's architecture"
         )
     bb.net.load_state_dict(state)
     n = sum(v.numel() for v in state.values() if v.is_floating_point())

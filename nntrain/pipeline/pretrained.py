@@ -9,6 +9,7 @@ run records them like any run (checkpoint, export), so predict and export prepro
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,12 @@ from nntrain.config.model import BACKBONES, is_weights_name
 from nntrain.errors import CheckpointError
 from nntrain.runs.files import load_checkpoint
 
-HEAD = "out."
-"""The classifier layer of every nntrain model: rebuilt when a start's classes differ."""
+
+def _in_head(key: str, arch: str) -> bool:
+    """The head: rebuilt when a start's classes differ. A conv net's whole MLP head (fc1…, out), which is as
+    specific to the old classes as the last layer (on digits 0–4 → 5–9 its fc1 features probe at 0.66, the conv
+    features at 0.88); an mlp's or a backbone's last Linear (``out``)."""
+    return key.startswith("out.") or (arch in ("cnn", "resnet") and re.match(r"fc\d+\.", key) is not None)
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,7 @@ class Start:
     size: int | None = None  # the working size the weights fit (None: the data's own rule)
     channels: int | None = None
     classes: tuple[str, ...] | None = None  # an nntrain run's: its head is kept only for the same classes
+    arch: str | None = None  # an nntrain run's model.name
 
 
 def start_for(cfg: Config) -> Start | None:
@@ -43,11 +49,26 @@ def start_for(cfg: Config) -> Start | None:
     m = cfg.model
     if m.weights == "none":
         return None
-    return _read(m.name, m.weights, m.download)
+    start = _read(m.name, m.weights, m.download, _stamp(m.weights))
+    if start.arch is not None and start.arch != m.name:
+        raise CheckpointError(
+            f"model.weights: {start.label} is a {start.arch} run; it does not fit model.name: {m.name}: set "
+            f"model.name: {start.arch} (and the model section of that run's config.yaml)"
+        )
+    return start
+
+
+def _stamp(spec: str) -> tuple[Any, ...]:
+    """What a read depends on besides the setting: the file's identity, or torchvision's cache directory."""
+    p = Path(spec).expanduser()
+    if p.exists():
+        st = p.stat()
+        return (str(p.resolve()), st.st_mtime_ns, st.st_size)
+    return (torch.hub.get_dir(),)
 
 
 @functools.lru_cache(maxsize=4)  # sanity, cv folds and the model built by setup share one read
-def _read(arch: str, spec: str, download: bool) -> Start:
+def _read(arch: str, spec: str, download: bool, _stamp: tuple[Any, ...]) -> Start:
     if arch in BACKBONES and is_weights_name(spec) and not Path(spec).exists():
         from nntrain.models.backbones import read_torchvision_weights, weights_enum
 
@@ -71,6 +92,7 @@ def _read(arch: str, spec: str, download: bool) -> Start:
             size=h,
             channels=c,
             classes=tuple(ckpt.get("classes", ())),
+            arch=(ckpt.get("config") or {}).get("model", {}).get("name"),
         )
     state = _state_file(p)
     if arch in BACKBONES:  # a torchvision-format file: ImageNet's inputs, like the architecture's own weights
@@ -175,11 +197,11 @@ def apply_start(model: nn.Module, start: Start, arch: str, classes: tuple[str, .
         from nntrain.models.backbones import load_backbone_state
 
         return load_backbone_state(model, start.state, arch, source=start.label)
-    body = {k for k in own if not k.startswith(HEAD)}
-    missing = sorted(body - set(start.state))
-    wrong = [(k, tuple(start.state[k].shape), tuple(own[k].shape)) for k in body & set(start.state)
-             if start.state[k].shape != own[k].shape]  # fmt: skip
-    extra = sorted(k for k in start.state if k not in own)
+    body = {k for k in own if not _in_head(k, arch)}
+    missing = [k for k in own if k in body and k not in start.state]
+    wrong = [(k, tuple(start.state[k].shape), tuple(v.shape)) for k, v in own.items()
+             if k in body and k in start.state and start.state[k].shape != v.shape]  # fmt: skip
+    extra = sorted(k for k in start.state if k not in own and not _in_head(k, arch))
     if missing or wrong or extra:
         parts = [f"{k}: {a} there vs {b} here" for k, a, b in wrong[:2]]
         parts += [f"{len(missing)} layer tensors missing there (e.g. {missing[0]})"] if missing else []
@@ -188,7 +210,7 @@ def apply_start(model: nn.Module, start: Start, arch: str, classes: tuple[str, .
             f"model.weights: {start.label} is another architecture than this model ({'; '.join(parts)}); "
             "fine-tuning loads every layer but the head: use the model section of that run's config.yaml"
         )
-    head = [k for k in own if k.startswith(HEAD)]
+    head = [k for k in own if _in_head(k, arch)]
     same = start.classes is None or tuple(start.classes) == tuple(classes)
     fits = same and all(k in start.state and start.state[k].shape == own[k].shape for k in head)
     load = {k: v for k, v in start.state.items() if k in body or fits}

@@ -99,6 +99,11 @@ def check_finetune(cfg: Config, torchrun: bool) -> None:
             f"train.{key} applies to a pretrained backbone (model.name: {', '.join(BACKBONES)}); "
             f"model.name: {cfg.model.name} has none: remove it"
         )
+    if t.freeze_epochs and cfg.model.weights == "none":
+        raise ConfigError(
+            "train.freeze_epochs with model.weights: none would train the head on a random backbone's features; "
+            "set model.weights (imagenet, a weights file or a run), or drop train.freeze_epochs"
+        )
     if t.freeze_epochs >= t.epochs:
         raise ConfigError(
             f"train.freeze_epochs={t.freeze_epochs} of train.epochs={t.epochs}: the backbone would never train; "
