@@ -62,6 +62,12 @@ def build_backbone(cfg: ModelConfig, input_shape: tuple[int, int, int], num_clas
             f"the data is {h}x{w}; set data.image_size: {MIN_SIZE} or more"
         )
     net = torchvision.models.get_model(cfg.name, weights=None)
+    for m in net.modules():
+        # torchvision's MobileNetV3/EfficientNet use BatchNorm momentum 0.01 (ImageNet's long schedule): in a run of
+        # a few hundred steps the running statistics lag so far behind that eval-mode accuracy stays at chance
+        # (mobilenet_v3_small on digits, 4 epochs: train 0.96, val 0.10); PyTorch's default 0.1 follows the data
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = 0.1
     parent, leaf = _parent(net, CLASSIFIER[cfg.name])
     features = getattr(parent, leaf).in_features
     setattr(parent, leaf, nn.Identity())
