@@ -223,6 +223,30 @@ def test_runs_table_sort_status_and_compare(trained, tmp_path, monkeypatch):
     assert res.exit_code == 2 and "not a run directory" in res.output
 
 
+def test_runs_skips_an_lr_sweep_folder_and_report_refuses_it_without_writing(trained, tmp_path):
+    """Issue 32: `runs` listed an lr-sweep folder as 'interrupted, 0 epochs' and `report` wrote an
+    'interrupted run' page into it."""
+    from helpers import one_error_line
+
+    root, run, args, _ = trained
+    runs = tmp_path / "runs"
+    shutil.copytree(run, runs / run.name)
+    res = cli("lr-sweep", *TINY, "--set", f"output.runs_dir={runs}", "--lrs", "0.05,0.1", "--epochs", "1")
+    assert res.exit_code == 0, res.output
+    (sweep,) = runs.glob("run-lr-sweep-*")
+    res = cli("runs", str(runs), "--json")
+    assert res.exit_code == 0, res.output
+    assert [r["name"] for r in json.loads(res.output)] == [run.name]
+    res = cli("runs", str(runs))
+    assert res.exit_code == 0 and sweep.name not in res.output and run.name in res.output
+    before = sorted(p.name for p in sweep.iterdir())
+    for extra in ([], ["--out", str(tmp_path / "sweep.html")]):
+        res = cli("report", str(sweep), *extra)
+        one_error_line(res, "is an lr-sweep folder", str(sweep / "lr-sweep.png"), str(sweep / "lr-sweep.json"))
+    assert sorted(p.name for p in sweep.iterdir()) == before and "report.html" not in before
+    assert not (tmp_path / "sweep.html").exists()
+
+
 def test_cv_report_folds_interval_ranking_warnings_refit(tmp_path, one_torch_thread):
     from scipy import stats
 
