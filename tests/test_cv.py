@@ -269,14 +269,21 @@ def test_grid_runs_cross_product_ranks_by_mean_and_warns_at_the_edge(tiny, tmp_p
 def test_edge_warnings_oracle():
     grid = {"train.optimizer.lr": [0.01, 0.1, 1.0], "train.reg": [0.0, 1e-3], "model.name": ["cnn", "mlp"]}
     assert edge_warnings({"train.optimizer.lr": 0.1, "train.reg": 1e-3, "model.name": "mlp"}, grid, {}) == [
-        "best train.reg=0.001 is the largest value tried; widen the grid above it"
+        "best train.reg=0.001 is the largest value tried, at the upper edge of the range; extend the grid above it"
     ]
     w = edge_warnings({"train.optimizer.lr": 0.01, "train.reg": 0.0, "model.name": "cnn"}, grid, {})
-    assert w == ["best train.optimizer.lr=0.01 is the smallest value tried; widen the grid below it"]
+    assert w == [
+        "best train.optimizer.lr=0.01 is the smallest value tried, at the lower edge of the range; extend the grid "
+        "below it",
+        "best train.reg=0 is the smallest value tried, at the lower edge of the range: no regularization won and "
+        "there is nothing smaller to try; to see whether a little helps, try values between 0 and 0.001",
+    ]  # issue 32: a winning 0 at the lower edge was not reported at all
     space = {"train.optimizer.lr": Dist("log", 1e-4, 1e-1, False)}
     assert "top 10%" in edge_warnings({"train.optimizer.lr": 0.09}, {}, space)[0]
     assert "bottom 10%" in edge_warnings({"train.optimizer.lr": 1.1e-4}, {}, space)[0]
     assert edge_warnings({"train.optimizer.lr": 3e-3}, {}, space) == []  # log-middle of the range
+    (w,) = edge_warnings({"model.dropout": 0.01}, {}, {"model.dropout": Dist("uniform", 0.0, 0.5, False)})
+    assert "at the lower edge: little or no dropout won and there is nothing below 0 to try" in w
 
 
 def test_search_space_becomes_optuna_distributions(tiny):

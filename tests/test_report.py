@@ -278,6 +278,25 @@ def test_cv_report_folds_interval_ranking_warnings_refit(tmp_path, one_torch_thr
     assert "mean val accuracy against each hyperparameter" in [i["alt"] for i in page.imgs()]
 
 
+def test_cv_report_says_a_winning_zero_reg_lies_at_the_edge_of_the_range(tmp_path, one_torch_thread):
+    """Issue 32: with train.reg=0 the smallest value tried and the winner, the report said every best
+    value lies inside its range."""
+    res = cli(
+        "cv", *TINY, "--set", "model.name=mlp", "--set", f"output.runs_dir={tmp_path / 'runs'}", "--folds", "2",
+        "--grid", "train.reg=0,0.5",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    (d,) = (tmp_path / "runs").glob("cv-*")
+    s = json.loads((d / "summary.json").read_text())
+    assert s["best_params"] == {"train.reg": 0.0}  # a strong L2 term hurts a 2-epoch MLP
+    edge = "best train.reg=0 is the smallest value tried, at the lower edge of the range: no regularization won"
+    assert edge in res.output  # the terminal's warning
+    assert cli("report", str(d)).exit_code == 0
+    text = Page((d / "report.html").read_text()).plain()
+    assert edge in text and "nothing smaller to try" in text
+    assert "lies inside the range" not in text
+
+
 # --------------------------------------------------------------------------- in a real browser
 
 
