@@ -269,6 +269,19 @@ def test_cv_report_folds_interval_ranking_warnings_refit(tmp_path, one_torch_thr
     assert f"{100 * best['mean_val_acc']:.2f}% ± {100 * best['std_val_acc']:.2f}%" in text
     for a in accs:
         assert f"{100 * a:.2f}%" in text
+    # issue 32: the ranking says at which epoch each score is taken (one epoch common to all folds), and the
+    # terminal's "last epoch" column says what it holds
+    header = res.output.split("ranking by mean val accuracy at one epoch common to all folds", 1)[1].splitlines()[1]
+    assert "  scored at epoch  val acc at last common epoch  out-of-fold acc" in header, header
+    assert "<th>scored at epoch</th>" in html and f"<th>val acc at epoch {best['epoch']}</th>" in html
+    for c in s["combos"]:
+        assert re.search(rf"<td>{100 * c['std_val_acc']:.2f}%</td><td>{c['epoch']}</td>", html)
+    for f in best["folds"]:  # each fold at the common epoch, then its own best, numbered 1..k
+        assert (
+            f"<tr><td>{f['fold']}</td><td>{f['n_train']}</td><td>{f['n_val']}</td><td>{100 * f['val_acc_at']:.2f}%"
+            in html
+        )
+    assert [f["fold"] for f in best["folds"]] == [1, 2, 3]
     ranks = re.findall(r"<td>(\d)</td><td class=\"l\"><code>train.optimizer.lr=([0-9.]+)</code>", html)
     assert [float(lr) for _, lr in ranks] == [s["combos"][i]["params"]["train.optimizer.lr"] for i in s["ranking"]]
     for w in s["warnings"]:

@@ -41,6 +41,9 @@ def cv_context(d: Path) -> dict[str, Any]:
     combos = (summary or {}).get("combos", [])
     ranking = (summary or {}).get("ranking") or list(range(len(combos)))
     best = combos[(summary or {}).get("best", ranking[0] if ranking else 0)] if combos else None
+    if best is not None:  # folds numbered 1..k as on screen (summaries from before count from 0)
+        shift = 1 - (summary or {}).get("first_fold", 0)
+        best = {**best, "folds": [{**f, "fold": f["fold"] + shift} for f in best["folds"]]}
     ci = None
     if best is not None:
         ci = confidence_interval([f["best_val_acc"] for f in best["folds"]])
