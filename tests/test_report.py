@@ -263,7 +263,9 @@ def test_cv_report_folds_interval_ranking_warnings_refit(tmp_path, one_torch_thr
     s = json.loads((d / "summary.json").read_text())
     best = s["combos"][s["best"]]
     accs = [f["best_val_acc"] for f in best["folds"]]
-    mean, sd = sum(accs) / 3, (sum((a - sum(accs) / 3) ** 2 for a in accs) / 2) ** 0.5
+    at = [f["val_acc_at"] for f in best["folds"]]  # the interval is around the headline: the common epoch's mean
+    mean, sd = sum(at) / 3, (sum((a - sum(at) / 3) ** 2 for a in at) / 2) ** 0.5
+    assert mean == pytest.approx(best["mean_val_acc"], abs=1e-12)
     half = stats.t.ppf(0.975, 2) * sd / 3**0.5
     assert f"{100 * (mean - half):.1f}% – {100 * (mean + half):.1f}%" in text
     assert f"{100 * best['mean_val_acc']:.2f}% ± {100 * best['std_val_acc']:.2f}%" in text
@@ -308,6 +310,25 @@ def test_cv_report_says_a_winning_zero_reg_lies_at_the_edge_of_the_range(tmp_pat
     text = Page((d / "report.html").read_text()).plain()
     assert edge in text and "nothing smaller to try" in text
     assert "lies inside the range" not in text
+
+
+def test_cv_confidence_interval_is_around_the_mean_the_report_heads_with(tmp_path, one_torch_thread):
+    """The headline is the mean at the one common epoch; the interval was built from each fold's own best
+    (biased upward), so it sat around another number."""
+    from nntrain.report.cv import cv_context
+
+    res = cli(
+        "cv", *TINY, "--set", "model.name=mlp", "--set", f"output.runs_dir={tmp_path / 'runs'}", "--folds", "3",
+        "--set", "train.epochs=5", "--set", "train.optimizer.lr=0.3",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    (d,) = (tmp_path / "runs").glob("cv-*")
+    s = json.loads((d / "summary.json").read_text())
+    best = s["combos"][s["best"]]
+    assert any(f["val_acc_at"] < f["best_val_acc"] for f in best["folds"])  # a fold peaked before the common epoch
+    lo, hi = cv_context(d)["ci"]
+    assert (lo + hi) / 2 == pytest.approx(best["mean_val_acc"], abs=1e-12)
+    assert lo < best["mean_val_acc"] < hi
 
 
 # --------------------------------------------------------------------------- in a real browser

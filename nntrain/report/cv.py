@@ -46,7 +46,8 @@ def cv_context(d: Path) -> dict[str, Any]:
         best = {**best, "folds": [{**f, "fold": f["fold"] + shift} for f in best["folds"]]}
     ci = None
     if best is not None:
-        ci = confidence_interval([f["best_val_acc"] for f in best["folds"]])
+        # around the headline mean: each fold at the common epoch (summaries from before it: the fold's own best)
+        ci = confidence_interval([f.get("val_acc_at", f["best_val_acc"]) for f in best["folds"]])
     refit = _read(d / "refit" / "summary.json")
     keys = list((plan.get("grid") or {}).keys()) + list((plan.get("sample") or {}).keys())
     if not keys and combos:
