@@ -52,6 +52,10 @@ def test_a_signal_stops_cv_with_exit_130_and_the_hinted_command_finishes_it(tmp_
     assert 1 <= done < 8 and not (cv_dir / "summary.json").exists()
     name = "SIGTERM" if sig == signal.SIGTERM else "SIGINT"
     assert f"{name}: cv stopped; {done} finished folds are saved in runs/{cv_dir.name}" in err, err
+    from nntrain.report import build_report
+
+    page = build_report(cv_dir, out=tmp_path / "interrupted.html").read_text()  # the report says the same
+    assert f"{done} finished fold" in page and f"<code>nntrain cv --resume {cv_dir}</code>" in page
     hint = re.search(r"Resume with: (nntrain cv .*)$", err, re.M)
     assert hint and hint.group(1) == f"nntrain cv --resume runs/{cv_dir.name}" + (" --jobs 2" if jobs == 2 else ""), err
     r = start(shlex.split(hint.group(1))[1:], tmp_path)  # the hinted command, as typed

@@ -54,6 +54,8 @@ def cv_context(d: Path) -> dict[str, Any]:
         keys = list(combos[0]["params"].keys())
     return {
         "name": d.name,
+        "path": str(d),  # as given: the resume command works from where `report` was run
+        "folds_saved": len(list(d.glob("combo-*/fold-*/result.json"))),
         "folds": (summary or plan).get("folds"),
         "finished": summary is not None,
         "config_yaml": (d / "config.yaml").read_text() if (d / "config.yaml").is_file() else "",
