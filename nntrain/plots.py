@@ -253,13 +253,16 @@ def _positive(ax: Any) -> bool:
 # --------------------------------------------------------------------------- learning-rate study
 
 
-def lr_sweep_figure(runs: Sequence[tuple[float, Curves, bool]]) -> Figure:
+def lr_sweep_figure(runs: Sequence[tuple[float, Curves, bool]], verdicts: Sequence[str] | None = None) -> Figure:
     """The lecture's picture: one loss curve per learning rate on shared axes, plus val accuracy.
 
-    ``runs``: (lr, curves, diverged). The loss axis is clipped at 2x the highest initial
-    loss, so an exploding curve leaves through the top; a diverged run ends in an 'x'.
+    ``runs``: (lr, curves, diverged); ``verdicts``: each lr's verdict (the terminal's table), shown in
+    the legend. The loss axis is clipped at 2x the highest initial loss, so an exploding curve leaves
+    through the top; a diverged run ends in an 'x' labelled with its lr, each a little lower than
+    the one before, so runs that diverged at the same step stay apart. Epoch axes: integer ticks.
     """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(12, 4.6), dpi=DPI, layout="constrained")
     ax_loss, ax_acc = fig.subplots(1, 2)
@@ -267,7 +270,8 @@ def lr_sweep_figure(runs: Sequence[tuple[float, Curves, bool]]) -> Figure:
     marks = []
     for i, (lr, run, diverged) in enumerate(runs):
         color = f"C{i % 10}"
-        label = f"lr={lr:g}" + (" (diverged)" if diverged else "")
+        verdict = verdicts[i] if verdicts is not None else ""
+        label = f"lr={lr:g}" + (f": {verdict}" if verdict else " (diverged)" if diverged else "")
         ys = np.array([_finite(v) for v in run.step_losses]) if run.step_losses else run.column("train_loss")
         xs = run.step_x() if run.step_losses else run.column("epoch")
         if ys.size and math.isfinite(ys[0]):
@@ -275,7 +279,7 @@ def lr_sweep_figure(runs: Sequence[tuple[float, Curves, bool]]) -> Figure:
         ax_loss.plot(xs, ys, color=color, linewidth=1.2, gid="lr-loss", label=label)
         if diverged:  # an 'x' on the top edge where the curve was last finite
             ok = np.flatnonzero(np.isfinite(ys))
-            marks.append((xs[ok[-1] if ok.size else 0], color))
+            marks.append((xs[ok[-1]] if ok.size else 0.0, color, lr))
         ax_acc.plot(
             run.column("epoch"),
             run.column("val_acc"),
@@ -288,21 +292,20 @@ def lr_sweep_figure(runs: Sequence[tuple[float, Curves, bool]]) -> Figure:
     ax_loss.set(title="loss per step, one curve per learning rate", xlabel="epoch", ylabel="train loss")
     if top > 0:
         ax_loss.set_ylim(0, 2 * top)
-    y_mark = ax_loss.get_ylim()[1]
-    for x, color in marks:
+    low, high = ax_loss.get_ylim()
+    for j, (x, color, lr) in enumerate(marks):
+        y = high - j * 0.07 * (high - low)  # stacked down from the top edge: one 'x' never hides another
         ax_loss.plot(
-            [x],
-            [y_mark],
-            color=color,
-            marker="x",
-            markersize=10,
-            mew=2,
-            gid="diverged-mark",
-            clip_on=False,
+            [x], [y], color=color, marker="x", markersize=10, mew=2, gid="diverged-mark", clip_on=False,
             label="_nolegend_",
-        )
+        )  # fmt: skip
+        ax_loss.annotate(
+            f"lr={lr:g} diverged", (x, y), xytext=(7, -3), textcoords="offset points", color=color, fontsize=8,
+            gid="diverged-label", annotation_clip=False,
+        )  # fmt: skip
     ax_acc.set(title="val accuracy", xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02))
     for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs: 1, 2, 3, never 1.25
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="upper right" if ax is ax_loss else "best")
     return fig

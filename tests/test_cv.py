@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from helpers import cli, collector_states
+from helpers import cli, collector_states, one_error_line
 
 from nntrain.config import load_config
 from nntrain.cv.folds import fold_job, fold_seed, pool_folds, run_fold
@@ -128,7 +129,9 @@ def test_cv_outputs_and_aggregate_match_per_fold_files(tiny, tmp_path, monkeypat
     combo = summary["combos"][0]
     accs, curves, loss_curves = [], [], []
     for f, row in enumerate(combo["folds"]):
-        metrics = list(csv.DictReader(open(d / "combo-000" / f"fold-{f}" / "metrics.csv")))
+        assert row["fold"] == f + 1  # numbered 1..k, as on screen and in the folder names
+        metrics = list(csv.DictReader(open(d / "combo-000" / f"fold-{f + 1}" / "metrics.csv")))
+        assert json.loads((d / "combo-000" / f"fold-{f + 1}" / "result.json").read_text())["fold"] == f + 1
         assert len(metrics) == 2
         best = max(range(len(metrics)), key=lambda i: (float(metrics[i]["val_acc"]), -i))
         assert row["best_val_acc"] == float(metrics[best]["val_acc"]) and row["best_epoch"] == best + 1
@@ -153,7 +156,7 @@ def test_cv_outputs_and_aggregate_match_per_fold_files(tiny, tmp_path, monkeypat
     assert sorted(int(o["index"]) for o in oof) == sorted(np.concatenate([va for _, va in folds]).tolist())
     assert not set(int(o["index"]) for o in oof) & set(test.tolist())
     for f in range(3):
-        rows = [o for o in oof if o["fold"] == str(f)]
+        rows = [o for o in oof if o["fold"] == str(f + 1)]
         acc = np.mean([o["y_true"] == o["y_pred"] for o in rows])
         assert acc == pytest.approx(accs[f], abs=1e-12)
     assert combo["oof_acc"] == pytest.approx(np.mean([o["y_true"] == o["y_pred"] for o in oof]), abs=1e-12)
@@ -179,7 +182,7 @@ def test_jobs_2_identical_to_sequential(tiny, tmp_path):
     assert comparable(sa) == comparable(sb) and sa["ranking"] == sb["ranking"]
     for c in range(2):
         for f in range(2):
-            rel = Path(f"combo-{c:03d}") / f"fold-{f}" / "metrics.csv"
+            rel = Path(f"combo-{c:03d}") / f"fold-{f + 1}" / "metrics.csv"
             assert metrics_without_time(a / rel) == metrics_without_time(b / rel)
     assert (a / "combo-001" / "oof.csv").read_text() == (b / "combo-001" / "oof.csv").read_text()
     assert "cv trial 1 fold 2/2 epoch 2/2" in r2.output  # progress travels back from the workers
@@ -215,7 +218,7 @@ def test_resume_skips_finished_folds_and_matches_a_full_run(tiny, tmp_path):
     done = {
         p.parent.relative_to(part.path).as_posix(): p.read_bytes() for p in part.path.glob("combo-*/fold-*/result.json")
     }
-    assert sorted(done) == ["combo-000/fold-0", "combo-000/fold-1", "combo-000/fold-2", "combo-001/fold-0"]
+    assert sorted(done) == ["combo-000/fold-1", "combo-000/fold-2", "combo-000/fold-3", "combo-001/fold-1"]
     assert not (part.path / "summary.json").exists()
     assert [t.state.name for t in study.get_trials()] == ["FAIL", "FAIL"]  # interrupted trials: failed
 
@@ -231,6 +234,59 @@ def test_resume_skips_finished_folds_and_matches_a_full_run(tiny, tmp_path):
     assert comparable(s_full) == comparable(s_res)
     assert s_full["ranking"] == s_res["ranking"] and s_full["best_params"] == s_res["best_params"]
     assert s_full["combos"][0]["mean_val_acc"] == s_res["combos"][0]["mean_val_acc"]
+
+
+def test_a_cv_directory_from_before_the_1_to_k_numbering_still_resumes(tiny, tmp_path):
+    """Issue 32: folds are now fold-1..k on disk; a directory an older version wrote (fold-0..k-1, plan.json
+    without first_fold) must keep resuming, reusing its finished folds, not start them again silently."""
+    full = cli("cv", "--config", str(tiny), "--folds", "3")
+    assert full.exit_code == 0, full.output
+    (full_dir,) = cv_dirs(tmp_path)
+    cfg = load_config(tiny)
+    plan = Plan(cfg, 3)
+    _, _, folds = pool_folds(cfg, 3)
+    old = CvDir.create(plan, [va for _, va in folds])
+    with pytest.raises(KeyboardInterrupt):
+        run_search(plan, old, folds, open_study(plan, default_storage(old.path), seed=cfg.seed), executor=StopAfter(2))
+    raw = json.loads((old.path / "plan.json").read_text())
+    del raw["first_fold"]  # as the older version wrote it
+    (old.path / "plan.json").write_text(json.dumps(raw))
+    for n in (1, 2):  # its numbering: fold-0, fold-1, "fold": 0, 1
+        d = old.path / "combo-000" / f"fold-{n}"
+        r = json.loads((d / "result.json").read_text())
+        (d / "result.json").write_text(json.dumps({**r, "fold": n - 1}))
+        d.rename(old.path / "combo-000" / f"fold-{n - 1}")
+    res = cli("cv", "--resume", str(old.path))
+    assert res.exit_code == 0, res.output
+    assert "resumed: 2 finished folds were skipped" in res.output
+    assert sorted(p.name for p in (old.path / "combo-001").iterdir() if p.is_dir()) == ["fold-0", "fold-1", "fold-2"]
+    assert not (old.path / "combo-001" / "fold-3").exists()
+    s_full, s_old = (json.loads((d / "summary.json").read_text()) for d in (full_dir, old.path))
+    assert (s_full["first_fold"], s_old["first_fold"]) == (1, 0)  # each summary as its directory numbers folds
+    assert [f["fold"] for f in s_old["combos"][0]["folds"]] == [0, 1, 2]
+    assert {o.split(",")[3] for o in (old.path / "combo-001" / "oof.csv").read_text().split()[1:]} == {"0", "1", "2"}
+    no_fold = [
+        [{k: v for k, v in f.items() if k not in ("seconds", "fold")} for f in c["folds"]] for c in s_old["combos"]
+    ]
+    assert no_fold == [[{k: v for k, v in f.items() if k not in ("seconds", "fold")} for f in c["folds"]]
+                       for c in s_full["combos"]]  # fmt: skip
+    for line in res.output.splitlines():  # the screen says 1..3 whatever the directory's names
+        if line.startswith("cv trial"):
+            assert "fold 3/3" in line
+    folds_table = res.output.split("folds of", 1)[1].split("mean ± std", 1)[0].splitlines()[2:]
+    assert [row.split()[0] for row in folds_table] == ["1", "2", "3"]
+    assert cli("report", str(old.path)).exit_code == 0
+    html = (old.path / "report.html").read_text()
+    assert re.findall(r"<tr><td>(\d)</td><td>\d+</td><td>\d+</td>", html) == ["1", "2", "3"]
+
+
+def test_a_damaged_first_fold_in_plan_json_is_refused(tiny, tmp_path):
+    assert cli("cv", "--config", str(tiny), "--folds", "2").exit_code == 0
+    (d,) = cv_dirs(tmp_path)
+    raw = json.loads((d / "plan.json").read_text())
+    (d / "plan.json").write_text(json.dumps({**raw, "first_fold": 7}))
+    res = cli("cv", "--resume", str(d))
+    one_error_line(res, "not a readable nntrain cv directory", "first_fold is 7")
 
 
 def test_grid_runs_cross_product_ranks_by_mean_and_warns_at_the_edge(tiny, tmp_path):
@@ -259,7 +315,7 @@ def test_grid_runs_cross_product_ranks_by_mean_and_warns_at_the_edge(tiny, tmp_p
     assert s["best_params"]["train.optimizer.lr"] == 0.3  # 2 epochs: the largest step learns most
     assert any("train.optimizer.lr=0.3 is the largest value tried" in w for w in s["warnings"])
     for c in s["combos"]:  # each combination really trained with its values
-        saved = json.loads((Path(s["cv_dir"]) / f"combo-{c['trial']:03d}" / "fold-0" / "result.json").read_text())
+        saved = json.loads((Path(s["cv_dir"]) / f"combo-{c['trial']:03d}" / "fold-1" / "result.json").read_text())
         assert [k for k in saved["records"][0] if k.startswith("update_ratio.")] == [
             "update_ratio.fc1",
             "update_ratio.out",
@@ -269,14 +325,21 @@ def test_grid_runs_cross_product_ranks_by_mean_and_warns_at_the_edge(tiny, tmp_p
 def test_edge_warnings_oracle():
     grid = {"train.optimizer.lr": [0.01, 0.1, 1.0], "train.reg": [0.0, 1e-3], "model.name": ["cnn", "mlp"]}
     assert edge_warnings({"train.optimizer.lr": 0.1, "train.reg": 1e-3, "model.name": "mlp"}, grid, {}) == [
-        "best train.reg=0.001 is the largest value tried; widen the grid above it"
+        "best train.reg=0.001 is the largest value tried, at the upper edge of the range; extend the grid above it"
     ]
     w = edge_warnings({"train.optimizer.lr": 0.01, "train.reg": 0.0, "model.name": "cnn"}, grid, {})
-    assert w == ["best train.optimizer.lr=0.01 is the smallest value tried; widen the grid below it"]
+    assert w == [
+        "best train.optimizer.lr=0.01 is the smallest value tried, at the lower edge of the range; extend the grid "
+        "below it",
+        "best train.reg=0 is the smallest value tried, at the lower edge of the range: no regularization won and "
+        "there is nothing smaller to try; to see whether a little helps, try values between 0 and 0.001",
+    ]  # issue 32: a winning 0 at the lower edge was not reported at all
     space = {"train.optimizer.lr": Dist("log", 1e-4, 1e-1, False)}
     assert "top 10%" in edge_warnings({"train.optimizer.lr": 0.09}, {}, space)[0]
     assert "bottom 10%" in edge_warnings({"train.optimizer.lr": 1.1e-4}, {}, space)[0]
     assert edge_warnings({"train.optimizer.lr": 3e-3}, {}, space) == []  # log-middle of the range
+    (w,) = edge_warnings({"model.dropout": 0.01}, {}, {"model.dropout": Dist("uniform", 0.0, 0.5, False)})
+    assert "at the lower edge: little or no dropout won and there is nothing below 0 to try" in w
 
 
 def test_search_space_becomes_optuna_distributions(tiny):
@@ -312,7 +375,9 @@ def test_sample_trials_through_the_cli_are_seeded_and_in_range(tiny, tmp_path):
 
     study = optuna.load_study(study_name="nntrain-cv", storage=default_storage(Path(s["cv_dir"])))
     attrs = study.trials[0].user_attrs
-    assert [f["fold"] for f in attrs["folds"]] == [0, 1] and attrs["params"] == s["combos"][0]["params"]
+    assert [f["fold"] for f in attrs["folds"]] == [0, 1] and attrs[
+        "params"
+    ]  # indices, as in the jobs == s["combos"][0]["params"]
     assert study.trials[0].value == pytest.approx(s["combos"][0]["mean_val_acc"])
 
 

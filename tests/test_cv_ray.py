@@ -187,7 +187,7 @@ def test_ray_cv_gives_the_local_executors_numbers_and_files(two_runs, ray_cluste
     assert (local / "plan.json").read_text() == (ray_dir / "plan.json").read_text()
     assert (local / "combo-000" / "oof.csv").read_text() == (ray_dir / "combo-000" / "oof.csv").read_text()
     for f in range(3):
-        path = Path("combo-000") / f"fold-{f}" / "metrics.csv"
+        path = Path("combo-000") / f"fold-{f + 1}" / "metrics.csv"
         assert metrics_without_time(local / path) == metrics_without_time(ray_dir / path)
         assert len(metrics_without_time(ray_dir / path)) == 2  # both epochs recorded
 

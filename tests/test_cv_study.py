@@ -127,7 +127,7 @@ def two_processes(url: str, tiny: Path, tmp_path: Path) -> None:
     assert all(t.state.name == "COMPLETE" and len(t.user_attrs["folds"]) == 2 for t in ts)  # no lost results
     assert len({t.user_attrs["cv_dir"] for t in ts}) == 2  # each process wrote its folds into its own cv dir
     for t in ts:
-        assert (Path(t.user_attrs["cv_dir"]) / f"combo-{t.number:03d}" / "fold-1" / "result.json").is_file()
+        assert (Path(t.user_attrs["cv_dir"]) / f"combo-{t.number:03d}" / "fold-2" / "result.json").is_file()
     assert "ranking" in outs[0] and "ranking" in outs[1]  # each process ranks the whole study it saw
 
 
@@ -144,7 +144,7 @@ def test_resume_after_kill_9_mid_trial_finishes_the_study(tiny, tmp_path):
     deadline = time.monotonic() + 300
 
     def done(trial: int, fold: int) -> bool:
-        return bool(list((tmp_path / "runs").glob(f"cv-*/combo-{trial:03d}/fold-{fold}/result.json")))
+        return bool(list((tmp_path / "runs").glob(f"cv-*/combo-{trial:03d}/fold-{fold + 1}/result.json")))
 
     def half_done() -> bool:  # a trial after the first is RUNNING with its first fold finished, not its second
         if not done(0, 0):

@@ -489,3 +489,32 @@ def test_lr_sweep_never_rates_best_an_lr_the_rules_called_too_high_while_a_good_
     runs = [run(0.5, 0.97, "too high", ["update_ratio.out.high"]), run(0.05, 0.95, "good", [])]
     best = recommend(runs)
     assert best is runs[1] and runs[0].verdict == "too high: updates too large"
+
+
+def test_lr_sweep_figure_shows_each_verdict_integer_epochs_and_every_diverged_mark(tmp_path):
+    """Issue 32: two runs that diverge at the same step drew one 'x' on the other, a 3-epoch sweep got
+    ticks like 1.25, and the verdicts printed in the terminal were nowhere on the figure."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from nntrain.config import load_config
+    from nntrain.pipeline.lrsweep import lr_sweep
+    from nntrain.pipeline.setup import setup
+
+    s = setup(load_config(None, ["model.channels=[4]", "model.hidden=[16]", "device=cpu"]))
+    result = lr_sweep(s, [0.05, 1e5, 1e6], epochs=3)
+    assert [r.diverged for r in result] == [False, True, True]
+    fig = lr_sweep_figure([(r.lr, r.curves, r.diverged) for r in result], [r.verdict for r in result])
+    FigureCanvasAgg(fig).draw()  # tick labels exist once drawn
+    ax_loss, ax_acc = fig.axes
+    legend = [t.get_text() for t in ax_loss.get_legend().get_texts()]
+    assert legend == ["lr=0.05: best", "lr=100000: too high: diverged", "lr=1e+06: too high: diverged"]
+    assert [t.get_text() for t in ax_acc.get_legend().get_texts()] == legend
+    for ax in (ax_loss, ax_acc):
+        shown = [t.get_text().replace("\u2212", "-") for t in ax.get_xticklabels() if t.get_text()]
+        assert shown and all(t.lstrip("-").isdigit() for t in shown), shown
+    marks = [line for line in ax_loss.get_lines() if line.get_gid() == "diverged-mark"]
+    spots = {(float(m.get_xdata()[0]), float(m.get_ydata()[0])) for m in marks}
+    assert len(marks) == 2 and len(spots) == 2
+    assert len({x for x, _ in spots}) == 1  # both diverged at the same step: only the offset keeps them apart
+    labels = [t.get_text() for t in ax_loss.texts if t.get_gid() == "diverged-label"]
+    assert labels == ["lr=100000 diverged", "lr=1e+06 diverged"]

@@ -223,6 +223,30 @@ def test_runs_table_sort_status_and_compare(trained, tmp_path, monkeypatch):
     assert res.exit_code == 2 and "not a run directory" in res.output
 
 
+def test_runs_skips_an_lr_sweep_folder_and_report_refuses_it_without_writing(trained, tmp_path):
+    """Issue 32: `runs` listed an lr-sweep folder as 'interrupted, 0 epochs' and `report` wrote an
+    'interrupted run' page into it."""
+    from helpers import one_error_line
+
+    root, run, args, _ = trained
+    runs = tmp_path / "runs"
+    shutil.copytree(run, runs / run.name)
+    res = cli("lr-sweep", *TINY, "--set", f"output.runs_dir={runs}", "--lrs", "0.05,0.1", "--epochs", "1")
+    assert res.exit_code == 0, res.output
+    (sweep,) = runs.glob("run-lr-sweep-*")
+    res = cli("runs", str(runs), "--json")
+    assert res.exit_code == 0, res.output
+    assert [r["name"] for r in json.loads(res.output)] == [run.name]
+    res = cli("runs", str(runs))
+    assert res.exit_code == 0 and sweep.name not in res.output and run.name in res.output
+    before = sorted(p.name for p in sweep.iterdir())
+    for extra in ([], ["--out", str(tmp_path / "sweep.html")]):
+        res = cli("report", str(sweep), *extra)
+        one_error_line(res, "is an lr-sweep folder", str(sweep / "lr-sweep.png"), str(sweep / "lr-sweep.json"))
+    assert sorted(p.name for p in sweep.iterdir()) == before and "report.html" not in before
+    assert not (tmp_path / "sweep.html").exists()
+
+
 def test_cv_report_folds_interval_ranking_warnings_refit(tmp_path, one_torch_thread):
     from scipy import stats
 
@@ -239,12 +263,27 @@ def test_cv_report_folds_interval_ranking_warnings_refit(tmp_path, one_torch_thr
     s = json.loads((d / "summary.json").read_text())
     best = s["combos"][s["best"]]
     accs = [f["best_val_acc"] for f in best["folds"]]
-    mean, sd = sum(accs) / 3, (sum((a - sum(accs) / 3) ** 2 for a in accs) / 2) ** 0.5
+    at = [f["val_acc_at"] for f in best["folds"]]  # the interval is around the headline: the common epoch's mean
+    mean, sd = sum(at) / 3, (sum((a - sum(at) / 3) ** 2 for a in at) / 2) ** 0.5
+    assert mean == pytest.approx(best["mean_val_acc"], abs=1e-12)
     half = stats.t.ppf(0.975, 2) * sd / 3**0.5
     assert f"{100 * (mean - half):.1f}% – {100 * (mean + half):.1f}%" in text
     assert f"{100 * best['mean_val_acc']:.2f}% ± {100 * best['std_val_acc']:.2f}%" in text
     for a in accs:
         assert f"{100 * a:.2f}%" in text
+    # issue 32: the ranking says at which epoch each score is taken (one epoch common to all folds), and the
+    # terminal's "last epoch" column says what it holds
+    header = res.output.split("ranking by mean val accuracy at one epoch common to all folds", 1)[1].splitlines()[1]
+    assert "  scored at epoch  val acc at last common epoch  out-of-fold acc" in header, header
+    assert "<th>scored at epoch</th>" in html and f"<th>val acc at epoch {best['epoch']}</th>" in html
+    for c in s["combos"]:
+        assert re.search(rf"<td>{100 * c['std_val_acc']:.2f}%</td><td>{c['epoch']}</td>", html)
+    for f in best["folds"]:  # each fold at the common epoch, then its own best, numbered 1..k
+        assert (
+            f"<tr><td>{f['fold']}</td><td>{f['n_train']}</td><td>{f['n_val']}</td><td>{100 * f['val_acc_at']:.2f}%"
+            in html
+        )
+    assert [f["fold"] for f in best["folds"]] == [1, 2, 3]
     ranks = re.findall(r"<td>(\d)</td><td class=\"l\"><code>train.optimizer.lr=([0-9.]+)</code>", html)
     assert [float(lr) for _, lr in ranks] == [s["combos"][i]["params"]["train.optimizer.lr"] for i in s["ranking"]]
     for w in s["warnings"]:
@@ -252,6 +291,44 @@ def test_cv_report_folds_interval_ranking_warnings_refit(tmp_path, one_torch_thr
     refit = json.loads((d / "refit" / "summary.json").read_text())
     assert f"test accuracy {100 * refit['test_acc']:.2f}%" in text
     assert "mean val accuracy against each hyperparameter" in [i["alt"] for i in page.imgs()]
+
+
+def test_cv_report_says_a_winning_zero_reg_lies_at_the_edge_of_the_range(tmp_path, one_torch_thread):
+    """Issue 32: with train.reg=0 the smallest value tried and the winner, the report said every best
+    value lies inside its range."""
+    res = cli(
+        "cv", *TINY, "--set", "model.name=mlp", "--set", f"output.runs_dir={tmp_path / 'runs'}", "--folds", "2",
+        "--grid", "train.reg=0,0.5",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    (d,) = (tmp_path / "runs").glob("cv-*")
+    s = json.loads((d / "summary.json").read_text())
+    assert s["best_params"] == {"train.reg": 0.0}  # a strong L2 term hurts a 2-epoch MLP
+    edge = "best train.reg=0 is the smallest value tried, at the lower edge of the range: no regularization won"
+    assert edge in res.output  # the terminal's warning
+    assert cli("report", str(d)).exit_code == 0
+    text = Page((d / "report.html").read_text()).plain()
+    assert edge in text and "nothing smaller to try" in text
+    assert "lies inside the range" not in text
+
+
+def test_cv_confidence_interval_is_around_the_mean_the_report_heads_with(tmp_path, one_torch_thread):
+    """The headline is the mean at the one common epoch; the interval was built from each fold's own best
+    (biased upward), so it sat around another number."""
+    from nntrain.report.cv import cv_context
+
+    res = cli(
+        "cv", *TINY, "--set", "model.name=mlp", "--set", f"output.runs_dir={tmp_path / 'runs'}", "--folds", "3",
+        "--set", "train.epochs=5", "--set", "train.optimizer.lr=0.3",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    (d,) = (tmp_path / "runs").glob("cv-*")
+    s = json.loads((d / "summary.json").read_text())
+    best = s["combos"][s["best"]]
+    assert any(f["val_acc_at"] < f["best_val_acc"] for f in best["folds"])  # a fold peaked before the common epoch
+    lo, hi = cv_context(d)["ci"]
+    assert (lo + hi) / 2 == pytest.approx(best["mean_val_acc"], abs=1e-12)
+    assert lo < best["mean_val_acc"] < hi
 
 
 # --------------------------------------------------------------------------- in a real browser

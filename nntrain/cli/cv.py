@@ -2,13 +2,59 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Iterator, List, Optional
 
 import typer
 
 from nntrain.cli.common import ConfigOpt, SetOpt, guarded, load_cfg
 from nntrain.cli.startup import collector_paused, settle_heap
+
+
+@contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM stops cv as Ctrl-C does (a KeyboardInterrupt named after it): the executor stops its workers
+    and the search marks unfinished trials for ``--resume``; the default action would kill the process
+    with no resume hint. A fold in progress cannot be checkpointed (its result is written whole), so there
+    is no step to finish first as ``train`` does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    old = signal.signal(signal.SIGTERM, handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def resume_command(cv_dir: Path, o: Any) -> str:
+    """The command that continues ``cv_dir``: --resume and the options that are not part of its plan."""
+    import shlex
+
+    from nntrain.cv.plan import without_password
+
+    parts = ["nntrain cv --resume", shlex.quote(str(cv_dir))]
+    if o.storage is not None and without_password(o.storage) != o.storage:  # plan.json keeps no password
+        from nntrain.cv.study import safe_url
+
+        parts += ["--storage", shlex.quote(safe_url(o.storage)), "(its password in place of ***)"]
+    opts = (
+        ("--jobs", o.jobs if o.jobs != 1 else None),
+        ("--threads", o.threads),
+        ("--executor", o.executor if o.executor != "local" else None),
+        ("--address", o.address),
+        ("--cpus-per-job", o.cpus_per_job),
+        ("--gpus-per-job", o.gpus_per_job),
+    )
+    parts += [f"{flag} {v:g}" if isinstance(v, float) else f"{flag} {v}" for flag, v in opts if v is not None]
+    return " ".join(parts + (["--refit"] if o.refit else []))
 
 
 @guarded
@@ -120,24 +166,30 @@ def cv(
     reporter = EpochReporter("refit on the whole pool", live=False if json_out else None)
     where: list[Path] = []
     try:
-        outcome = run_cv(
-            cfg,
-            o,
-            progress=None if json_out else progress,
-            refit_callbacks=[] if json_out else [reporter],
-            settle=settle_heap,  # start-up done: the collector walks only what the folds create
-            started=lambda d: where.append(d.path),
-            warn=warn,
-        )
-    except KeyboardInterrupt:
+        with _sigterm_as_ctrl_c():
+            outcome = run_cv(
+                cfg,
+                o,
+                progress=None if json_out else progress,
+                refit_callbacks=[] if json_out else [reporter],
+                settle=settle_heap,  # start-up done: the collector walks only what the folds create
+                started=lambda d: where.append(d.path),
+                warn=warn,
+            )
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: workers stopped, unfinished trials marked for --resume
         for p in shown:
             p.close()
-        if where:
-            warn(
-                f"finished folds are saved; continue with: nntrain cv --resume {where[0]}"
-                + (" --executor ray" if executor_name == "ray" else "")
-            )
-        raise
+        reporter.close()
+        if not where:  # before the cv directory existed: nothing to resume
+            raise
+        from nntrain.errors import Interrupted
+
+        done = len(list(where[0].glob("combo-*/fold-*/result.json")))
+        raise Interrupted(
+            f"{e.args[0] if e.args else 'SIGINT'}: cv stopped; {done} finished folds are saved in {where[0]} "
+            "(folds that were running start again). "
+            f"Resume with: {resume_command(where[0], o)}"
+        ) from None
     finally:
         for p in shown:
             p.close()

@@ -42,7 +42,7 @@ def lr_sweep_cmd(
 
     runs = lr_sweep(s, values, epochs=epochs, progress=progress)
     run = RunDir.create(cfg.output.runs_dir, f"{cfg.output.run_name}-lr-sweep", config_yaml=to_yaml(cfg))
-    fig = lr_sweep_figure([(r.lr, r.curves, r.diverged) for r in runs])
+    fig = lr_sweep_figure([(r.lr, r.curves, r.diverged) for r in runs], [r.verdict for r in runs])
     save(fig, run.path / "lr-sweep.png")
     if target is not None:
         save(fig, target)

@@ -346,7 +346,7 @@ def cv_report(summary: dict[str, Any], cv_dir: str) -> None:
     best, c = summary["combos"][summary["best"]], summary["combos"]
     rows = [
         [
-            str(r["fold"] + 1),
+            str(r["fold"] + 1 - summary.get("first_fold", 0)),  # 1..k (summaries from before count from 0)
             str(r["n_train"]),
             str(r["n_val"]),
             fmt_acc(r.get("val_acc_at")),
@@ -363,7 +363,9 @@ def cv_report(summary: dict[str, Any], cv_dir: str) -> None:
     )  # fmt: skip
     tables = [folds]
     if len(summary["ranking"]) > 1 or summary["pruned"]:
-        cols = ("rank", "trial", "hyperparameters", "mean ± std val acc", "epoch", "last epoch", "out-of-fold acc")
+        # the score is taken at one epoch common to all folds; the last common epoch's accuracy beside it
+        cols = ("rank", "trial", "hyperparameters", "mean ± std val acc", "scored at epoch",
+                "val acc at last common epoch", "out-of-fold acc")  # fmt: skip
         rows = [
             [str(i), str(s["trial"]), _params(s["params"]), _pm(s["mean_val_acc"], s["std_val_acc"]), str(s["epoch"])]
             + [_pm(s["last_val_acc"], s["last_std_val_acc"]), fmt_acc(s["oof_acc"])]

@@ -25,8 +25,16 @@ def report_cmd(
 ) -> None:
     """Write one self-contained HTML page of a run or a cv (pictures inline, no script, nothing fetched)."""
     from nntrain.cli.render import plain
+    from nntrain.errors import NntrainError
     from nntrain.report import build_report
+    from nntrain.report.table import is_sweep
     from nntrain.runs.files import refuse_overwrite
+
+    if directory.is_dir() and is_sweep(directory):  # refused before anything is written
+        raise NntrainError(
+            f"'{directory}' is an lr-sweep folder (nntrain lr-sweep), not a training run: it has no report; "
+            f"its figure is {directory / 'lr-sweep.png'} and its results {directory / 'lr-sweep.json'}"
+        )
 
     if out is not None:
         refuse_overwrite(out, "--out", force)  # the directory's own report.html is rebuilt; a named file is kept

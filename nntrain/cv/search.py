@@ -101,7 +101,7 @@ def run_search(
         batch = [_ask(study, dists, plan, cvdir) for _ in range(min(size, left))]
         skipped += _run_batch(plan, cvdir, folds, study, batch, executor, report)
         left -= len(batch)
-    summary = summarize(study, plan)
+    summary = summarize(study, plan, first=cvdir.first)
     summary["skipped_done"] = skipped
     _write_oof(cvdir, summary)
     atomic_write_text(cvdir.path / "summary.json", json_text(summary))
@@ -203,8 +203,9 @@ def _store(b: dict[str, Any]) -> dict[str, Any]:
     return h
 
 
-def summarize(study: Any, plan: Plan) -> dict[str, Any]:
-    """Every complete and pruned trial of the study (any process), scored honestly, ranked."""
+def summarize(study: Any, plan: Plan, first: int = 1) -> dict[str, Any]:
+    """Every complete and pruned trial of the study (any process), scored honestly, ranked. ``first``: the
+    number the cv directory gives its first fold (1; 0 in directories from before), so the two agree."""
     from optuna.trial import TrialState
 
     rows = []
@@ -223,6 +224,7 @@ def summarize(study: Any, plan: Plan) -> dict[str, Any]:
                 "folds": [
                     {
                         **{x: f[x] for x in FOLD_FIELDS if not x.endswith("_curve")},
+                        "fold": f["fold"] + first,  # the study holds indices 0..k-1; people read 1..k
                         "val_acc_at": f["val_acc_curve"][h["epoch"] - 1] if h["epoch"] else None,
                     }
                     for f in folds
@@ -252,6 +254,7 @@ def summarize(study: Any, plan: Plan) -> dict[str, Any]:
     best = complete[0]
     return {
         "folds": plan.folds,
+        "first_fold": first,  # combos[].folds[].fold counts from it (summaries without it: from 0)
         "seed": plan.base.seed,
         "study": plan.study,
         "sampler": plan.sampler,
@@ -276,5 +279,5 @@ def _write_oof(cvdir: CvDir, summary: dict[str, Any]) -> None:
             continue
         per_fold = [cvdir.load(n, f) for f in range(summary["folds"])]
         rows = [(i, t, p, r["fold"]) for r in per_fold for i, t, p in zip(*r["oof"].values())]
-        text = "index,y_true,y_pred,fold\n" + "".join(f"{i},{t},{p},{f}\n" for i, t, p, f in sorted(rows))
+        text = "index,y_true,y_pred,fold\n" + "".join(f"{i},{t},{p},{f + cvdir.first}\n" for i, t, p, f in sorted(rows))
         atomic_write_text(cvdir.path / f"combo-{n:03d}" / "oof.csv", text)

@@ -153,17 +153,38 @@ def decode(params: dict[str, Any], grid: dict[str, list[Any]]) -> dict[str, Any]
     return out
 
 
+_OFF = {"reg": "no regularization", "dropout": "no dropout", "label_smoothing": "no label smoothing"}
+
+
+def _off(key: str) -> str:
+    """What a value of 0 means for ``key`` ('no regularization' for train.reg), in the warning's words."""
+    return _OFF.get(key.rsplit(".", 1)[-1], f"{key}=0 (off)")
+
+
 def edge_warnings(best: dict[str, Any], grid: dict[str, list[Any]], space: dict[str, Dist]) -> list[str]:
-    """Swept numeric keys whose best value sits at the edge of what was tried: widen the search there."""
+    """Swept numeric keys whose best value sits at the edge of what was tried: extend the search there.
+    A best 0 at the lower edge is said too: nothing lies below it, but it means the key was best off."""
     out = []
     for key, values in grid.items():
         nums = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
         if len(nums) < 2 or len(nums) != len(values) or key not in best:
             continue
-        if best[key] == max(nums):
-            out.append(f"best {key}={best[key]:g} is the largest value tried; widen the grid above it")
-        elif best[key] == min(nums) and best[key] != 0:  # 0 (off) cannot be widened below
-            out.append(f"best {key}={best[key]:g} is the smallest value tried; widen the grid below it")
+        v = best[key]
+        if v == max(nums):
+            out.append(
+                f"best {key}={v:g} is the largest value tried, at the upper edge of the range; extend the grid above it"
+            )
+        elif v == min(nums) and v == 0:  # nothing below 0 to try: say what winning there means
+            above = min(n for n in nums if n > 0)
+            out.append(
+                f"best {key}=0 is the smallest value tried, at the lower edge of the range: {_off(key)} won and there "
+                f"is nothing smaller to try; to see whether a little helps, try values between 0 and {above:g}"
+            )
+        elif v == min(nums):
+            out.append(
+                f"best {key}={v:g} is the smallest value tried, at the lower edge of the range; extend the grid "
+                "below it"
+            )
     for key, d in space.items():
         if key not in best:
             continue
@@ -171,12 +192,17 @@ def edge_warnings(best: dict[str, Any], grid: dict[str, list[Any]], space: dict[
         pos = (f(best[key]) - f(d.low)) / (f(d.high) - f(d.low))  # 0..1 within the range
         if pos >= 0.9:
             out.append(
-                f"best {key}={best[key]:.3g} lies in the top 10% of {d.kind}:{d.low:g}:{d.high:g}; widen the range "
-                "above it"
+                f"best {key}={best[key]:.3g} lies in the top 10% of {d.kind}:{d.low:g}:{d.high:g}, at the upper edge; "
+                "extend the range above it"
             )
-        elif pos <= 0.1 and not (d.kind == "uniform" and d.low == 0 and best[key] == 0):
+        elif pos <= 0.1 and d.low == 0:  # uniform from 0: nothing below to sample
             out.append(
-                f"best {key}={best[key]:.3g} lies in the bottom 10% of {d.kind}:{d.low:g}:{d.high:g}; widen the "
-                "range below it"
+                f"best {key}={best[key]:.3g} lies in the bottom 10% of {d.kind}:0:{d.high:g}, at the lower edge: "
+                f"little or {_off(key)} won and there is nothing below 0 to try; compare with {key}=0 itself (--grid)"
+            )
+        elif pos <= 0.1:
+            out.append(
+                f"best {key}={best[key]:.3g} lies in the bottom 10% of {d.kind}:{d.low:g}:{d.high:g}, at the lower "
+                "edge; extend the range below it"
             )
     return out

@@ -41,15 +41,21 @@ def cv_context(d: Path) -> dict[str, Any]:
     combos = (summary or {}).get("combos", [])
     ranking = (summary or {}).get("ranking") or list(range(len(combos)))
     best = combos[(summary or {}).get("best", ranking[0] if ranking else 0)] if combos else None
+    if best is not None:  # folds numbered 1..k as on screen (summaries from before count from 0)
+        shift = 1 - (summary or {}).get("first_fold", 0)
+        best = {**best, "folds": [{**f, "fold": f["fold"] + shift} for f in best["folds"]]}
     ci = None
     if best is not None:
-        ci = confidence_interval([f["best_val_acc"] for f in best["folds"]])
+        # around the headline mean: each fold at the common epoch (summaries from before it: the fold's own best)
+        ci = confidence_interval([f.get("val_acc_at", f["best_val_acc"]) for f in best["folds"]])
     refit = _read(d / "refit" / "summary.json")
     keys = list((plan.get("grid") or {}).keys()) + list((plan.get("sample") or {}).keys())
     if not keys and combos:
         keys = list(combos[0]["params"].keys())
     return {
         "name": d.name,
+        "path": str(d),  # as given: the resume command works from where `report` was run
+        "folds_saved": len(list(d.glob("combo-*/fold-*/result.json"))),
         "folds": (summary or plan).get("folds"),
         "finished": summary is not None,
         "config_yaml": (d / "config.yaml").read_text() if (d / "config.yaml").is_file() else "",

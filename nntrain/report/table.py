@@ -12,6 +12,17 @@ SORT_KEYS = ("date", "name", "test_acc", "best_val", "time", "epochs", "status",
 _DESCENDING = {"date", "test_acc", "best_val", "epochs"}  # newest / best / longest first
 
 
+SWEEP_FILES = ("lr-sweep.png", "lr-sweep.json")  # what `nntrain lr-sweep` writes beside its config.yaml
+
+
+def is_sweep(d: Path) -> bool:
+    """An lr-sweep folder (``<run_name>-lr-sweep-<time>``): no epochs, no summary.json, so not a run;
+    by its files, or by its name while it has no metrics.csv (the figure not yet written)."""
+    if any((d / f).is_file() for f in SWEEP_FILES):
+        return True
+    return "-lr-sweep-" in d.name and not (d / "metrics.csv").exists()
+
+
 def run_row(d: Path) -> dict[str, Any]:
     from nntrain.config import read_yaml
 
@@ -46,7 +57,7 @@ def _epochs_done(d: Path) -> int:
 
 
 def table(root: str | Path, sort: str = "date") -> list[dict[str, Any]]:
-    """Every run directory directly under ``root`` (cv directories and sanity/ are not runs)."""
+    """Every run directory directly under ``root`` (cv directories, lr-sweep folders and sanity/ are not runs)."""
     root = Path(root)
     if sort not in SORT_KEYS:
         raise NntrainError(f"--sort {sort}: unknown column; choose one of {', '.join(SORT_KEYS)}")
@@ -55,7 +66,7 @@ def table(root: str | Path, sort: str = "date") -> list[dict[str, Any]]:
     rows = [
         run_row(d)
         for d in sorted(root.iterdir())
-        if d.is_dir() and (d / "config.yaml").is_file() and not (d / "plan.json").exists()
+        if d.is_dir() and (d / "config.yaml").is_file() and not (d / "plan.json").exists() and not is_sweep(d)
     ]
     present = [r for r in rows if r[sort] is not None]
     present.sort(key=lambda r: r[sort], reverse=sort in _DESCENDING)
