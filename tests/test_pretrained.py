@@ -101,6 +101,12 @@ def test_imagenet_is_read_from_torchvisions_cache_with_its_normalization_and_siz
     s = setup(_cfg(tmp_path, "data.dataset=imagefolder", f"data.root={img}", "model.name=resnet18",
                    "model.weights=imagenet", "data.image_size=48"))  # fmt: skip
     assert s.data.input_shape == (3, 48, 48)
+    # a folder streamed from disk gets the weights' normalization too
+    s = setup(_cfg(tmp_path, "data.dataset=imagefolder", f"data.root={img}", "model.name=resnet18",
+                   "model.weights=imagenet", "data.image_size=48", "data.memory_limit_mb=0.01",
+                   "data.workers=0"))  # fmt: skip
+    assert s.dataset.stream
+    torch.testing.assert_close(s.data.mean, torch.tensor([0.485, 0.456, 0.406]) * 255)
 
 
 def _tiny_cnn_run(tmp: Path, *extra: str) -> Path:
