@@ -87,7 +87,7 @@ def test_json_output(tmp_path, monkeypatch):
         (["--set", "train.optimizer.lr=-0.1"], "train.optimizer.lr: Input should be greater than 0 (got -0.1)"),
         (["--set", "data.val_fraction=0.5", "--set", "data.test_fraction=0.5"], "leaves no real train set"),
         (["--set", "data.dataset=cifar1000"], "data.dataset: unknown dataset 'cifar1000'"),
-        (["--set", "model.name=vgg"], "model.name: Input should be 'cnn', 'mlp' or 'resnet'"),
+        (["--set", "model.name=vgg"], "model.name: Input should be 'cnn', 'mlp', 'resnet', 'resnet18'"),
         (["--config", "missing.yaml"], "config file 'missing.yaml' cannot be read: no such file"),
         (["--config", "."], "cannot be read: it is a directory"),
         (["--set", "model.channels=[8,8,8,8]"], "model.channels: 4 conv stages"),

@@ -345,3 +345,40 @@ def test_fine_tuning_runs_with_the_recipes_and_a_resume_in_the_frozen_phase_cont
 
 def _drop(row: str, cols: set[int]) -> str:
     return ",".join(v for i, v in enumerate(row.split(",")) if i not in cols)
+
+
+def test_model_download_fetches_into_torchvisions_cache_and_checks_the_hash(tmp_path, monkeypatch, r18_file):
+    """The download path is torchvision's own (`Weights.get_state_dict`), here from a file:// URL: the file lands in
+    $TORCH_HOME/hub/checkpoints under the URL's name, its SHA-256 prefix in the name is checked."""
+    import hashlib
+
+    from nntrain.pipeline.setup import setup
+
+    weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    digest = hashlib.sha256(r18_file.read_bytes()).hexdigest()
+    served = tmp_path / "server" / f"resnet18-{digest[:8]}.pth"
+    served.parent.mkdir()
+    served.write_bytes(r18_file.read_bytes())
+    monkeypatch.setattr(weights.value, "url", served.as_uri())
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    npz = _digits_npz(tmp_path / "d.npz", 10)
+    sets = [
+        "data.dataset=npz",
+        f"data.root={npz}",
+        "data.image_size=32",
+        "model.name=resnet18",
+        "model.weights=imagenet",
+    ]
+    s = setup(_cfg(tmp_path, *sets, "model.download=true"))
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / served.name
+    assert cached.read_bytes() == r18_file.read_bytes()
+    assert torch.equal(s.new_model().backbone.net.conv1.weight.detach(), torch.load(r18_file)["conv1.weight"])
+    setup(_cfg(tmp_path, *sets))  # now offline: read from the cache
+    # a file whose content does not match the hash in its name is refused, and nothing is cached
+    bad = tmp_path / "server" / "resnet18-00000000.pth"
+    bad.write_bytes(r18_file.read_bytes())
+    monkeypatch.setattr(weights.value, "url", bad.as_uri())
+    res = cli("train", *[a for kv in sets for a in ("--set", kv)], "--set", "model.download=true",
+              "--set", f"output.runs_dir={tmp_path / 'runs'}")  # fmt: skip
+    one_error_line(res, "could not be read", "hash")
+    assert not (tmp_path / "torch" / "hub" / "checkpoints" / bad.name).exists() and not (tmp_path / "runs").exists()

@@ -49,7 +49,7 @@ def start_for(cfg: Config) -> Start | None:
     m = cfg.model
     if m.weights == "none":
         return None
-    start = _read(m.name, m.weights, m.download, _stamp(m.weights))
+    start = _read(m.name, m.weights, m.download, _stamp(m.name, m.weights))
     if start.arch is not None and start.arch != m.name:
         raise CheckpointError(
             f"model.weights: {start.label} is a {start.arch} run; it does not fit model.name: {m.name}: set "
@@ -58,13 +58,18 @@ def start_for(cfg: Config) -> Start | None:
     return start
 
 
-def _stamp(spec: str) -> tuple[Any, ...]:
-    """What a read depends on besides the setting: the file's identity, or torchvision's cache directory."""
+def _stamp(arch: str, spec: str) -> tuple[Any, ...]:
+    """What a read depends on besides the setting: the identity of the file it reads (a weights name: the file in
+    torchvision's cache), so a changed or newly downloaded file is read again."""
     p = Path(spec).expanduser()
+    if arch in BACKBONES and is_weights_name(spec) and not p.exists():
+        from nntrain.models.backbones import cache_file, weights_enum
+
+        p = cache_file(weights_enum(arch, spec))
     if p.exists():
         st = p.stat()
         return (str(p.resolve()), st.st_mtime_ns, st.st_size)
-    return (torch.hub.get_dir(),)
+    return (str(p),)
 
 
 @functools.lru_cache(maxsize=4)  # sanity, cv folds and the model built by setup share one read
