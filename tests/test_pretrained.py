@@ -287,7 +287,7 @@ def test_predict_and_export_preprocess_a_pretrained_run_as_training_did(tmp_path
         probs = torch.softmax(load_model(ckpt, run / "best.pt").eval()(s.data.test.x), 1)
     assert [r["probability"] for r in rows] == pytest.approx(probs.max(1).values.tolist(), abs=1e-5)
     assert [r["predicted"] for r in rows] == [s.data.classes[i] for i in probs.argmax(1).tolist()]
-    res = cli("export", run, "--format", "onnx")
+    res = cli("export", run, "--format", "onnx", "--out", tmp_path / "model.onnx")
     assert res.exit_code == 0 and "parity on" in res.output, res.output
 
 

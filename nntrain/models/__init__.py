@@ -8,11 +8,11 @@ from nntrain.models.core import (
     build_model,
     first_layer_weights,
     init_weights,
-    load_weights,
     named_weights,
     reg_weights,
     regularization,
 )
+from nntrain.models.state import load_weights
 
 __all__ = [
     "HEAD_SIZE",

@@ -15,6 +15,7 @@ from torch import nn
 
 from nntrain.config import ModelConfig
 from nntrain.errors import CheckpointError, ConfigError
+from nntrain.models.state import mismatch
 
 CLASSIFIER = {"resnet18": "fc", "mobilenet_v3_small": "classifier.3", "efficientnet_b0": "classifier.1"}
 """The Linear layer each torchvision model ends with (ImageNet's 1000 classes): replaced by the new head."""
@@ -163,19 +164,10 @@ def load_backbone_state(model: nn.Module, state: dict[str, torch.Tensor], arch: 
     state = {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
     dropped = sorted(k for k in state if k.startswith(classifier) and k not in own)
     state = {k: v for k, v in state.items() if k not in dropped}
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [
-        (k, tuple(state[k].shape), tuple(v.shape)) for k, v in own.items() if k in state and state[k].shape != v.shape
-    ]
-    if missing or unexpected or shapes:
-        parts = [f"{k}: file {a} vs {arch} {b}" for k, a, b in shapes[:2]]
-        if missing:
-            parts.append(f"{len(missing)} of {arch}'s tensors missing (e.g. {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} tensors {arch} does not have (e.g. {unexpected[0]})")
+    why = mismatch(own, state, "file", arch)
+    if why is not None:
         raise CheckpointError(
-            f"model.weights: {source} is not a torchvision {arch} state dict ({'; '.join(parts)}); use weights "
+            f"model.weights: {source} is not a torchvision {arch} state dict ({why}); use weights "
             f"saved from torchvision.models.{arch}() (its state_dict()), or set model.name to the file's architecture"
         )
     bb.net.load_state_dict(state)

@@ -14,7 +14,7 @@ from torch import nn
 
 from nntrain.config import ModelConfig
 from nntrain.config.model import BACKBONES
-from nntrain.errors import CheckpointError, ConfigError
+from nntrain.errors import ConfigError
 
 HEAD_SIZE = 4
 """cnn: feature maps larger than HEAD_SIZE² after the conv stages are average-pooled to it, so the
@@ -138,24 +138,3 @@ def first_layer_weights(model: nn.Module) -> torch.Tensor:
         if isinstance(m, WEIGHTED):
             return m.weight.detach().cpu()
     raise ValueError("model has no conv or linear layer")
-
-
-def load_weights(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
-    """``load_state_dict`` with a message a user can act on when the architectures differ."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [
-        (k, tuple(state[k].shape), tuple(v.shape)) for k, v in own.items() if k in state and state[k].shape != v.shape
-    ]
-    if missing or unexpected or shapes:
-        parts = [f"{k}: checkpoint {a} vs model {b}" for k, a, b in shapes[:3]]
-        if missing:
-            parts.append(f"missing in checkpoint: {', '.join(missing[:3])}")
-        if unexpected:
-            parts.append(f"not in this model: {', '.join(unexpected[:3])}")
-        raise CheckpointError(
-            f"{source} does not match the configured model ({'; '.join(parts)}); "
-            "use the config the checkpoint was trained with (its run's config.yaml)"
-        )
-    model.load_state_dict(state)

@@ -20,6 +20,7 @@ from torch import nn
 from nntrain.config import Config
 from nntrain.config.model import BACKBONES, is_weights_name
 from nntrain.errors import CheckpointError
+from nntrain.models.state import mismatch
 from nntrain.runs.files import load_checkpoint
 
 
@@ -203,16 +204,11 @@ def apply_start(model: nn.Module, start: Start, arch: str, classes: tuple[str, .
 
         return load_backbone_state(model, start.state, arch, source=start.label)
     body = {k for k in own if not _in_head(k, arch)}
-    missing = [k for k in own if k in body and k not in start.state]
-    wrong = [(k, tuple(start.state[k].shape), tuple(v.shape)) for k, v in own.items()
-             if k in body and k in start.state and start.state[k].shape != v.shape]  # fmt: skip
-    extra = sorted(k for k in start.state if k not in own and not _in_head(k, arch))
-    if missing or wrong or extra:
-        parts = [f"{k}: {a} there vs {b} here" for k, a, b in wrong[:2]]
-        parts += [f"{len(missing)} layer tensors missing there (e.g. {missing[0]})"] if missing else []
-        parts += [f"{len(extra)} tensors this model does not have (e.g. {extra[0]})"] if extra else []
+    why = mismatch({k: v for k, v in own.items() if k in body},
+                   {k: v for k, v in start.state.items() if not _in_head(k, arch)}, "there", "this model")  # fmt: skip
+    if why is not None:
         raise CheckpointError(
-            f"model.weights: {start.label} is another architecture than this model ({'; '.join(parts)}); "
+            f"model.weights: {start.label} is another architecture than this model ({why}); "
             "fine-tuning loads every layer but the head: use the model section of that run's config.yaml"
         )
     head = [k for k in own if _in_head(k, arch)]
