@@ -382,3 +382,14 @@ def test_model_download_fetches_into_torchvisions_cache_and_checks_the_hash(tmp_
               "--set", f"output.runs_dir={tmp_path / 'runs'}")  # fmt: skip
     one_error_line(res, "could not be read", "hash")
     assert not (tmp_path / "torch" / "hub" / "checkpoints" / bad.name).exists() and not (tmp_path / "runs").exists()
+
+
+def test_a_backbones_update_ratio_advice_is_one_line_not_one_per_layer(tmp_path):
+    """At lr 1e-7 all 54 layers of mobilenet_v3_small barely move: one advice line, the three most extreme named."""
+    npz = _digits_npz(tmp_path / "d.npz", 10)
+    res = cli("train", *SMALL, "--set", "data.dataset=npz", "--set", f"data.root={npz}",
+              "--set", "model.name=mobilenet_v3_small", "--set", "train.epochs=2", "--set", "train.optimizer.lr=1e-7",
+              "--set", f"output.runs_dir={tmp_path / 'runs'}")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("advice (epoch 1)") and "update/weight" in ln]
+    assert len(lines) == 1 and "54 layers (" in lines[0] and "and 51 more)" in lines[0], lines

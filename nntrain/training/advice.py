@@ -274,31 +274,30 @@ class Diagnostics:
         if init is not None and math.isfinite(init) and init > 0 and (init - loss) / init >= self.cfg.flat_drop:
             return  # the loss falls well: the evidence says this lr works, whatever the ratio
         target, factor = self.cfg.update_ratio, self.cfg.update_ratio_factor
-        for key, value in r.items():
-            if not key.startswith(RATIO_PREFIX):
-                continue
-            layer, ratio = key[len(RATIO_PREFIX) :], float(value)
-            if not math.isfinite(ratio):
-                continue
-            if ratio > target * factor:
-                found.append(
-                    Advice(
-                        f"{key}.high",
-                        epoch,
-                        f"layer {layer}: update/weight ratio {ratio:.2g} is far above ~{target:g}: its updates are "
-                        f"too large; lower the learning rate (train.optimizer.lr = {self.initial_lr:g})",
-                    )
+        ratios = {k[len(RATIO_PREFIX) :]: float(v) for k, v in r.items() if k.startswith(RATIO_PREFIX)}
+        ratios = {k: v for k, v in ratios.items() if math.isfinite(v)}  # NaN: a frozen layer took no step
+        high = sorted((k for k, v in ratios.items() if v > target * factor), key=lambda k: -ratios[k])
+        low = sorted((k for k, v in ratios.items() if v < target / factor), key=lambda k: ratios[k])
+        lr = f"train.optimizer.lr = {self.initial_lr:g}"
+        if high:
+            found.append(
+                Advice(
+                    f"{RATIO_PREFIX}{high[0]}.high",
+                    epoch,
+                    f"{_layers(high, ratios)} far above ~{target:g}: {_its(high)} updates are too large; lower the "
+                    f"learning rate ({lr})",
                 )
-            elif ratio < target / factor:
-                found.append(
-                    Advice(
-                        f"{key}.low",
-                        epoch,
-                        f"layer {layer}: update/weight ratio {ratio:.2g} is far below ~{target:g}: it barely "
-                        f"learns; raise the learning rate (train.optimizer.lr = {self.initial_lr:g}) or check "
-                        f"that its gradient does not vanish",
-                    )
+            )
+        if low:
+            found.append(
+                Advice(
+                    f"{RATIO_PREFIX}{low[0]}.low",
+                    epoch,
+                    f"{_layers(low, ratios)} far below ~{target:g}: {'it' if len(low) == 1 else 'they'} barely "
+                    f"learn{'s' if len(low) == 1 else ''}; raise the learning rate ({lr}) or check that {_its(low)} "
+                    "gradient does not vanish",
                 )
+            )
 
     def _poor(self, epoch: int) -> None:
         """The end-of-run judgment: val accuracy near chance, or fallen far below its best (a diverged
@@ -391,3 +390,16 @@ class Diagnostics:
     def _emit(self, advice: Advice) -> None:
         if self.report is not None:
             self.report(advice)
+
+
+def _layers(names: list[str], ratios: dict[str, float]) -> str:
+    """One advice line for any number of layers (a torchvision backbone has 20–80): the most extreme three named."""
+    if len(names) == 1:
+        return f"layer {names[0]}: update/weight ratio {ratios[names[0]]:.2g} is"
+    shown = ", ".join(f"{n} {ratios[n]:.2g}" for n in names[:3])
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    return f"{len(names)} layers ({shown}{more}): update/weight ratios are"
+
+
+def _its(names: list[str]) -> str:
+    return "its" if len(names) == 1 else "their"
