@@ -279,10 +279,13 @@ def _flow_problems(
         if p.requires_grad:
             before[name] = p.detach().clone()
     if before:
-        make_optimizer(net, optimizer, backbone_lr).step()
+        opt = make_optimizer(net, optimizer, backbone_lr)
+        opt.step()
+        lr = {id(p): group["lr"] for group in opt.param_groups for p in group["params"]}  # a backbone's own lr
         for name, p in net.named_parameters():
             if name in before and name not in problems and torch.equal(p.detach(), before[name]):
-                problems[name] = f"unchanged by one {optimizer.name} step at lr {optimizer.lr:g} (not in the optimizer?)"
+                at = f"lr {lr[id(p)]:g}" if id(p) in lr else "no lr"
+                problems[name] = f"unchanged by one {optimizer.name} step at {at} (not in the optimizer?)"
     return problems
 
 
