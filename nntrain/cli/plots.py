@@ -31,23 +31,23 @@ def plot_filters(
     from nntrain.models import first_layer_weights
     from nntrain.pipeline.reopen import load_model, resolve_checkpoint
     from nntrain.plots import filter_tiles, filters_figure, save
+    from nntrain.report.predictions import filter_kind, start_title
     from nntrain.runs.files import load_checkpoint
 
-    layer = ""
+    layer, kind = "", ""
 
     def tiles(path: Path):
-        nonlocal layer
+        nonlocal layer, kind
         ckpt = load_checkpoint(path)
         model = load_model(ckpt, path)
         weights = first_layer_weights(model)
         name = next((n for n, p in model.named_parameters() if p is not None and p.dim() >= 2), "first layer")
-        layer = f"layer {name.removesuffix('.weight')}, weight {tuple(weights.shape)}"
+        layer, kind = f"layer {name.removesuffix('.weight')}, weight {tuple(weights.shape)}", filter_kind(weights)
         return ckpt, filter_tiles(weights, ckpt["input_shape"])
 
     path = resolve_checkpoint(source)
     target = out_path(out, force=force)
     ckpt, trained = tiles(path)
-    kind = "conv filters" if ckpt["config"]["model"]["name"] == "cnn" else "hidden units"
     panels = [(f"{len(trained)} {kind}, trained (epoch {ckpt.get('epoch', '?')})", trained)]
     if compare_init:
         init = path.parent / "init.pt"
@@ -55,7 +55,7 @@ def plot_filters(
             raise CheckpointError(
                 f"no init.pt beside '{path}': that run did not keep its initial weights; run without --compare-init"
             )
-        panels.insert(0, (f"{len(trained)} {kind}, at initialization", tiles(init)[1]))
+        panels.insert(0, (f"{len(trained)} {kind}, {start_title(ckpt['config'])}", tiles(init)[1]))
     save(filters_figure(panels, layer=layer), target)
     plain(f"wrote {target}")
 

@@ -50,19 +50,42 @@ def per_class_scores(cm: np.ndarray, classes: list[str]) -> list[dict[str, Any]]
     ]
 
 
+def start_title(config: dict[str, Any]) -> str:
+    """What a run's init.pt holds, for a filter panel's title: a random init, or the pretrained start
+    (model.weights) that fine-tuning moved away from."""
+    weights = str(config.get("model", {}).get("weights", "none"))
+    if weights.lower() == "none":
+        return "at initialization"
+    return f"at the start (model.weights: {Path(weights).name})"
+
+
+def filter_kind(weights: Any) -> str:
+    """Conv weights (out, C, kh, kw) are filters; a Linear first layer's rows are hidden units shown as images."""
+    return "conv filters" if weights.dim() == 4 else "hidden units"
+
+
 def filters(run_dir: Path, model: Any, input_shape: Any) -> list[dict[str, Any]]:
-    """The first layer's weights as pixel-exact mosaics: trained (``model``), and at init (init.pt) if kept."""
+    """The first layer's weights as pixel-exact mosaics: trained (``model``), and at init (init.pt) if kept
+    (a pretrained start: the pretrained filters, so the page shows what fine-tuning changed)."""
     from nntrain.models import first_layer_weights
     from nntrain.pipeline.reopen import load_model
     from nntrain.plots import filter_tiles, mosaic_rgb, tile_mosaic, tile_scale
     from nntrain.runs.files import load_checkpoint
 
-    panels = [("trained (best model)", filter_tiles(first_layer_weights(model), input_shape))]
+    weights = first_layer_weights(model)
+    panels = [("trained (best model)", filter_tiles(weights, input_shape))]
     init = run_dir / "init.pt"
     if init.is_file():
         ckpt = load_checkpoint(init)
-        panels.insert(0, ("at initialization", filter_tiles(first_layer_weights(load_model(ckpt, init)), input_shape)))
+        start = filter_tiles(first_layer_weights(load_model(ckpt, init)), input_shape)
+        panels.insert(0, (start_title(ckpt.get("config", {})), start))
     scale = tile_scale(panels[0][1], 32)
     return [
-        {"title": t, "n": len(tiles), "img": array_uri(mosaic_rgb(tile_mosaic(tiles), scale))} for t, tiles in panels
+        {
+            "title": t,
+            "n": len(tiles),
+            "kind": filter_kind(weights),
+            "img": array_uri(mosaic_rgb(tile_mosaic(tiles), scale)),
+        }
+        for t, tiles in panels
     ]

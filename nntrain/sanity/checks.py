@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -42,9 +43,12 @@ class CheckResult:
 
 
 def disable_dropout(model: nn.Module) -> nn.Module:
-    """Set every dropout probability to 0 (train mode stays on for BatchNorm). Mutates ``model``."""
+    """Set every dropout probability to 0, torchvision's stochastic depth (efficientnet's random skipping of
+    residual branches) included (train mode stays on for BatchNorm). Mutates ``model``."""
+    ops = sys.modules.get("torchvision.ops")  # not imported: no torchvision model exists, nothing to find
+    random_layers: tuple[type, ...] = (nn.modules.dropout._DropoutNd,) + ((ops.StochasticDepth,) if ops else ())
     for m in model.modules():
-        if isinstance(m, nn.modules.dropout._DropoutNd):
+        if isinstance(m, random_layers):
             m.p = 0.0
     return model
 
@@ -126,12 +130,25 @@ def weight_penalty(model: nn.Module, reg: float) -> float:
     return 0.5 * reg * total
 
 
+def penalty_coverage(model: nn.Module) -> str:
+    """Which tensors ``weight_penalty`` sums, in words: the output says what R(W) covers (a pretrained
+    backbone's convolutions count like any other; biases and norm layers never do)."""
+    from nntrain.models.backbones import is_backbone_param
+
+    names = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    values = sum(m.weight.numel() for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+    body = sum(is_backbone_param(n + ".weight") for n in names)
+    size = f"{values / 1e6:.1f}M" if values >= 1e5 else f"{values:,}"
+    where = f"; {body} in the backbone, {len(names) - body} in the head" if body else ""
+    return f"the {len(names)} conv/linear weights ({size} values{where}), not biases or norm layers"
+
+
 def regularization_raises_loss(
     model: nn.Module, split: Split, *, high_reg: float, rtol: float, loss_fn: LossFn = _reported_loss
 ) -> CheckResult:
     """loss(λ = high_reg) > loss(λ = 0), and their difference equals R(W) computed here."""
     penalty = weight_penalty(model, high_reg)
-    expected = f"higher by R(W) = {penalty:.6g} (±{rtol:g} relative)"
+    expected = f"higher by R(W) = {penalty:.6g} (±{rtol:g} relative) over {penalty_coverage(model)}"
     if penalty == 0:
         return CheckResult(
             "regularization",
@@ -191,9 +208,14 @@ def overfit_tiny(
     seed: int,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     max_loss_frac: float = OVERFIT_MAX_LOSS_FRAC,
+    backbone_lr: float | str | None = None,
 ) -> CheckResult:
     """Train on ``tiny`` (λ = 0, dropout off) until train accuracy is 100% AND the loss is near zero
     (≤ ``max_loss_frac``·ln C), for at most ``epochs``.
+
+    The optimizer is training's, a pretrained backbone in its own group at ``backbone_lr``, and the whole
+    net trains from the first step (train.freeze_epochs is not applied): the check asks whether the
+    complete net can memorize, the rule is the same for every model and its bound is never relaxed.
 
     Accuracy and loss are those of the epoch's own forward passes (train mode, before each step's update).
     Accuracy alone is not enough: a net that learned nothing can rank the right class first on a few samples
@@ -206,7 +228,7 @@ def overfit_tiny(
         num_classes = int(model(tiny.x[:1]).shape[-1])
         model.train(was_training)
     max_loss = max_loss_frac * math.log(num_classes)
-    opt = make_optimizer(model, optimizer)
+    opt = make_optimizer(model, optimizer, backbone_lr)
     gen = torch.Generator().manual_seed(seed)
     loss, acc, epoch = math.nan, 0.0, 0
     for epoch in range(1, epochs + 1):
@@ -312,19 +334,28 @@ def lr_probe(
     min_drop: float,
     explode_factor: float,
     seed: int,
+    backbone_lr: float | str | None = None,
+    freeze_epochs: int = 0,
 ) -> CheckResult:
     """A few hundred SGD steps at the configured lr must lower the train loss (train mode, as configured).
 
     ``steps`` is rounded up to whole epochs; start = the first step's loss (the net at init),
-    end = mean of the last ``window`` step losses.
+    end = mean of the last ``window`` step losses. A pretrained backbone trains as in ``train``: at
+    ``backbone_lr``, frozen during the first ``freeze_epochs`` epochs.
     """
-    opt = make_optimizer(model, optimizer)
+    from nntrain.models.backbones import backbone_of, set_frozen
+
+    opt = make_optimizer(model, optimizer, backbone_lr)
     gen = torch.Generator().manual_seed(seed)
     losses: list[float] = []
+    epoch = 0
     while len(losses) < steps and all(math.isfinite(v) for v in losses[-1:]):
+        epoch += 1
+        set_frozen(model, epoch <= freeze_epochs)
         losses += train_one_epoch(
             model, split, optimizer=opt, batch_size=batch_size, reg=reg, generator=gen
         ).step_losses
+    set_frozen(model, False)
     start = losses[0]
     end = float(np.mean(losses[-window:]))
     worst_step = int(np.nanargmax(np.where(np.isfinite(losses), losses, np.inf)))
@@ -333,9 +364,16 @@ def lr_probe(
     measured = f"loss {start:.4f} → {end:.4g} in {len(losses)} steps at lr {optimizer.lr:g}"
     expected = f"falls by ≥ {min_drop:.0%}, never above {explode_factor:g}× the start, finite"
     key = "train.optimizer.lr"
+    if backbone_of(model) is not None:
+        values["backbone_lr"] = opt.param_groups[-1]["lr"]
+        values["frozen_epochs"] = min(freeze_epochs, epoch)
+        measured += f", backbone at lr {values['backbone_lr']:g}"
+        measured += f", frozen for the first {values['frozen_epochs']} epoch(s)" if values["frozen_epochs"] else ""
     if not math.isfinite(peak) or peak > explode_factor * start or end >= start * (1 + min_drop):
         what = f"became {peak}" if not math.isfinite(peak) else f"rose to {peak:.4g} at step {worst_step + 1}"
         hint = f"lr too high: the loss {what}; lower {key} (now {optimizer.lr:g}), e.g. by 10x"
+        if backbone_of(model) is not None:  # fine-tuning: a pretrained backbone usually wants a smaller lr
+            hint += f", or the backbone's alone with train.backbone_lr (now {values['backbone_lr']:g}, e.g. 0.1x)"
         return CheckResult("lr_probe", False, measured, expected, hint, values)
     if end > start * (1 - min_drop):
         hint = (

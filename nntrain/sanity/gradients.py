@@ -7,12 +7,14 @@ Like ``checks.py``, each takes the model and the samples it judges and returns a
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from nntrain.config import OptimizerConfig
+from nntrain.models.backbones import PREFIX, is_backbone_param
 from nntrain.sanity.checks import CheckResult, disable_dropout
 from nntrain.training.optim import make_optimizer
 
@@ -21,15 +23,28 @@ EPS64 = torch.finfo(torch.float64).eps
 
 KINKED = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Hardtanh, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
 """Layers whose output is piecewise: a finite difference across their kink is not a derivative."""
+HARD = (nn.Hardswish, nn.Hardsigmoid)
+"""MobileNetV3's piecewise activations: kinks where the input crosses -3 and 3. Often in place, so their
+pattern is read from the input before the layer runs (a forward pre-hook)."""
+
+BACKBONE_LAYERS = 8
+"""A pretrained backbone has tens to hundreds of parameter tensors (11M values for resnet18): the gradient
+check takes the head's tensors and those of this many backbone layers, evenly spaced from the first
+(whose gradient passes through the whole net) to the last."""
 
 
 class _Kinks:
     """Records the piecewise choice of every kinked layer in one forward: which ReLU inputs are
-    positive (the output's sign pattern) and which element each max-pool window picked."""
+    positive (the output's sign pattern), which element each max-pool window picked, and on which
+    side of ±3 each hard-swish/hard-sigmoid input lies."""
 
     def __init__(self, net: nn.Module):
         self.seen: list[torch.Tensor] = []
         self.handles = [m.register_forward_hook(self._hook) for m in net.modules() if isinstance(m, KINKED)]
+        self.handles += [m.register_forward_pre_hook(self._pre) for m in net.modules() if isinstance(m, HARD)]
+
+    def _pre(self, module: nn.Module, args: tuple) -> None:
+        self.seen.append(torch.sign(args[0] + 3) + torch.sign(args[0] - 3))
 
     def _hook(self, module: nn.Module, args: tuple, out: torch.Tensor) -> None:
         if isinstance(module, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)):
@@ -52,6 +67,29 @@ class _Kinks:
             h.remove()
 
 
+_CROSSED = object()  # _relative_error's answer when a kinked layer changes its pattern within ±h
+
+
+def _relative_error(
+    flat: torch.Tensor, i: int, h: float, loss: Any, kinks: _Kinks, base: list, a: float, floor: float
+) -> Any:
+    """|a − n| / max(|a|, |n|, floor) of entry ``i`` at step ``h``; None: below float64's resolution over 2h;
+    ``_CROSSED``: a kinked layer changed its pattern within ±h."""
+    old = flat[i].item()
+    flat[i] = old + h
+    plus, at_plus = loss().item(), kinks.take()
+    flat[i] = old - h
+    minus, at_minus = loss().item(), kinks.take()
+    flat[i] = old
+    if not (_same(base, at_plus) and _same(base, at_minus)):
+        return _CROSSED
+    numeric = (plus - minus) / (2 * h)
+    resolution = 64 * EPS64 * max(abs(plus), abs(minus), 1.0) / (2 * h)  # round-off of 2 sums
+    if max(abs(a), abs(numeric)) <= 10 * resolution and abs(a - numeric) <= resolution:
+        return None
+    return abs(a - numeric) / max(abs(a), abs(numeric), floor)
+
+
 def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
     return len(a) == len(b) and all(torch.equal(u, v) for u, v in zip(a, b))
 
@@ -68,7 +106,8 @@ def gradient_check(
     seed: int,
 ) -> CheckResult:
     """Autograd versus centered finite differences, in float64 on CPU, on ``entries`` random
-    entries of every trainable parameter tensor.
+    entries of every trainable parameter tensor (a pretrained backbone: of the head's tensors and those
+    of ``BACKBONE_LAYERS`` of its layers, see ``checked_tensors``; the output names them).
 
     The loss is the mean cross-entropy (λ = 0) of the whole batch ``x`` (2-3 samples) in
     train mode, so BatchNorm's batch statistics are part of the checked function; dropout
@@ -92,6 +131,7 @@ def gradient_check(
     net.zero_grad(set_to_none=True)
     loss().backward()
     base = kinks.take()
+    chosen, sampled, n_layers = checked_tensors(net)
     gen = torch.Generator().manual_seed(seed)
     worst, worst_name, worst_at, checked, skipped = 0.0, "", -1, 0, []
     crossed, unresolved = 0, 0
@@ -102,30 +142,23 @@ def gradient_check(
                 if not p.requires_grad:
                     skipped.append(name)
                     continue
+                if name not in chosen:
+                    continue
                 analytic = p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel(), dtype=p.dtype)
                 flat = p.data.view(-1)  # parameters are contiguous: writes go to the tensor itself
                 tensor_worst, done = 0.0, 0
                 for i in torch.randperm(flat.numel(), generator=gen)[: 4 * entries].tolist():
                     if done == entries:
                         break
-                    old = flat[i].item()
-                    flat[i] = old + step
-                    plus, at_plus = loss().item(), kinks.take()
-                    flat[i] = old - step
-                    minus, at_minus = loss().item(), kinks.take()
-                    flat[i] = old
-                    if not (_same(base, at_plus) and _same(base, at_minus)):
+                    err = _relative_error(flat, i, step, loss, kinks, base, analytic[i].item(), floor)
+                    if err is _CROSSED:
                         crossed += 1  # a kink within ±h: the difference quotient is no derivative
                         continue
                     done += 1
                     checked += 1
-                    numeric = (plus - minus) / (2 * step)
-                    a = analytic[i].item()
-                    resolution = 64 * EPS64 * max(abs(plus), abs(minus), 1.0) / (2 * step)  # round-off of 2 sums
-                    if max(abs(a), abs(numeric)) <= 10 * resolution and abs(a - numeric) <= resolution:
+                    if err is None:
                         unresolved += 1  # below float64's resolution over 2h: no figure to report
                         continue
-                    err = abs(a - numeric) / max(abs(a), abs(numeric), floor)
                     if err > tensor_worst:
                         tensor_worst = err
                     if err > worst:
@@ -142,11 +175,17 @@ def gradient_check(
         "below_resolution": unresolved,
         "per_tensor": per_tensor,
         "skipped_frozen": skipped,
+        "backbone_layers": n_layers,
+        "sampled_layers": sampled,
     }
     where = f"{worst_name}[{worst_at}]" if worst_name else "no entry above float64 resolution"
+    which = f"{checked} entries"
+    if n_layers:  # say which part of an 11M-value net the figure covers
+        short = ", ".join(name.removeprefix(PREFIX + "net.") for name in sampled)
+        which += f" of the head and of {len(sampled)} of the backbone's {n_layers} layers ({short})"
     measured = (
-        f"worst relative error {worst:.2e} ({where}), {checked} entries, {len(x64)} samples "
-        f"({crossed} entries across a ReLU/max-pool kink skipped, {unresolved} below resolution)"
+        f"worst relative error {worst:.2e} ({where}), {which}, {len(x64)} samples "
+        f"({crossed} entries across a kink (ReLU, max-pool, hard-swish) skipped, {unresolved} below resolution)"
     )
     expected = f"< {tol:.0e} in float64"
     passed = worst < tol
@@ -159,42 +198,41 @@ def gradient_check(
     return CheckResult("gradient_check", passed, measured, expected, hint, values)
 
 
-def gradient_flow(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, optimizer: OptimizerConfig) -> CheckResult:
-    """After one backward pass every parameter has a finite, non-zero gradient; after one
-    optimizer step every trainable parameter changed.
+def checked_tensors(net: nn.Module) -> tuple[set[str], list[str], int]:
+    """The trainable parameters the gradient check takes: all, except in a pretrained backbone, where it takes
+    every tensor outside the backbone (the head) and those of ``BACKBONE_LAYERS`` evenly spaced backbone
+    layers. Returns (parameter names, the sampled backbone layers, how many layers the backbone has)."""
+    names = [n for n, p in net.named_parameters() if p.requires_grad]
+    layers = list(dict.fromkeys(n.rsplit(".", 1)[0] for n in names if is_backbone_param(n)))
+    if len(layers) <= BACKBONE_LAYERS:
+        return set(names), layers, len(layers)
+    picks = [layers[round(k * (len(layers) - 1) / (BACKBONE_LAYERS - 1))] for k in range(BACKBONE_LAYERS)]
+    return {n for n in names if not is_backbone_param(n) or n.rsplit(".", 1)[0] in picks}, picks, len(layers)
 
-    Eval mode (BatchNorm on running statistics, dropout off): in train mode BatchNorm makes the
-    gradient of the bias just before it exactly zero in exact arithmetic (it subtracts the batch
-    mean), a redundant parameter rather than a broken one, which would be flagged here.
+
+def gradient_flow(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    optimizer: OptimizerConfig,
+    backbone_lr: float | str | None = None,
+) -> CheckResult:
+    """After one backward pass every parameter has a finite, non-zero gradient; after one optimizer step
+    (the configured one, a backbone at ``backbone_lr``) every trainable parameter changed.
+
+    Judged in both modes, on copies (dropout off), and a tensor is flagged only when it fails in both:
+    train mode (BatchNorm on batch statistics) is the function training differentiates, but there
+    BatchNorm makes the gradient of the bias just before it exactly zero (it subtracts the batch mean), a
+    redundant parameter rather than a broken one; eval mode (running statistics) gives that bias its
+    gradient, but in a backbone whose BatchNorm still has its initial statistics (mean 0, variance 1: a
+    randomly initialized file) the signal can vanish there (mobilenet_v3_small: ∂out/∂x ~1e-11), so a step
+    moves nothing. A detached, unused or frozen tensor, or an optimizer that moves nothing, fails in both.
     """
-    was_training = model.training
-    model.eval()
-    model.zero_grad(set_to_none=True)
-    F.cross_entropy(model(x), y).backward()
-    problems: dict[str, str] = {}
-    trainable = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            problems[name] = "frozen (requires_grad=False)"
-        elif p.grad is None:
-            problems[name] = "no gradient (not connected to the loss: detached, or unused in forward)"
-        elif not torch.isfinite(p.grad).all():
-            problems[name] = "non-finite gradient"
-        elif not p.grad.any():
-            problems[name] = "gradient exactly zero"
-        if p.requires_grad:
-            trainable[name] = p.detach().clone()
+    in_train = _flow_problems(model, x, y, optimizer, backbone_lr, train=True)
+    in_eval = _flow_problems(model, x, y, optimizer, backbone_lr, train=False)
+    problems = {name: why for name, why in in_train.items() if name in in_eval}
     n_params = len(list(model.parameters()))
-    if trainable:
-        opt = make_optimizer(model, optimizer)
-        opt.step()
-        for name, p in model.named_parameters():
-            if name in trainable and name not in problems and torch.equal(p.detach(), trainable[name]):
-                problems[name] = (
-                    f"unchanged by one {optimizer.name} step at lr {optimizer.lr:g} (not in the optimizer?)"
-                )
-    model.zero_grad(set_to_none=True)
-    model.train(was_training)
     values = {"tensors": n_params, "problems": problems}
     measured = f"{n_params - len(problems)}/{n_params} tensors get a gradient and move"
     if problems:
@@ -214,6 +252,41 @@ def gradient_flow(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, optimiz
         hint,
         values,
     )
+
+
+def _flow_problems(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    optimizer: OptimizerConfig,
+    backbone_lr: float | str | None,
+    *,
+    train: bool,
+) -> dict[str, str]:
+    net = disable_dropout(copy.deepcopy(model)).train(train)
+    F.cross_entropy(net(x), y).backward()
+    problems: dict[str, str] = {}
+    before = {}
+    for name, p in net.named_parameters():
+        if not p.requires_grad:
+            problems[name] = "frozen (requires_grad=False)"
+        elif p.grad is None:
+            problems[name] = "no gradient (not connected to the loss: detached, or unused in forward)"
+        elif not torch.isfinite(p.grad).all():
+            problems[name] = "non-finite gradient"
+        elif not p.grad.any():
+            problems[name] = "gradient exactly zero"
+        if p.requires_grad:
+            before[name] = p.detach().clone()
+    if before:
+        opt = make_optimizer(net, optimizer, backbone_lr)
+        opt.step()
+        lr = {id(p): group["lr"] for group in opt.param_groups for p in group["params"]}  # a backbone's own lr
+        for name, p in net.named_parameters():
+            if name in before and name not in problems and torch.equal(p.detach(), before[name]):
+                at = f"lr {lr[id(p)]:g}" if id(p) in lr else "no lr"
+                problems[name] = f"unchanged by one {optimizer.name} step at {at} (not in the optimizer?)"
+    return problems
 
 
 def batch_independence(model: nn.Module, x: torch.Tensor) -> CheckResult:

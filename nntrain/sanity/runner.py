@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable
 from torch import nn
 
 from nntrain.errors import ConfigError, NntrainError
+from nntrain.models.backbones import set_frozen
 from nntrain.pipeline.setup import Setup
 from nntrain.sanity.checks import (
     CheckResult,
@@ -40,8 +41,13 @@ class Check:
     run: Callable[[Setup, Report], CheckResult]
 
 
-def _fresh(s: Setup) -> nn.Module:
-    return s.new_model().to(s.device)
+def _fresh(s: Setup, *, as_training_starts: bool = False) -> nn.Module:
+    """A new model from the configured start; ``as_training_starts``: with its backbone frozen when
+    train.freeze_epochs makes training's first epoch a frozen one (the loss at init is then that net's)."""
+    model = s.new_model().to(s.device)
+    if as_training_starts:
+        set_frozen(model, s.cfg.train.freeze_epochs > 0)
+    return model
 
 
 def _loss_at_init(s: Setup, report: Report) -> CheckResult:
@@ -49,7 +55,7 @@ def _loss_at_init(s: Setup, report: Report) -> CheckResult:
 
     criterion = Criterion.create(s.cfg.train, s.data.train.y, s.data.num_classes, s.device)  # weights, smoothing
     return loss_at_init(
-        _fresh(s),
+        _fresh(s, as_training_starts=True),
         s.data.train,
         s.data.num_classes,
         tol=s.cfg.sanity.init_loss_tol,
@@ -76,6 +82,7 @@ def _overfit(s: Setup, report: Report) -> CheckResult:
         batch_size=s.cfg.train.batch_size,
         seed=s.cfg.seed,
         on_epoch=report,
+        backbone_lr=s.cfg.train.backbone_lr,
     )
 
 
@@ -96,7 +103,10 @@ def _gradient_check(s: Setup, report: Report) -> CheckResult:
 
 def _gradient_flow(s: Setup, report: Report) -> CheckResult:
     n = s.cfg.train.batch_size
-    return gradient_flow(_fresh(s), s.data.train.x[:n], s.data.train.y[:n], optimizer=s.cfg.train.optimizer)
+    tc = s.cfg.train
+    return gradient_flow(
+        _fresh(s), s.data.train.x[:n], s.data.train.y[:n], optimizer=tc.optimizer, backbone_lr=tc.backbone_lr
+    )
 
 
 def _batch_independence(s: Setup, report: Report) -> CheckResult:
@@ -123,6 +133,8 @@ def _lr_probe(s: Setup, report: Report) -> CheckResult:
         min_drop=sc.lr_min_drop,
         explode_factor=sc.lr_explode_factor,
         seed=s.cfg.seed,
+        backbone_lr=tc.backbone_lr,
+        freeze_epochs=tc.freeze_epochs,
     )
 
 
