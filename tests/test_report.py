@@ -258,7 +258,8 @@ def test_runs_lists_a_damaged_run_as_damaged_and_still_shows_the_others(trained,
     res = cli("runs", str(runs), "--json")
     assert res.exit_code == 0, res.output
     rows = {r["name"]: r for r in json.loads(res.output)}
-    assert {n: r["status"] for n, r in rows.items()} == {"cut": "damaged", "bad-config": "damaged", run.name: "finished"}
+    statuses = {n: r["status"] for n, r in rows.items()}
+    assert statuses == {"cut": "damaged", "bad-config": "damaged", run.name: "finished"}
     assert rows["cut"]["model"] == "cnn" and rows["cut"]["test_acc"] is None  # what can be read is shown
     assert rows["bad-config"]["test_acc"] == rows[run.name]["test_acc"]
 
