@@ -379,6 +379,7 @@ def test_a_binary_file_as_config_names_what_it_is(tmp_path):
         (["data.image_size=1"], ["1x1 input is too small for a conv stage", "data.image_size of 2 or more"]),
         (["data.augment.crop_padding=100"], ["crop_padding=100 on 8x8 images", "use at most 3"]),
         (["data.augment.crop_padding=4"], ["crop_padding=4 on 8x8 images"]),
+        (["train.class_weights=[1,2]"], ["train.class_weights: 2 weights for 10 classes"]),  # no run dir made
     ],
 )
 @pytest.mark.parametrize("verb", ["train", "sanity", "cv"])

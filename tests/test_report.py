@@ -247,6 +247,23 @@ def test_runs_skips_an_lr_sweep_folder_and_report_refuses_it_without_writing(tra
     assert not (tmp_path / "sweep.html").exists()
 
 
+def test_runs_lists_a_damaged_run_as_damaged_and_still_shows_the_others(trained, tmp_path):
+    """The new-user trial (issue 32): one run's cut summary.json made `runs` exit 2 for every run."""
+    _, run, _, _ = trained
+    runs = tmp_path / "runs"
+    for name, damage in (("cut", "summary.json"), ("bad-config", "config.yaml")):
+        shutil.copytree(run, runs / name)
+        (runs / name / damage).write_text("{" if damage == "summary.json" else "model: [\n")
+    shutil.copytree(run, runs / run.name)
+    res = cli("runs", str(runs), "--json")
+    assert res.exit_code == 0, res.output
+    rows = {r["name"]: r for r in json.loads(res.output)}
+    statuses = {n: r["status"] for n, r in rows.items()}
+    assert statuses == {"cut": "damaged", "bad-config": "damaged", run.name: "finished"}
+    assert rows["cut"]["model"] == "cnn" and rows["cut"]["test_acc"] is None  # what can be read is shown
+    assert rows["bad-config"]["test_acc"] == rows[run.name]["test_acc"]
+
+
 def test_cv_report_folds_interval_ranking_warnings_refit(tmp_path, one_torch_thread):
     from scipy import stats
 

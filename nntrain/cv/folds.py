@@ -83,10 +83,12 @@ def check(plan: Plan, *, device_here: bool = True) -> list[tuple[np.ndarray, np.
     ds = dataset_for(plan.base)
     from nntrain.cv.space import check_space
     from nntrain.pipeline.setup import check_crop
+    from nntrain.training.loss import check_class_weights
 
     for combo in check_space(plan.base, plan.grid, plan.space):  # e.g. too many conv stages for the image size
         cfg = override(plan.base, combo)
         check_crop(cfg.data.augment.crop_padding, ds.input_shape)
+        check_class_weights(cfg.train, ds.num_classes)
         build_model(cfg.model, ds.input_shape, ds.num_classes)
     return folds
 

@@ -25,6 +25,7 @@ from nntrain.models import build_model
 from nntrain.pipeline.pretrained import Start, apply_start, effective_config, start_for, start_stats
 from nntrain.training import distributed
 from nntrain.training.device import precision_note, resolve_device
+from nntrain.training.loss import check_class_weights
 from nntrain.training.threads import choose_threads, step_macs, usable_cores
 
 
@@ -72,6 +73,7 @@ def setup(cfg: Config, *, norm: dict[str, Any] | None = None) -> Setup:
     stats = start_stats(start, ds) if norm is None else saved_stats(norm)
     data = prepare(ds, splits.train, splits.val, splits.test, device, splits=splits, stats=stats)
     check_crop(cfg.data.augment.crop_padding, data.input_shape)
+    check_class_weights(cfg.train, data.num_classes)  # else the first run directory would hold the error
     model = build_model(cfg.model, data.input_shape, data.num_classes)  # shape errors surface now
     if start is not None:  # a start of another architecture is rejected here, before any run directory
         notes += apply_start(model, start, cfg.model.name, data.classes)

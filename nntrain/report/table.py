@@ -26,8 +26,15 @@ def is_sweep(d: Path) -> bool:
 def run_row(d: Path) -> dict[str, Any]:
     from nntrain.config import read_yaml
 
-    raw = read_yaml(d / "config.yaml")
-    summary = read_summary(d)
+    damaged = False  # a config.yaml or summary.json that cannot be read: the run is listed as damaged
+    try:
+        raw = read_yaml(d / "config.yaml")
+    except NntrainError:
+        raw, damaged = {}, True
+    try:
+        summary = read_summary(d)
+    except NntrainError:
+        summary, damaged = None, True
     s = summary or {}
     return {
         "name": d.name,
@@ -38,7 +45,7 @@ def run_row(d: Path) -> dict[str, Any]:
         "best_val": s.get("best_val_acc"),
         "test_acc": s.get("test_acc"),
         "time": s.get("train_seconds"),
-        "status": status(d, summary),
+        "status": "damaged" if damaged else status(d, summary),
         "path": str(d),
     }
 

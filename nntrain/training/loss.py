@@ -29,12 +29,17 @@ def class_weights(cfg: TrainConfig, train_y: torch.Tensor, num_classes: int) -> 
         return None
     if cfg.class_weights == "balanced":
         return balanced_weights(train_y, num_classes)
-    if len(cfg.class_weights) != num_classes:
+    check_class_weights(cfg, num_classes)
+    return torch.tensor(cfg.class_weights, dtype=torch.float32)
+
+
+def check_class_weights(cfg: TrainConfig, num_classes: int) -> None:
+    """A list of class weights gives one weight per class (``setup`` checks it before any run directory exists)."""
+    if not isinstance(cfg.class_weights, str) and len(cfg.class_weights) != num_classes:
         raise ConfigError(
             f"train.class_weights: {len(cfg.class_weights)} weights for {num_classes} classes; "
             f"give one weight per class, or use balanced"
         )
-    return torch.tensor(cfg.class_weights, dtype=torch.float32)
 
 
 @dataclass
