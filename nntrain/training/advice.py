@@ -279,25 +279,14 @@ class Diagnostics:
         high = sorted((k for k, v in ratios.items() if v > target * factor), key=lambda k: -ratios[k])
         low = sorted((k for k, v in ratios.items() if v < target / factor), key=lambda k: ratios[k])
         lr = f"train.optimizer.lr = {self.initial_lr:g}"
-        if high:
-            found.append(
-                Advice(
-                    f"{RATIO_PREFIX}{high[0]}.high",
-                    epoch,
-                    f"{_layers(high, ratios)} far above ~{target:g}: {_its(high)} updates are too large; lower the "
-                    f"learning rate ({lr})",
-                )
-            )
-        if low:
-            found.append(
-                Advice(
-                    f"{RATIO_PREFIX}{low[0]}.low",
-                    epoch,
-                    f"{_layers(low, ratios)} far below ~{target:g}: {'it' if len(low) == 1 else 'they'} barely "
-                    f"learn{'s' if len(low) == 1 else ''}; raise the learning rate ({lr}) or check that {_its(low)} "
-                    "gradient does not vanish",
-                )
-            )
+        for names, side, fix in (
+            (high, "high", f"updates are too large; lower the learning rate ({lr})"),
+            (low, "low", f"updates are tiny; raise the learning rate ({lr}) or check that gradients do not vanish"),
+        ):
+            if names:
+                far = "far above" if side == "high" else "far below"
+                msg = f"{_layers(names, ratios)} {far} ~{target:g}: {fix}"
+                found.append(Advice(f"{RATIO_PREFIX}{names[0]}.{side}", epoch, msg))
 
     def _poor(self, epoch: int) -> None:
         """The end-of-run judgment: val accuracy near chance, or fallen far below its best (a diverged
@@ -399,7 +388,3 @@ def _layers(names: list[str], ratios: dict[str, float]) -> str:
     shown = ", ".join(f"{n} {ratios[n]:.2g}" for n in names[:3])
     more = f" and {len(names) - 3} more" if len(names) > 3 else ""
     return f"{len(names)} layers ({shown}{more}): update/weight ratios are"
-
-
-def _its(names: list[str]) -> str:
-    return "its" if len(names) == 1 else "their"
