@@ -18,9 +18,11 @@ from helpers import REPO, TINY_TRAIN
 
 # every way Python starts a process (https://docs.python.org/3/library/audit_events.html)
 PROBE = """
-import atexit, json, sys, sysconfig, traceback
+import atexit, json, site, sys, sysconfig, traceback
 started = []
 STDLIB = sysconfig.get_paths()["stdlib"]
+# an interpreter without a venv keeps its site-packages inside the standard library's folder
+SITE = tuple({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], *site.getsitepackages()})
 EVENTS = {"fork_exec", "subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.exec",
           "os.system", "pty.spawn", "os.startfile"}
 LIBRARY_LOOKUPS = {"/sbin/ldconfig", "fc-list"}
@@ -32,7 +34,7 @@ def hook(event, args):
         return
     # the innermost frame outside the standard library made the call (import machinery is "<frozen ...>")
     caller = next(f.filename for f in reversed(traceback.extract_stack()[:-1])
-                  if not f.filename.startswith((STDLIB, "<")))
+                  if f.filename.startswith(SITE) or not f.filename.startswith((STDLIB, "<")))
     command = str(args[0]) if event == "subprocess.Popen" else str(args[1][0]) if event == "fork_exec" else ""
     if caller.startswith(PACKAGE) or command not in LIBRARY_LOOKUPS:
         started.append([event, repr(args)[:200]])
