@@ -80,3 +80,19 @@ def test_the_resume_command_repeats_the_options_that_are_not_in_the_plan(tmp_pat
         f"nntrain cv --resume '{d}' --storage 'postgresql://u:***@h/db' (its password in place of ***) "
         "--executor ray --address 10.0.0.1:6379 --cpus-per-job 2"
     )
+
+
+@pytest.mark.parametrize("command", [["sanity"], ["lr-sweep", "--epochs", "2"]], ids=["sanity", "lr-sweep"])
+def test_sigterm_stops_sanity_and_lr_sweep_with_exit_130_and_a_message(tmp_path, command):
+    """Killed by the default action, they used to end with -15 and not a word; lr-sweep writes nothing before
+    every rate has run, so an interrupted one leaves no directory."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"device": "cpu", "output": {"runs_dir": "runs"}}))
+    p = start([*command, "-c", str(cfg)], tmp_path)
+    first = p.stdout.readline()  # sanity: the first check has started; lr-sweep: the first rate is done
+    assert first, p.stderr.read()
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130, (first, out, err)
+    assert err.strip() == "error: SIGTERM: interrupted", err
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").glob("*lr-sweep*"))

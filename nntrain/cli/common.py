@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Iterator, List, Optional
 
 import typer
 
@@ -56,13 +59,32 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
             else:
                 error(str(e))
             raise typer.Exit(e.exit_code) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             from nntrain.cli.render import error
 
-            error("interrupted")
+            error(f"{e.args[0]}: interrupted" if e.args else "interrupted")
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+@contextmanager
+def sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM stops the command as Ctrl-C does (a KeyboardInterrupt named after it, so ``guarded`` or the
+    command's own handler says what stopped it and exits 130); the default action kills the process
+    without a word. ``train`` has its own handler: it finishes the step and checkpoints first."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    old = signal.signal(signal.SIGTERM, handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def load_cfg(config: Optional[Path], overrides: Optional[List[str]], *, as_typed: bool = False):

@@ -2,36 +2,13 @@
 
 from __future__ import annotations
 
-import signal
-import threading
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, List, Optional
+from typing import Any, List, Optional
 
 import typer
 
-from nntrain.cli.common import ConfigOpt, SetOpt, guarded, load_cfg
+from nntrain.cli.common import ConfigOpt, SetOpt, guarded, load_cfg, sigterm_as_ctrl_c
 from nntrain.cli.startup import collector_paused, settle_heap
-
-
-@contextmanager
-def _sigterm_as_ctrl_c() -> Iterator[None]:
-    """SIGTERM stops cv as Ctrl-C does (a KeyboardInterrupt named after it): the executor stops its workers
-    and the search marks unfinished trials for ``--resume``; the default action would kill the process
-    with no resume hint. A fold in progress cannot be checkpointed (its result is written whole), so there
-    is no step to finish first as ``train`` does."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handle(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    old = signal.signal(signal.SIGTERM, handle)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 def resume_command(cv_dir: Path, o: Any) -> str:
@@ -166,7 +143,7 @@ def cv(
     reporter = EpochReporter("refit on the whole pool", live=False if json_out else None)
     where: list[Path] = []
     try:
-        with _sigterm_as_ctrl_c():
+        with sigterm_as_ctrl_c():
             outcome = run_cv(
                 cfg,
                 o,
@@ -177,6 +154,7 @@ def cv(
                 warn=warn,
             )
     except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: workers stopped, unfinished trials marked for --resume
+        # (a fold in progress cannot be checkpointed: its result is written whole, so no step to finish first)
         for p in shown:
             p.close()
         reporter.close()

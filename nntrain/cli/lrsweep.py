@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from nntrain.cli.common import ConfigOpt, ForceOpt, SetOpt, guarded, load_cfg, out_path
+from nntrain.cli.common import ConfigOpt, ForceOpt, SetOpt, guarded, load_cfg, out_path, sigterm_as_ctrl_c
 
 
 @guarded
@@ -40,7 +40,8 @@ def lr_sweep_cmd(
         status = "diverged" if r.diverged else f"final loss {r.final_loss:.4f}"
         plain(f"lr {r.lr:g}: {len(r.curves.records)} epoch(s), {status}")
 
-    runs = lr_sweep(s, values, epochs=epochs, progress=progress)
+    with sigterm_as_ctrl_c():  # nothing is written before every rate has run
+        runs = lr_sweep(s, values, epochs=epochs, progress=progress)
     run = RunDir.create(cfg.output.runs_dir, f"{cfg.output.run_name}-lr-sweep", config_yaml=to_yaml(cfg))
     fig = lr_sweep_figure([(r.lr, r.curves, r.diverged) for r in runs], [r.verdict for r in runs])
     save(fig, run.path / "lr-sweep.png")

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from nntrain.cli.common import ConfigOpt, SetOpt, guarded, load_cfg
+from nntrain.cli.common import ConfigOpt, SetOpt, guarded, load_cfg, sigterm_as_ctrl_c
 from nntrain.cli.startup import collector_paused, settle_heap
 
 
@@ -34,7 +34,8 @@ def sanity(
     settle_heap()
     reporter = SanityReporter(verbose=verbose, live=False if json_out else None)
     try:
-        results = run_sanity(s, callbacks=[] if json_out else [reporter])
+        with sigterm_as_ctrl_c():
+            results = run_sanity(s, callbacks=[] if json_out else [reporter])
     finally:
         reporter.close()
     ok = all(r.passed for r in results)
