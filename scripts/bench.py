@@ -38,6 +38,7 @@ from pathlib import Path
 
 from benchlib import (
     HERE,
+    EpochClock,
     arguments,
     child_env,
     cv_wall,
@@ -47,22 +48,6 @@ from benchlib import (
     median_ratio,
     set_threads,
 )
-
-
-class _EpochClock:
-    """Wall time of every epoch as the caller sees it: from the end of one epoch (its
-    callbacks, checkpoint snapshot and metrics row included) to the end of the next."""
-
-    def __init__(self) -> None:
-        self.seconds: list[float] = []
-
-    def on_fit_start(self, info) -> None:
-        self._t = time.perf_counter()
-
-    def on_epoch_end(self, record) -> None:
-        now = time.perf_counter()
-        self.seconds.append(now - self._t)
-        self._t = now
 
 
 def nntrain_epoch_seconds(s, cfg, runs_dir: str) -> dict:
@@ -75,7 +60,7 @@ def nntrain_epoch_seconds(s, cfg, runs_dir: str) -> dict:
 
     run = RunDir.create(runs_dir, "bench", config_yaml=to_yaml(cfg))
     model = s.new_model()
-    clock = _EpochClock()
+    clock = EpochClock()
     t0 = time.perf_counter()
     h = fit(
         model,

@@ -24,24 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import arguments, median_ratio
+from benchlib import EpochClock, arguments, median_ratio
 
 BATCH = 32
-
-
-class _EpochClock:
-    """Seconds of every epoch as the caller sees it (end of one epoch to the end of the next)."""
-
-    def __init__(self) -> None:
-        self.seconds: list[float] = []
-
-    def on_fit_start(self, info) -> None:
-        self._t = time.perf_counter()
-
-    def on_epoch_end(self, record) -> None:
-        now = time.perf_counter()
-        self.seconds.append(now - self._t)
-        self._t = now
 
 
 def nntrain_epochs(s, cfg, runs_dir: str) -> list[float]:
@@ -51,7 +36,7 @@ def nntrain_epochs(s, cfg, runs_dir: str) -> list[float]:
     from nntrain.training.engine import fit
 
     run = RunDir.create(runs_dir, "bench", config_yaml=to_yaml(cfg))
-    model, clock = s.new_model(), _EpochClock()
+    model, clock = s.new_model(), EpochClock()
     fit(
         model, s.data, cfg.train, seed=cfg.seed, device=s.device, run=run, checkpoint_extra=checkpoint_extra(s),
         checkpoint_seconds=cfg.output.checkpoint_seconds, callbacks=[clock],

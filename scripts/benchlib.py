@@ -24,6 +24,22 @@ for p in (str(REPO), str(HERE)):
         sys.path.insert(0, p)
 
 
+class EpochClock:
+    """Wall time of every epoch as the caller sees it: from the end of one epoch (its
+    callbacks, checkpoint snapshot and metrics row included) to the end of the next."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    def on_fit_start(self, info) -> None:
+        self._t = time.perf_counter()
+
+    def on_epoch_end(self, record) -> None:
+        now = time.perf_counter()
+        self.seconds.append(now - self._t)
+        self._t = now
+
+
 def arguments(
     doc: str | None,
     reps: int | None = 5,
