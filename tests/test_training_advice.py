@@ -128,6 +128,21 @@ def test_overfit_stays_quiet_while_val_rises_and_on_a_dip_below_its_best():
     assert "overfit" not in rules(dip)
 
 
+def test_update_ratio_advice_comes_once_per_direction_when_the_leading_layer_changes():
+    """The rule speaks for every layer at once; a new most-extreme layer next epoch is not new advice."""
+    diag = Diagnostics(DiagnosticsConfig(update_ratio=1e-3, update_ratio_factor=100, early_epochs=3))
+    run_records(
+        diag,
+        [
+            record(1, 2.29, conv1=0.5, conv2=0.3, fc1=1e-3),
+            record(2, 2.29, conv1=0.3, conv2=0.9, fc1=1e-3),  # conv2 now leads: the same advice
+        ],
+    )
+    ratio_rules = [r for r in rules(diag) if r.startswith("update_ratio.")]
+    assert ratio_rules == ["update_ratio.conv1.high"]
+    assert "2 layers (conv1 0.5, conv2 0.3)" in diag.advice[0].message
+
+
 def test_update_ratio_names_the_layer_and_the_direction_early_only():
     diag = Diagnostics(DiagnosticsConfig(update_ratio=1e-3, update_ratio_factor=100, early_epochs=2))
     run_records(

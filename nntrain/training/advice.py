@@ -357,7 +357,8 @@ class Diagnostics:
         return float(record["train_loss"])
 
     def _new(self, advice: Advice) -> bool:
-        return not any(a.rule == advice.rule for a in self.advice)  # each piece of advice once
+        """Each piece of advice once; the update-ratio rule once per direction, whichever layer leads it."""
+        return not any(_same_rule(a.rule, advice.rule) for a in self.advice)
 
     def _give_all(self, found: list[Advice]) -> None:
         """Report new advice; advice to raise the lr is dropped in an epoch where any says to lower it,
@@ -379,6 +380,12 @@ class Diagnostics:
     def _emit(self, advice: Advice) -> None:
         if self.report is not None:
             self.report(advice)
+
+
+def _same_rule(a: str, b: str) -> bool:
+    if a.startswith(RATIO_PREFIX) and b.startswith(RATIO_PREFIX):
+        return a.rsplit(".", 1)[1] == b.rsplit(".", 1)[1]  # high | low
+    return a == b
 
 
 def _layers(names: list[str], ratios: dict[str, float]) -> str:
